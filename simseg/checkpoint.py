@@ -1,0 +1,119 @@
+"""Atomic writes and the handoff between stages.
+
+Every file is written next to its destination under a temporary name, flushed to disk and renamed over it, so a
+reader (or a run killed mid-save) sees either the old complete file or the new complete one. The export a stage
+hands to the next is ``encoder.safetensors``: encoder weights plus, in the file's metadata, the architecture that
+rebuilds them, so :func:`load_encoder` needs nothing but the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from simseg.errors import SimsegError
+
+EXPORT_FORMAT = "simseg-encoder/1"
+
+
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise SimsegError(f"disk full while writing {path}: free space on that disk and rerun with resume=true "
+                              f"(files already written are intact)") from None
+        raise SimsegError(f"cannot write {path} ({err.strerror or err}): check the folder's permissions") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def atomic_write_json(path: str | Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Atomically save tensors (contiguous CPU copies) as safetensors with string metadata."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    payload = safetensors_bytes(tensors, metadata=metadata)
+    atomic_write(path, lambda f: f.write(payload))
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, or one line saying why it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise SimsegError(f"checkpoint {path} does not exist: give a run folder or its .safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            return {k: file.get_tensor(k) for k in file.keys()}, dict(file.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SimsegError(f"checkpoint {path} is not a readable safetensors file ({err}): re-export it from its run") from None
+
+
+def export_encoder(path: str | Path, encoder: torch.nn.Module, model_cfg, extra: dict[str, str] | None = None) -> None:
+    """Write the encoder's weights with the architecture that rebuilds them."""
+    from simseg.config import to_dict
+
+    metadata = {"format": EXPORT_FORMAT, "model": json.dumps(to_dict(model_cfg)), **(extra or {})}
+    save_weights(path, encoder.state_dict(), metadata)
+
+
+def export_path(path: str | Path, filename: str = "encoder.safetensors") -> Path:
+    """A run folder's ``filename``, or ``path`` itself when it is a file."""
+    path = Path(path).expanduser()
+    return path / filename if path.is_dir() else path
+
+
+def load_encoder(path: str | Path, expected=None, **model_overrides):
+    """Build the encoder saved at ``path`` (a run folder or its ``encoder.safetensors``) and load its weights.
+
+    ``expected`` is the :class:`ModelConfig` the caller will use; an export of another architecture is refused with
+    the differing fields named. ``model_overrides`` change non-architecture fields (e.g. ``drop_path_rate=0.1``).
+    Returns ``(encoder, model_cfg)``.
+    """
+    from simseg.config import ModelConfig, build
+    from simseg.vit import build_encoder
+
+    file = export_path(path)
+    tensors, metadata = read_weights(file)
+    if metadata.get("format") != EXPORT_FORMAT or "model" not in metadata:
+        raise SimsegError(f"{file} is not a simseg encoder export (no '{EXPORT_FORMAT}' metadata): "
+                          f"use the encoder.safetensors a simseg stage wrote")
+    saved = json.loads(metadata["model"])
+    model_cfg = build(ModelConfig, {**saved, **model_overrides}, "model.")
+    if expected is not None:
+        mine, theirs = expected.architecture(), model_cfg.architecture()
+        differing = [f"{k}: export {theirs[k]}, config {mine[k]}" for k in mine if mine[k] != theirs[k]]
+        if differing:
+            raise SimsegError(f"{file} was trained with another architecture ({'; '.join(differing)}): "
+                              f"set those model.* keys to the export's values or export a matching encoder")
+    encoder = build_encoder(model_cfg)
+    missing, unexpected = encoder.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise SimsegError(f"{file} does not match its recorded architecture (missing {sorted(missing)[:3]}, "
+                          f"unexpected {sorted(unexpected)[:3]}): the file is damaged; re-export it")
+    return encoder, model_cfg

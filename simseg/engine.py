@@ -1,0 +1,66 @@
+"""One training epoch and one evaluation pass, shared by every stage.
+
+Task models take keyword inputs and return a dict with ``"loss"`` (and, for evaluation, ``"loss_per_image"``), so
+these loops never branch on the task; ``make_inputs(batch)`` turns a loader batch into the model's keywords.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from simseg.errors import SimsegError
+from simseg.optim import set_lr
+
+LOG_EVERY = 10  # steps between loss read-outs: each one is a device sync
+
+
+def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: int, lr_at: Callable[[int], float],
+                    make_inputs: Callable, grad_clip: float, progress: bool = True) -> tuple[dict, int]:
+    """Train for one pass over ``loader``; returns ({loss, lr, images, seconds, images_per_s}, next step)."""
+    model.train()
+    loss_sum, batches, images = torch.zeros((), device=accelerator.device), 0, 0
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+               disable=not (progress and accelerator.is_main_process))
+    start = time.perf_counter()
+    for batch in loader:
+        lr = lr_at(step)
+        set_lr(optimizer, lr)
+        inputs = make_inputs(batch)
+        loss = model(**inputs)["loss"]
+        accelerator.backward(loss)
+        if grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum += loss.detach()
+        batches += 1
+        step += 1
+        images += len(next(iter(inputs.values()))) * accelerator.num_processes
+        if batches % LOG_EVERY == 0 or batches == len(loader):
+            mean_loss = loss_sum.item() / batches
+            if not math.isfinite(mean_loss):
+                raise SimsegError(f"training loss became {mean_loss} in epoch {epoch} before step {step}: lower "
+                                  f"train.lr or use train.mixed_precision=no; resume=true restarts from the last epoch")
+            bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{images / (time.perf_counter() - start):.0f}")
+        bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - start
+    mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(batches, 1)
+    return {"loss": mean_loss, "lr": lr_at(step - 1), "images": images, "seconds": seconds,
+            "images_per_s": images / seconds}, step
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator, make_inputs: Callable) -> float:
+    """Mean of the per-image losses over the whole loader (every process's share, padding removed)."""
+    model.eval()
+    losses = []
+    for batch in loader:
+        out = model(**make_inputs(batch))
+        losses.append(accelerator.gather_for_metrics(out["loss_per_image"].float()))
+    return torch.cat(losses).mean().item()

@@ -1,0 +1,45 @@
+"""Optimiser and learning-rate schedule. The LR is a pure function of the step (nanoGPT's habit): resuming needs
+only the step, and the schedule can be tested and plotted without a model."""
+
+from __future__ import annotations
+
+import torch
+from timm.optim import param_groups_weight_decay
+
+
+def milestone_epochs(milestones: list[float], epochs: int) -> list[int]:
+    """Milestones below 1 are fractions of ``epochs``, others are epoch numbers: [0.5, 0.85] of 100 -> [50, 85]."""
+    return sorted(round(m * epochs) if m < 1 else int(m) for m in milestones)
+
+
+def step_lr(step: int, base_lr: float, warmup_steps: int, milestone_steps: list[int], decay: float) -> float:
+    """Linear warmup over ``warmup_steps``, then ``base_lr`` times ``decay`` once per milestone passed.
+
+    "LR x 0.1 after epoch 50" means the first step of epoch 50 (0-based) already uses the lower rate.
+    """
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    return base_lr * decay ** sum(step >= m for m in milestone_steps)
+
+
+def schedule_for(train_cfg, steps_per_epoch: int):
+    """The run's ``step -> lr`` function."""
+    milestones = [e * steps_per_epoch for e in milestone_epochs(train_cfg.milestones, train_cfg.epochs)]
+    warmup = round(train_cfg.warmup_epochs * steps_per_epoch)
+
+    def lr_at(step: int) -> float:
+        return step_lr(step, train_cfg.lr, warmup, milestones, train_cfg.lr_decay)
+
+    return lr_at
+
+
+def build_adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW without decay on 1-D parameters (norms, biases) and on the model's ``no_weight_decay()`` names
+    (position embedding, cls token, mask token)."""
+    groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=model.no_weight_decay())
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

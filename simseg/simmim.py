@@ -1,0 +1,66 @@
+"""SimMIM: masked patches are replaced by a learned mask token, every token goes through the encoder, and a linear
+decoder predicts each patch's pixels; the loss is L1 on the masked pixels only (Xie et al., 2022)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from timm.layers import trunc_normal_
+from timm.models.vision_transformer import VisionTransformer
+
+from simseg.masking import flatten_mask, mask_to_pixels
+from simseg.patches import unpatchify
+
+
+def masked_l1_loss(reconstruction: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+    """Per-image mean absolute error over masked pixels and all channels.
+
+    reconstruction, target: (B, C, H, W); pixel_mask: (B, 1, H, W), 1 where masked. Returns (B,).
+    Visible pixels contribute nothing, whatever is predicted there.
+    """
+    weight = pixel_mask.to(reconstruction.dtype)
+    error = (reconstruction - target).abs() * weight  # (B, C, H, W)
+    channels = reconstruction.shape[1]
+    return error.flatten(1).sum(1) / (weight.flatten(1).sum(1) * channels).clamp_min(1)
+
+
+class SimMIM(nn.Module):
+    """Encoder + mask token + linear pixel decoder.
+
+    ``forward(images, mask)`` takes normalised images (B, 3, H, W) and a patch mask (B, H/p, W/p), True = masked,
+    and returns ``{"loss": scalar, "loss_per_image": (B,), "reconstruction": (B, 3, H, W)}``.
+    """
+
+    def __init__(self, encoder: VisionTransformer):
+        super().__init__()
+        self.encoder = encoder
+        self.patch_size = encoder.patch_embed.patch_size[0]
+        self.grid = encoder.patch_embed.grid_size
+        dim = encoder.embed_dim
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        trunc_normal_(self.mask_token, std=0.02)
+        # SimMIM's decoder is a 1x1 conv to p*p*3 channels plus pixel shuffle: per token, one linear layer.
+        self.decoder = nn.Linear(dim, self.patch_size**2 * 3)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"mask_token"} | {f"encoder.{name}" for name in self.encoder.no_weight_decay()}
+
+    def encode(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (B, N, D) of images whose masked patches were replaced by the mask token.
+
+        Mirrors timm's ``VisionTransformer.forward_features`` with the replacement between the patch embedding and
+        the position embedding, so masked tokens still learn where they are.
+        """
+        enc = self.encoder
+        tokens = enc.patch_embed(images)  # (B, N, D)
+        masked = flatten_mask(mask).unsqueeze(-1)  # (B, N, 1)
+        tokens = torch.where(masked, self.mask_token.to(tokens.dtype), tokens)
+        tokens = enc.norm_pre(enc.patch_drop(enc._pos_embed(tokens)))  # (B, 1 + N, D) with the cls token
+        tokens = enc.norm(enc.blocks(tokens))
+        return tokens[:, enc.num_prefix_tokens:]  # (B, N, D)
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        patches = self.decoder(self.encode(images, mask))  # (B, N, p*p*3)
+        reconstruction = unpatchify(patches, self.patch_size, self.grid)  # (B, 3, H, W)
+        loss_per_image = masked_l1_loss(reconstruction, images, mask_to_pixels(mask, self.patch_size))
+        return {"loss": loss_per_image.mean(), "loss_per_image": loss_per_image, "reconstruction": reconstruction}

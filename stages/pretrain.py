@@ -1,0 +1,144 @@
+"""Stage 1: SimMIM masked-image pretraining of the encoder on unlabelled images.
+
+    accelerate launch stages/pretrain.py -c configs/pretrain.yaml data.source=/data/imagenet/train data.subset=45k
+    python stages/pretrain.py train.epochs=2          # the same, one process
+    simseg pretrain ...                               # the same, from the installed CLI
+
+Writes into ``output_dir``: config.yaml, metrics.jsonl, metrics.json, encoder.safetensors (the export later stages
+load), model.safetensors (encoder + decoder, for grids), grids/epoch_NNN.png and state/ (for ``resume=true``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from torch.utils.data import DataLoader
+
+from simseg.checkpoint import atomic_write_json, export_encoder, save_weights
+from simseg.cli_utils import run_main, stage_config
+from simseg.config import PretrainConfig, to_dict
+from simseg.data import open_image_source, resolve_val_size, split_indices
+from simseg.engine import evaluate, train_one_epoch
+from simseg.loaders import TransformedImages, WithFixedMasks, epoch_seed
+from simseg.masking import random_unit_mask
+from simseg.optim import build_adamw, schedule_for
+from simseg.plots import save_reconstruction_grid
+from simseg.rundir import (append_metrics, load_state, prepare_run_dir, read_metrics, save_state, truncate_metrics,
+                           write_config)
+from simseg.sizes import parse_size
+from simseg.simmim import SimMIM
+from simseg.transforms import eval_transform, pretrain_transform
+from simseg.vit import build_encoder
+
+
+def main(cfg: PretrainConfig) -> Path:
+    accelerator = Accelerator(
+        mixed_precision=cfg.train.mixed_precision,
+        log_with=cfg.log.trackers or None,
+        project_dir=cfg.output_dir,
+        # The sampler's shuffle is seeded by (seed, epoch): a resumed epoch sees the batches an uninterrupted one would.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+    )
+    run_dir = prepare_run_dir(cfg) if accelerator.is_main_process else Path(cfg.output_dir)
+    accelerator.wait_for_everyone()
+    torch.manual_seed(cfg.seed)
+
+    # --- data: held-out images first (fixed for every subset size), then the seeded training subset -------------
+    source = open_image_source(cfg.data, stream="pretrain")
+    val_size = resolve_val_size(cfg.data, len(source))
+    subset = parse_size(cfg.data.subset, "data.subset") if cfg.data.subset else None
+    train_idx, val_idx = split_indices(len(source), val_size, subset, cfg.seed, source.name)
+    img, patch = cfg.model.img_size, cfg.model.patch_size
+    train_set = TransformedImages(source, train_idx, pretrain_transform(cfg.aug, img))
+    # Fixed masks for the held-out images: the validation loss and the grids compare like with like across epochs.
+    val_masks = random_unit_mask(len(val_idx), img, patch, cfg.mask.unit, cfg.mask.ratio,
+                                 generator=torch.Generator().manual_seed(cfg.seed))
+    val_set = WithFixedMasks(TransformedImages(source, val_idx, eval_transform(img, cfg.aug.mean, cfg.aug.std)), val_masks)
+    loader_args = dict(batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers,
+                       pin_memory=accelerator.device.type == "cuda")
+    train_loader = DataLoader(train_set, shuffle=True, **loader_args)
+    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+    accelerator.print(f"pretraining on {len(train_set):,} images of {source.name} ({len(val_set)} held out)")
+
+    # --- model and optimiser ------------------------------------------------------------------------------------
+    model = SimMIM(build_encoder(cfg.model))
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay)
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    lr_at = schedule_for(cfg.train, len(train_loader))
+
+    # --- resume ---------------------------------------------------------------------------------------------------
+    start_epoch, step = 0, 0
+    progress = load_state(accelerator, run_dir) if cfg.resume else None
+    if progress is not None:
+        start_epoch, step = progress["epoch"], progress["step"]
+        accelerator.print(f"resuming {run_dir} at epoch {start_epoch} of {cfg.train.epochs}")
+    if accelerator.is_main_process:
+        truncate_metrics(run_dir, start_epoch)  # epochs logged after the last saved state run again
+        if progress is None:
+            write_config(run_dir, cfg)
+    if cfg.log.trackers:
+        accelerator.init_trackers("pretrain", config=to_dict(cfg))
+
+    def masked_batch(images: torch.Tensor) -> dict:
+        mask = random_unit_mask(len(images), img, patch, cfg.mask.unit, cfg.mask.ratio, mask_generator)
+        return {"images": images, "mask": mask}
+
+    # --- training loop ------------------------------------------------------------------------------------------
+    start = time.perf_counter()
+    for epoch in range(start_epoch, cfg.train.epochs):
+        seed = epoch_seed(cfg.seed, epoch, accelerator.process_index)
+        torch.manual_seed(seed)  # augmentation (worker seeds), dropout
+        mask_generator = torch.Generator(accelerator.device).manual_seed(seed)
+        train_loader.set_epoch(epoch)
+        stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step, lr_at=lr_at,
+                                      make_inputs=masked_batch, grad_clip=cfg.train.grad_clip, progress=cfg.log.progress)
+        val_loss = evaluate(model, val_loader, accelerator, make_inputs=lambda batch: {"images": batch[0], "mask": batch[1]})
+        record = {"epoch": epoch, "step": step, "train_loss": stats["loss"], "val_loss": val_loss, "lr": stats["lr"],
+                  "images_per_s": stats["images_per_s"], "seconds": stats["seconds"]}
+        accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}, val loss {val_loss:.4f}, "
+                          f"{stats['images_per_s']:.0f} images/s")
+        accelerator.log(record, step=step)
+        last = epoch == cfg.train.epochs - 1
+        if accelerator.is_main_process:
+            append_metrics(run_dir, record)
+            write_exports(accelerator.unwrap_model(model), cfg, run_dir)
+            if last or (cfg.log.grid_every and (epoch + 1) % cfg.log.grid_every == 0):
+                write_grid(accelerator.unwrap_model(model), val_set, cfg, run_dir / "grids" / f"epoch_{epoch:03d}.png",
+                           f"epoch {epoch}, val loss {val_loss:.4f}")
+        save_state(accelerator, run_dir, {"epoch": epoch + 1, "step": step})
+
+    # --- final figures ------------------------------------------------------------------------------------------
+    if accelerator.is_main_process:
+        history = read_metrics(run_dir)
+        seconds = sum(r["seconds"] for r in history)
+        atomic_write_json(run_dir / "metrics.json", {
+            "epochs": cfg.train.epochs, "train_images": len(train_set), "val_images": len(val_set),
+            "final_train_loss": history[-1]["train_loss"], "final_val_loss": history[-1]["val_loss"],
+            "best_val_loss": min(r["val_loss"] for r in history),
+            "train_seconds": seconds, "images_per_s": len(train_set) * len(history) / seconds,
+            "encoder_parameters": sum(p.numel() for p in accelerator.unwrap_model(model).encoder.parameters()),
+        })
+        accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
+    accelerator.end_training()
+    return run_dir
+
+
+def write_exports(model: SimMIM, cfg: PretrainConfig, run_dir: Path) -> None:
+    """encoder.safetensors (what later stages load) and model.safetensors (encoder + decoder, for grids)."""
+    export_encoder(run_dir / "encoder.safetensors", model.encoder, cfg.model, {"stage": "pretrain"})
+    save_weights(run_dir / "model.safetensors", model.state_dict(), {"stage": "pretrain"})
+
+
+def write_grid(model: SimMIM, val_set: WithFixedMasks, cfg: PretrainConfig, path: Path, title: str) -> None:
+    rows = min(cfg.log.grid_rows, len(val_set))
+    images = torch.stack([val_set[i][0] for i in range(rows)]).to(next(model.parameters()).device)
+    masks = val_set.masks[:rows].to(images.device)
+    save_reconstruction_grid(path, model, images, masks, cfg.aug.mean, cfg.aug.std, title)
+
+
+if __name__ == "__main__":
+    run_main(lambda argv: main(stage_config(PretrainConfig, argv, "pretrain")), sys.argv[1:])
