@@ -71,7 +71,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         with safe_open(str(path), framework="pt") as file:
             return {k: file.get_tensor(k) for k in file.keys()}, dict(file.metadata() or {})
     except (SafetensorError, OSError, ValueError) as err:
-        raise SimsegError(f"checkpoint {path} is not a readable safetensors file ({err}): re-export it from its run") from None
+        raise SimsegError(f"checkpoint {path} is not a readable safetensors file ({err}): "
+                          f"re-export it from its run") from None
 
 
 def export_encoder(path: str | Path, encoder: torch.nn.Module, model_cfg, extra: dict[str, str] | None = None) -> None:

@@ -74,7 +74,8 @@ def grid(argv: list[str]) -> Path:
     tensors, _ = read_weights(run_dir / "model.safetensors")
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
-        raise SimsegError(f"{run_dir}/model.safetensors does not fit the run's config.yaml: was it copied from another run?")
+        raise SimsegError(f"{run_dir}/model.safetensors does not fit the run's config.yaml: "
+                          f"was it copied from another run?")
     source = open_image_source(DataConfig(source=args.data), stream="grid")
     if args.n < 1:
         raise SimsegError("--n must be at least 1")
@@ -82,7 +83,8 @@ def grid(argv: list[str]) -> Path:
     picks = torch.randperm(len(source), generator=generator)[: args.n].tolist()
     transform = eval_transform(cfg.model.img_size, cfg.aug.mean, cfg.aug.std)
     images = torch.stack([transform(source.image(i)) for i in picks])
-    masks = random_unit_mask(len(picks), cfg.model.img_size, cfg.model.patch_size, cfg.mask.unit, cfg.mask.ratio, generator)
+    masks = random_unit_mask(len(picks), cfg.model.img_size, cfg.model.patch_size, cfg.mask.unit, cfg.mask.ratio,
+                             generator)
     out = Path(args.out) if args.out else run_dir / "grids" / "grid.png"
     save_reconstruction_grid(out, model, images, masks, cfg.aug.mean, cfg.aug.std, f"{run_dir.name} on {source.name}")
     print(f"wrote {out}")

@@ -12,7 +12,7 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -27,10 +27,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclasses.dataclass
 class DataConfig:
     source: str = "synthetic"
-    """``synthetic``, an image folder (ImageFolder or flat), a ``save_to_disk`` dataset, parquet/arrow files or a hub name."""
-    subset: Optional[str] = None
+    """``synthetic``, an image folder (ImageFolder or flat), a ``save_to_disk`` dataset, parquet/arrow files or a
+    hub name."""
+    subset: str | None = None
     """Seeded random subset of the training images: ``250``, ``1k``, ``1.5k``, ``45k``; null = all."""
-    val_size: Optional[str] = None
+    val_size: str | None = None
     """Held-out images for the validation loss and the grids; null = min(1% of the source, 500), at least 1."""
     image_column: str = ""
     """Image column of a ``datasets`` source; empty = the first column of Image type."""
@@ -58,18 +59,22 @@ class ModelConfig:
     """The encoder. Architecture fields left null take the values of the registered architecture ``name``."""
 
     name: str = DEFAULT_ARCHITECTURE
-    img_size: Optional[int] = None
-    patch_size: Optional[int] = None
-    embed_dim: Optional[int] = None
-    depth: Optional[int] = None
-    num_heads: Optional[int] = None
-    mlp_dim: Optional[int] = None
+    img_size: int | None = None
+    patch_size: int | None = None
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_dim: int | None = None
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    pos_embed_init: Literal["random", "sincos"] = "random"
+    """Initial value of the (learned) position embedding: timm's small random values, or 2-D sin-cos as in MAE,
+    which lets masked tokens find their neighbours from the first step."""
 
     def __post_init__(self):
-        _check(self.name in ARCHITECTURES, f"model.name '{self.name}' is unknown; choose one of {sorted(ARCHITECTURES)}")
+        _check(self.name in ARCHITECTURES,
+               f"model.name '{self.name}' is unknown; choose one of {sorted(ARCHITECTURES)}")
         for key, value in ARCHITECTURES[self.name].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
@@ -80,7 +85,8 @@ class ModelConfig:
 
     def architecture(self) -> dict[str, Any]:
         """The fields that decide the weights' shapes: an export from another architecture is refused on these."""
-        return {key: getattr(self, key) for key in ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")}
+        keys = ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")
+        return {key: getattr(self, key) for key in keys}
 
 
 @dataclasses.dataclass
@@ -137,7 +143,8 @@ class AugConfig:
         low, high = self.crop_scale
         _check(0 < low <= high <= 1, "aug.crop_scale must be two numbers with 0 < low <= high <= 1")
         _check(0 < self.crop_ratio[0] <= self.crop_ratio[1], "aug.crop_ratio must be two numbers with 0 < low <= high")
-        _check(0 <= self.hflip <= 1 and 0 <= self.color_jitter_prob <= 1, "aug.hflip and aug.color_jitter_prob are probabilities")
+        _check(0 <= self.hflip <= 1 and 0 <= self.color_jitter_prob <= 1,
+               "aug.hflip and aug.color_jitter_prob are probabilities")
         _check(all(s > 0 for s in self.std), "aug.std must be positive")
 
 

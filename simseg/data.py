@@ -52,7 +52,8 @@ def open_image_source(data_cfg, stream: str) -> ImageSource:
     return DatasetSource.from_hub(source, data_cfg.split, data_cfg.image_column)
 
 
-def split_indices(count: int, val_size: int, subset: int | None, seed: int, source_name: str) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(count: int, val_size: int, subset: int | None, seed: int,
+                  source_name: str) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, val) index arrays.
 
     The validation images are held out first, so they are the same for every subset size of one seed, and the
@@ -65,7 +66,8 @@ def split_indices(count: int, val_size: int, subset: int | None, seed: int, sour
     if subset is not None:
         if subset > len(rest):
             raise SimsegError(
-                f"data.subset={format_size(subset)} asks for {subset:,} training images but {source_name} has {count:,} "
+                f"data.subset={format_size(subset)} asks for {subset:,} training images but {source_name} has "
+                f"{count:,} "
                 f"({len(rest):,} after holding out {val_size} for validation): choose a smaller data.subset")
         rest = rest[:subset]
     return rest, val
@@ -97,9 +99,11 @@ def read_rgb(path: Path) -> Image.Image:
         with Image.open(path) as image:
             return image.convert("RGB")
     except FileNotFoundError:
-        raise SimsegError(f"image {path} disappeared while reading the data: restore it or rebuild the file list") from None
+        raise SimsegError(f"image {path} disappeared while reading the data: restore it or rebuild the "
+                          f"file list") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise SimsegError(f"image {path} cannot be read ({err.__class__.__name__}): delete or replace the file") from None
+        raise SimsegError(f"image {path} cannot be read ({err.__class__.__name__}): delete or replace "
+                          f"the file") from None
 
 
 class FolderSource:
@@ -114,7 +118,8 @@ class FolderSource:
         files = []
         for folder, subfolders, names in os.walk(root, followlinks=True):
             subfolders.sort()
-            files += [Path(folder) / n for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
+            files += [Path(folder) / n for n in sorted(names)
+                      if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
         if not files:
             raise SimsegError(f"data.source {root} holds no images ({', '.join(IMAGE_EXTENSIONS)}): check the folder")
         self.files = files
@@ -140,14 +145,16 @@ class DatasetSource:
             if path.is_dir() and any((path / marker).exists() for marker in _DATASET_MARKERS):
                 dataset = datasets.load_from_disk(str(path))
             else:
-                files = sorted(str(p) for p in path.iterdir() if p.suffix in _TABLE_EXTENSIONS) if path.is_dir() else [str(path)]
+                files = ([str(path)] if not path.is_dir() else
+                         sorted(str(p) for p in path.iterdir() if p.suffix in _TABLE_EXTENSIONS))
                 kind = "parquet" if files[0].endswith(".parquet") else "arrow"
                 dataset = datasets.load_dataset(kind, data_files=files, split="train")
         except SimsegError:
             raise
         except Exception as err:  # datasets raises many types; the user needs the path and the reason
             raise SimsegError(f"data.source {path} is not a readable datasets dataset ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}): save it with save_to_disk or give parquet files") from None
+                              f"{str(err).splitlines()[0] if str(err) else ''}): save it with save_to_disk or "
+                              f"give parquet files") from None
         return cls._pick(dataset, split, image_column, str(path))
 
     @classmethod
@@ -158,7 +165,8 @@ class DatasetSource:
             dataset = datasets.load_dataset(name, split=split)
         except Exception as err:  # offline, unknown name, gated: all end the same way for the user
             raise SimsegError(f"data.source '{name}' is not a local path and could not be loaded from the hub "
-                              f"({type(err).__name__}): check the path, or the name and network for hub datasets") from None
+                              f"({type(err).__name__}): check the path, or the name and network for hub "
+                              f"datasets") from None
         return cls._pick(dataset, split, image_column, name)
 
     @classmethod

@@ -7,6 +7,7 @@ these loops never branch on the task; ``make_inputs(batch)`` turns a loader batc
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
     model.train()
     loss_sum, batches, images = torch.zeros((), device=accelerator.device), 0, 0
     bar = tqdm(total=len(loader), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not a flood
                disable=not (progress and accelerator.is_main_process))
     start = time.perf_counter()
     for batch in loader:

@@ -23,6 +23,6 @@ def one_line(error: BaseException) -> str:
     text = str(error).strip()
     if "Original Traceback" in text:
         last = text.splitlines()[-1]
-        prefix = f"{type(error).__name__}: "
-        text = last[len(prefix):] if last.startswith(prefix) else last
+        name, sep, rest = last.partition(": ")  # "simseg.errors.SimsegError: <our line>"
+        text = rest if sep and name.rsplit(".", 1)[-1] == type(error).__name__ else last
     return text.splitlines()[0] if text else type(error).__name__

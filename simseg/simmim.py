@@ -4,9 +4,9 @@ decoder predicts each patch's pixels; the loss is L1 on the masked pixels only (
 from __future__ import annotations
 
 import torch
-from torch import nn
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
 from simseg.masking import flatten_mask, mask_to_pixels
 from simseg.patches import unpatchify

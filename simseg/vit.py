@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 
@@ -17,7 +19,8 @@ ARCHITECTURES: dict[str, dict[str, int]] = {
     # The study's encoder: image 128, patch 16, dim 128, depth 12, heads 8, MLP 512 (~2.49M parameters).
     "simseg_vit_tiny_patch16_128": dict(img_size=128, patch_size=16, embed_dim=128, depth=12, num_heads=8, mlp_dim=512),
     # ViT-B/16 at the same resolution, which the study also tried (~85.7M parameters).
-    "simseg_vit_base_patch16_128": dict(img_size=128, patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_dim=3072),
+    "simseg_vit_base_patch16_128": dict(img_size=128, patch_size=16, embed_dim=768, depth=12, num_heads=12,
+                                        mlp_dim=3072),
 }
 DEFAULT_ARCHITECTURE = "simseg_vit_tiny_patch16_128"
 
@@ -52,10 +55,27 @@ def build_encoder(model_cfg) -> VisionTransformer:
     """The encoder described by a resolved :class:`simseg.config.ModelConfig`."""
     import timm
 
-    return timm.create_model(
+    encoder = timm.create_model(
         model_cfg.name,
         **model_cfg.architecture(),
+        # timm now splits dropout by place; the study's single "dropout" means all of them, as timm's drop_rate
+        # once did.
         drop_rate=model_cfg.drop_rate,
+        pos_drop_rate=model_cfg.drop_rate,
+        proj_drop_rate=model_cfg.drop_rate,
         attn_drop_rate=model_cfg.attn_drop_rate,
         drop_path_rate=model_cfg.drop_path_rate,
     )
+    if model_cfg.pos_embed_init == "sincos":
+        init_sincos_pos_embed(encoder)
+    return encoder
+
+
+@torch.no_grad()
+def init_sincos_pos_embed(encoder: VisionTransformer) -> None:
+    """Fill the patch rows of the learned position embedding with 2-D sin-cos values (the cls row gets zeros)."""
+    grid = list(encoder.patch_embed.grid_size)
+    table = build_sincos2d_pos_embed(grid, encoder.embed_dim)  # (h*w, D)
+    prefix = encoder.num_prefix_tokens if not encoder.no_embed_class else 0
+    encoder.pos_embed[0, :prefix] = 0
+    encoder.pos_embed[0, prefix:] = table.to(encoder.pos_embed.dtype)

@@ -27,10 +27,17 @@ from simseg.loaders import TransformedImages, WithFixedMasks, epoch_seed
 from simseg.masking import random_unit_mask
 from simseg.optim import build_adamw, schedule_for
 from simseg.plots import save_reconstruction_grid
-from simseg.rundir import (append_metrics, load_state, prepare_run_dir, read_metrics, save_state, truncate_metrics,
-                           write_config)
-from simseg.sizes import parse_size
+from simseg.rundir import (
+    append_metrics,
+    load_state,
+    prepare_run_dir,
+    read_metrics,
+    save_state,
+    truncate_metrics,
+    write_config,
+)
 from simseg.simmim import SimMIM
+from simseg.sizes import parse_size
 from simseg.transforms import eval_transform, pretrain_transform
 from simseg.vit import build_encoder
 
@@ -43,7 +50,7 @@ def main(cfg: PretrainConfig) -> Path:
         # The sampler's shuffle is seeded by (seed, epoch): a resumed epoch sees the batches an uninterrupted one would.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
     )
-    run_dir = prepare_run_dir(cfg) if accelerator.is_main_process else Path(cfg.output_dir)
+    run_dir = prepare_run_dir(cfg)  # every process checks, so a refusal stops all ranks instead of hanging them
     accelerator.wait_for_everyone()
     torch.manual_seed(cfg.seed)
 
@@ -57,7 +64,8 @@ def main(cfg: PretrainConfig) -> Path:
     # Fixed masks for the held-out images: the validation loss and the grids compare like with like across epochs.
     val_masks = random_unit_mask(len(val_idx), img, patch, cfg.mask.unit, cfg.mask.ratio,
                                  generator=torch.Generator().manual_seed(cfg.seed))
-    val_set = WithFixedMasks(TransformedImages(source, val_idx, eval_transform(img, cfg.aug.mean, cfg.aug.std)), val_masks)
+    val_images = TransformedImages(source, val_idx, eval_transform(img, cfg.aug.mean, cfg.aug.std))
+    val_set = WithFixedMasks(val_images, val_masks)
     loader_args = dict(batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers,
                        pin_memory=accelerator.device.type == "cuda")
     train_loader = DataLoader(train_set, shuffle=True, **loader_args)
@@ -75,7 +83,8 @@ def main(cfg: PretrainConfig) -> Path:
     progress = load_state(accelerator, run_dir) if cfg.resume else None
     if progress is not None:
         start_epoch, step = progress["epoch"], progress["step"]
-        accelerator.print(f"resuming {run_dir} at epoch {start_epoch} of {cfg.train.epochs}")
+        accelerator.print(f"resuming {run_dir} at epoch {start_epoch} of {cfg.train.epochs}" if start_epoch <
+                          cfg.train.epochs else f"{run_dir} already finished all {cfg.train.epochs} epochs")
     if accelerator.is_main_process:
         truncate_metrics(run_dir, start_epoch)  # epochs logged after the last saved state run again
         if progress is None:
@@ -94,9 +103,11 @@ def main(cfg: PretrainConfig) -> Path:
         torch.manual_seed(seed)  # augmentation (worker seeds), dropout
         mask_generator = torch.Generator(accelerator.device).manual_seed(seed)
         train_loader.set_epoch(epoch)
-        stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step, lr_at=lr_at,
-                                      make_inputs=masked_batch, grad_clip=cfg.train.grad_clip, progress=cfg.log.progress)
-        val_loss = evaluate(model, val_loader, accelerator, make_inputs=lambda batch: {"images": batch[0], "mask": batch[1]})
+        stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
+                                      lr_at=lr_at, make_inputs=masked_batch, grad_clip=cfg.train.grad_clip,
+                                      progress=cfg.log.progress)
+        val_loss = evaluate(model, val_loader, accelerator,
+                            make_inputs=lambda batch: {"images": batch[0], "mask": batch[1]})
         record = {"epoch": epoch, "step": step, "train_loss": stats["loss"], "val_loss": val_loss, "lr": stats["lr"],
                   "images_per_s": stats["images_per_s"], "seconds": stats["seconds"]}
         accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}, val loss {val_loss:.4f}, "

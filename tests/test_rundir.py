@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+from simseg.config import PretrainConfig, load_config
+from simseg.errors import SimsegError
+from simseg.rundir import (
+    append_metrics,
+    find_state,
+    load_run_config,
+    prepare_run_dir,
+    read_metrics,
+    truncate_metrics,
+    write_config,
+)
+
+
+def test_new_run_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("precious")
+    cfg = load_config(PretrainConfig, None, [f"output_dir={tmp_path / 'run'}"])
+    with pytest.raises(SimsegError, match="is not empty: pass resume=true"):
+        prepare_run_dir(cfg)
+    assert (tmp_path / "run" / "keep.txt").read_text() == "precious"
+
+
+def test_resume_refuses_a_changed_config_but_allows_logging_changes(tmp_path):
+    out = f"output_dir={tmp_path / 'run'}"
+    cfg = load_config(PretrainConfig, None, [out, "train.lr=1e-3"])
+    write_config(prepare_run_dir(cfg), cfg)
+    assert load_run_config(tmp_path / "run", PretrainConfig) == cfg
+    with pytest.raises(SimsegError, match="resume=true but mask.ratio, train.lr differ"):
+        prepare_run_dir(load_config(PretrainConfig, None, [out, "resume=true", "mask.ratio=0.6"]))
+    prepare_run_dir(load_config(PretrainConfig, None, [out, "resume=true", "train.lr=1e-3", "data.num_workers=0"]))
+
+
+def test_config_records_how_to_reproduce(tmp_path):
+    cfg = load_config(PretrainConfig, None, [f"output_dir={tmp_path}"])
+    write_config(tmp_path, cfg, command=["simseg", "pretrain"])
+    import yaml
+    meta = yaml.safe_load((tmp_path / "config.yaml").read_text())["meta"]
+    assert meta["command"] == "simseg pretrain" and "torch" in meta["versions"] and meta["git_revision"]
+
+
+def test_metrics_truncate_to_the_resumed_epoch(tmp_path):
+    for epoch in range(3):
+        append_metrics(tmp_path, {"epoch": epoch, "train_loss": 1.0 / (epoch + 1)})
+    truncate_metrics(tmp_path, 2)
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [0, 1]
+    append_metrics(tmp_path, {"epoch": 2})
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+
+
+def test_find_state_uses_only_complete_states(tmp_path):
+    assert find_state(tmp_path) is None
+    (tmp_path / "state.tmp").mkdir()  # killed mid-save: incomplete, ignored
+    (tmp_path / "state.tmp" / "model.safetensors").write_bytes(b"partial")
+    assert find_state(tmp_path) is None
+    (tmp_path / "state.old").mkdir()  # killed between the two renames of the swap
+    (tmp_path / "state.old" / "progress.json").write_text('{"epoch": 1, "step": 5}')
+    assert find_state(tmp_path) == tmp_path / "state.old"
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "progress.json").write_text('{"epoch": 2, "step": 10}')
+    assert find_state(tmp_path) == tmp_path / "state"

@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from simseg.config import ModelConfig
+from simseg.masking import mask_to_pixels, random_unit_mask
+from simseg.simmim import SimMIM, masked_l1_loss
+from simseg.vit import build_encoder
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return SimMIM(build_encoder(ModelConfig(depth=2))).eval()
+
+
+def test_masked_l1_matches_hand_computation():
+    target = torch.zeros(1, 3, 2, 2)
+    recon = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]] * 3])
+    pixel_mask = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    # masked pixels (0,0) and (1,1) over 3 channels: (1 + 4) * 3 / 6
+    assert masked_l1_loss(recon, target, pixel_mask).item() == pytest.approx(2.5)
+
+
+def test_loss_ignores_predictions_on_visible_pixels():
+    torch.manual_seed(0)
+    target, recon = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    mask = random_unit_mask(2, 32, 8, 8, 0.5, torch.Generator().manual_seed(0))
+    pixels = mask_to_pixels(mask, 8)
+    loss = masked_l1_loss(recon, target, pixels)
+    changed_visible = recon + 5.0 * (1 - pixels.float())
+    assert torch.allclose(masked_l1_loss(changed_visible, target, pixels), loss)
+    changed_masked = recon + 5.0 * pixels.float()
+    assert not torch.allclose(masked_l1_loss(changed_masked, target, pixels), loss)
+
+
+def test_forward_shapes_and_finite(model):
+    images = torch.randn(3, 3, 128, 128)
+    mask = random_unit_mask(3, 128, 16, 16, 0.5, torch.Generator().manual_seed(0))
+    out = model(images=images, mask=mask)
+    assert out["reconstruction"].shape == images.shape
+    assert out["loss_per_image"].shape == (3,)
+    assert torch.isfinite(out["loss"])
+
+
+def test_masked_patch_contents_never_reach_the_encoder(model):
+    """The mask token replaces masked patches: changing their pixels changes nothing the encoder computes."""
+    images = torch.randn(2, 3, 128, 128)
+    mask = random_unit_mask(2, 128, 16, 16, 0.5, torch.Generator().manual_seed(0))
+    pixels = mask_to_pixels(mask, 16).float()
+    scrambled = images * (1 - pixels) + torch.randn_like(images) * pixels
+    with torch.no_grad():
+        assert torch.allclose(model.encode(images, mask), model.encode(scrambled, mask), atol=1e-6)
+        unmasked = torch.zeros_like(mask)
+        assert not torch.allclose(model.encode(images, unmasked), model.encode(scrambled, unmasked), atol=1e-3)
+
+
+def test_every_parameter_gets_a_gradient():
+    model = SimMIM(build_encoder(ModelConfig(depth=2))).train()
+    mask = random_unit_mask(2, 128, 16, 32, 0.5, torch.Generator().manual_seed(0))
+    model(images=torch.randn(2, 3, 128, 128), mask=mask)["loss"].backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_no_weight_decay_names_exist(model):
+    names = dict(model.named_parameters())
+    assert {"mask_token", "encoder.pos_embed", "encoder.cls_token"} <= model.no_weight_decay()
+    assert {"mask_token", "encoder.pos_embed", "encoder.cls_token"} <= set(names)
