@@ -157,6 +157,14 @@ class LogConfig:
     trackers: list[str] = dataclasses.field(default_factory=list)
     """Accelerate trackers, e.g. [tensorboard]; logs go to ``output_dir/logs``."""
 
+    def __post_init__(self):
+        from accelerate.utils import LoggerType
+
+        known = sorted(t.value for t in LoggerType if t.value != "all")
+        for tracker in self.trackers:
+            _check(tracker in known, f"log.trackers: '{tracker}' is not an Accelerate tracker; choose from {known}")
+        _check(self.grid_every >= 0 and self.grid_rows >= 1, "log.grid_every must be >= 0 and log.grid_rows >= 1")
+
 
 @dataclasses.dataclass
 class PretrainConfig:
@@ -225,6 +233,18 @@ def to_dict(cfg: Any) -> dict[str, Any]:
             return [plain(v) for v in value]
         return value
     return plain(dataclasses.asdict(cfg))
+
+
+def flat_dict(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train.lr": 1e-4, "train.milestones": "[0.5, 0.85]", ...}``: dotted keys with scalar values, as
+    experiment trackers (TensorBoard's hparams) require."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flat_dict(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
 
 
 def diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import ProjectConfiguration
 from torch.utils.data import DataLoader
 
 from simseg.checkpoint import atomic_write_json, export_encoder, save_weights
-from simseg.cli_utils import run_main, stage_config
-from simseg.config import PretrainConfig, to_dict
+from simseg.cli_utils import check_trackers_installed, run_main, stage_config
+from simseg.config import PretrainConfig, flat_dict, to_dict
 from simseg.data import open_image_source, resolve_val_size, split_indices
 from simseg.engine import evaluate, train_one_epoch
 from simseg.loaders import TransformedImages, WithFixedMasks, epoch_seed
@@ -43,10 +44,12 @@ from simseg.vit import build_encoder
 
 
 def main(cfg: PretrainConfig) -> Path:
+    check_trackers_installed(cfg.log.trackers)
     accelerator = Accelerator(
         mixed_precision=cfg.train.mixed_precision,
         log_with=cfg.log.trackers or None,
-        project_dir=cfg.output_dir,
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir,
+                                            logging_dir=str(Path(cfg.output_dir) / "logs")),
         # The sampler's shuffle is seeded by (seed, epoch): a resumed epoch sees the batches an uninterrupted one would.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
     )
@@ -90,7 +93,7 @@ def main(cfg: PretrainConfig) -> Path:
         if progress is None:
             write_config(run_dir, cfg)
     if cfg.log.trackers:
-        accelerator.init_trackers("pretrain", config=to_dict(cfg))
+        accelerator.init_trackers("pretrain", config=flat_dict(to_dict(cfg)))
 
     def masked_batch(images: torch.Tensor) -> dict:
         mask = random_unit_mask(len(images), img, patch, cfg.mask.unit, cfg.mask.ratio, mask_generator)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from simseg.config import PretrainConfig, diff_keys, load_config, to_dict
+from simseg.config import PretrainConfig, diff_keys, flat_dict, load_config, to_dict
 from simseg.errors import SimsegError
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
@@ -50,6 +50,7 @@ def test_required_key_names_exist():
     ("aug.crop_scale=[0.5]", "aug.crop_scale must have 2 values"),
     ("train", "override 'train' is not of the form section.key=value"),
     ("train=3", "config section 'train' must be a mapping"),
+    ("log.trackers=[tensorbored]", "log.trackers: 'tensorbored' is not an Accelerate tracker"),
 ])
 def test_bad_keys_and_values_fail_in_one_line_naming_them(override, message):
     with pytest.raises(SimsegError) as err:
@@ -77,3 +78,9 @@ def test_to_dict_round_trip_and_diff():
     tree = to_dict(cfg)
     assert load_config(PretrainConfig, None, []).train.epochs == 100
     assert diff_keys(to_dict(load_config(PretrainConfig)), tree) == ["train.epochs"]
+
+
+def test_flat_dict_for_trackers_has_only_scalars():
+    flat = flat_dict(to_dict(load_config(PretrainConfig)))
+    assert flat["train.lr"] == 1e-4 and flat["train.milestones"] == "[0.5, 0.85]" and flat["data.subset"] == "None"
+    assert all(isinstance(v, (int, float, str, bool)) for v in flat.values())

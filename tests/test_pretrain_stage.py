@@ -91,6 +91,11 @@ def test_bf16_autocast_runs_on_cpu(tiny_config):
     assert json.loads((run_dir / "metrics.json").read_text())["final_train_loss"] > 0
 
 
+def test_tensorboard_tracker_logs_into_the_run_folder(tiny_config):
+    run_dir = pretrain_stage.main(tiny_config("train.epochs=1", "log.trackers=[tensorboard]", "log.grid_every=0"))
+    assert list((run_dir / "logs" / "pretrain").glob("events.out.tfevents.*"))
+
+
 def test_folder_source_and_subset(tiny_config, tmp_path):
     write_images(tmp_path / "imgs", [f"class{i % 3}/{i}.jpg" for i in range(30)], size=(72, 60))
     run_dir = pretrain_stage.main(tiny_config(f"data.source={tmp_path / 'imgs'}", "data.subset=20", "data.val_size=2",
