@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 from collections.abc import Callable
@@ -54,7 +55,8 @@ def run_main(main: Callable[[list[str]], object], argv: list[str]) -> None:
     try:
         main(argv)
     except SimsegError as err:
-        print(f"simseg: error: {one_line(err)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun/accelerate every rank fails alike: say it once
+            print(f"simseg: error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("simseg: interrupted; rerun the same command with resume=true to continue from the last epoch",
