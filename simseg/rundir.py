@@ -135,9 +135,12 @@ def save_state(accelerator, run_dir: Path, progress: dict) -> None:
     accelerator.wait_for_everyone()
     try:
         accelerator.save_state(str(tmp))
-    except OSError as err:
-        raise SimsegError(f"cannot save training state to {tmp} ({err.strerror or err}): free disk space and rerun "
-                          f"with resume=true (the previous state is intact)") from None
+    except Exception as err:  # OSError, or the serialiser's own error type wrapping ENOSPC
+        shutil.rmtree(tmp, ignore_errors=True)
+        text = str(err).strip()
+        reason = getattr(err, "strerror", None) or (text.splitlines()[0] if text else type(err).__name__)
+        raise SimsegError(f"cannot save training state to {tmp} ({reason}): free disk space and rerun with "
+                          f"resume=true (the previous state and all other files are intact)") from None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         atomic_write_json(tmp / PROGRESS, progress)  # written last: its presence marks a complete state

@@ -62,3 +62,26 @@ def test_find_state_uses_only_complete_states(tmp_path):
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "progress.json").write_text('{"epoch": 2, "step": 10}')
     assert find_state(tmp_path) == tmp_path / "state"
+
+
+def test_failed_state_save_is_one_line_and_keeps_the_previous_state(tmp_path):
+    from simseg.rundir import save_state
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "progress.json").write_text('{"epoch": 1, "step": 5}')
+
+    class FullDisk:
+        is_main_process = True
+
+        def wait_for_everyone(self):
+            pass
+
+        def save_state(self, path):
+            import os
+            os.makedirs(path)
+            (tmp_path / "state.tmp" / "optimizer.bin").write_bytes(b"half")
+            raise RuntimeError("Error while serializing: IoError(No space left on device (os error 28))")
+
+    with pytest.raises(SimsegError, match=r"cannot save training state .*No space left on device.*resume=true"):
+        save_state(FullDisk(), tmp_path, {"epoch": 2, "step": 10})
+    assert find_state(tmp_path) == tmp_path / "state" and not (tmp_path / "state.tmp").exists()
