@@ -21,8 +21,10 @@ LOG_EVERY = 10  # steps between loss read-outs: each one is a device sync
 
 
 def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: int, lr_at: Callable[[int], float],
-                    make_inputs: Callable, grad_clip: float, progress: bool = True) -> tuple[dict, int]:
-    """Train for one pass over ``loader``; returns ({loss, lr, images, seconds, images_per_s}, next step)."""
+                    make_inputs: Callable, grad_clip: float, progress: bool = True, ema=None) -> tuple[dict, int]:
+    """Train for one pass over ``loader``; returns ({loss, lr, images, seconds, images_per_s}, next step).
+
+    ``ema``: a ``timm.utils.ModelEmaV3`` of the unwrapped model, updated after every optimiser step."""
     model.train()
     loss_sum, batches, images = torch.zeros((), device=accelerator.device), 0, 0
     bar = tqdm(total=len(loader), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
@@ -39,6 +41,8 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
             accelerator.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(accelerator.unwrap_model(model), step=step + 1)
         loss_sum += loss.detach()
         batches += 1
         step += 1
@@ -48,7 +52,8 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
             if not math.isfinite(mean_loss):
                 raise SimsegError(f"training loss became {mean_loss} in epoch {epoch} before step {step}: lower "
                                   f"train.lr or use train.mixed_precision=no; resume=true restarts from the last epoch")
-            bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{images / (time.perf_counter() - start):.0f}")
+            speed = images / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{speed:.0f}", refresh=False)  # mininterval decides
         bar.update(1)
     bar.close()
     seconds = time.perf_counter() - start
@@ -66,3 +71,22 @@ def evaluate(model, loader, accelerator, make_inputs: Callable) -> float:
         out = model(**make_inputs(batch))
         losses.append(accelerator.gather_for_metrics(out["loss_per_image"].float()))
     return torch.cat(losses).mean().item()
+
+
+@torch.no_grad()
+def evaluate_confusion(model, loader, accelerator, num_classes: int) -> torch.Tensor:
+    """Confusion matrix (C_target, C_pred) over every pixel of ``loader``'s (images, masks) batches.
+
+    ``model`` returns ``{"logits": (B, C, H, W)}``; it may be an unprepared module (an EMA copy), hence the explicit
+    autocast. Gathered over processes with the sampler's repeated padding dropped, so each image counts once.
+    """
+    from simseg.seg_metrics import confusion_matrix
+
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=accelerator.device)
+    for images, masks in loader:
+        with accelerator.autocast():
+            pred = model(images=images)["logits"].argmax(1)  # (B, H, W)
+        pred, masks = accelerator.gather_for_metrics((pred, masks))
+        confusion += confusion_matrix(pred, masks, num_classes)
+    return confusion
