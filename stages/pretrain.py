@@ -95,6 +95,8 @@ def main(cfg: PretrainConfig) -> Path:
     if cfg.log.trackers:
         accelerator.init_trackers("pretrain", config=flat_dict(to_dict(cfg)))
 
+    mask_generator = torch.Generator(accelerator.device)  # reseeded every epoch, on the device the batch is on
+
     def masked_batch(images: torch.Tensor) -> dict:
         mask = random_unit_mask(len(images), img, patch, cfg.mask.unit, cfg.mask.ratio, mask_generator)
         return {"images": images, "mask": mask}
@@ -104,7 +106,7 @@ def main(cfg: PretrainConfig) -> Path:
     for epoch in range(start_epoch, cfg.train.epochs):
         seed = epoch_seed(cfg.seed, epoch, accelerator.process_index)
         torch.manual_seed(seed)  # augmentation (worker seeds), dropout
-        mask_generator = torch.Generator(accelerator.device).manual_seed(seed)
+        mask_generator.manual_seed(seed)
         train_loader.set_epoch(epoch)
         stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
                                       lr_at=lr_at, make_inputs=masked_batch, grad_clip=cfg.train.grad_clip,
