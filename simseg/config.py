@@ -158,11 +158,7 @@ class LogConfig:
     """Accelerate trackers, e.g. [tensorboard]; logs go to ``output_dir/logs``."""
 
     def __post_init__(self):
-        from accelerate.utils import LoggerType
-
-        known = sorted(t.value for t in LoggerType if t.value != "all")
-        for tracker in self.trackers:
-            _check(tracker in known, f"log.trackers: '{tracker}' is not an Accelerate tracker; choose from {known}")
+        check_trackers(self.trackers)
         _check(self.grid_every >= 0 and self.grid_rows >= 1, "log.grid_every must be >= 0 and log.grid_rows >= 1")
 
 
@@ -323,6 +319,15 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise SimsegError(f"{key} must be a string, got {value!r}")
         return str(value)
     raise TypeError(f"config field {key} has an unsupported annotation {annotation}")
+
+
+def check_trackers(trackers: list[str]) -> None:
+    """``log.trackers`` must name Accelerate trackers."""
+    from accelerate.utils import LoggerType
+
+    known = sorted(t.value for t in LoggerType if t.value != "all")
+    for tracker in trackers:
+        _check(tracker in known, f"log.trackers: '{tracker}' is not an Accelerate tracker; choose from {known}")
 
 
 def _check(condition: bool, message: str) -> None:

@@ -23,6 +23,19 @@ class TransformedImages(Dataset):
         return self.transform(self.source.image(self.indices[i]))
 
 
+class TransformedPairs(Dataset):
+    """``transform(*source.pair(indices[i]))``: (image (3, H, W) float, mask (H, W) int64) per item."""
+
+    def __init__(self, source, indices: Sequence[int], transform: Callable):
+        self.source, self.indices, self.transform = source, list(map(int, indices)), transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(*self.source.pair(self.indices[i]))
+
+
 class WithFixedMasks(Dataset):
     """Pairs item i with ``masks[i]``, so held-out images keep the same mask in every epoch and on every process."""
 

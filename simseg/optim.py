@@ -4,7 +4,7 @@ only the step, and the schedule can be tested and plotted without a model."""
 from __future__ import annotations
 
 import torch
-from timm.optim import param_groups_weight_decay
+from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 
 
 def milestone_epochs(milestones: list[float], epochs: int) -> list[int]:
@@ -33,13 +33,20 @@ def schedule_for(train_cfg, steps_per_epoch: int):
     return lr_at
 
 
-def build_adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def build_adamw(model: torch.nn.Module, lr: float, weight_decay: float, layer_decay: float = 1.0) -> torch.optim.AdamW:
     """AdamW without decay on 1-D parameters (norms, biases) and on the model's ``no_weight_decay()`` names
-    (position embedding, cls token, mask token)."""
-    groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=model.no_weight_decay())
+    (position embedding, cls token, mask token).
+
+    ``layer_decay`` < 1: timm's layer-wise LR decay groups (the model needs a timm-style ``group_matcher``); each
+    group's ``lr_scale`` multiplies the scheduled LR in :func:`set_lr`."""
+    if layer_decay < 1:
+        groups = param_groups_layer_decay(model, weight_decay, no_weight_decay_list=model.no_weight_decay(),
+                                          layer_decay=layer_decay)
+    else:
+        groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=model.no_weight_decay())
     return torch.optim.AdamW(groups, lr=lr)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -1,4 +1,5 @@
-"""Pictures people look at: the reconstruction grid (original | masked | reconstruction | visible pasted back)."""
+"""Pictures people look at: the reconstruction grid (original | masked | reconstruction | visible pasted back) and
+segmentation examples (image | ground truth | prediction, classes in :data:`CLASS_COLOURS`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from simseg.transforms import denormalize  # noqa: E402
 
 GRID_COLUMNS = ("original", "masked", "reconstruction", "reconstruction + visible")
 MASK_GREY = 0.5
+# Segmentation classes (simseg.pets order) as RGB in [0, 1]: background black, pet orange, boundary white.
+CLASS_COLOURS = ((0.0, 0.0, 0.0), (1.0, 0.6, 0.0), (1.0, 1.0, 1.0))
 
 
 @torch.no_grad()
@@ -57,3 +60,9 @@ def save_image_grid(path: str | Path, columns: list[torch.Tensor], titles: tuple
 
 def save_reconstruction_grid(path: str | Path, model, images, masks, mean, std, title: str = "") -> None:
     save_image_grid(path, reconstruction_columns(model, images, masks, mean, std), GRID_COLUMNS, title)
+
+
+def colour_masks(masks: torch.Tensor, colours=CLASS_COLOURS) -> torch.Tensor:
+    """(N, H, W) class ids -> (N, 3, H, W) colours in [0, 1]."""
+    palette = torch.tensor(colours, dtype=torch.float32, device=masks.device)  # (C, 3)
+    return palette[masks.long()].permute(0, 3, 1, 2)

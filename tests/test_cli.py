@@ -3,15 +3,20 @@ import pytest
 import simseg.cli as cli
 
 
-def test_demo_runs_and_reports_where_the_results_are(tmp_path, monkeypatch, capsys):
-    tiny = [*cli.DEMO_PRETRAIN, "data.synthetic_size=40", "data.val_size=4", "train.epochs=2", "train.batch_size=8",
-            "data.num_workers=0", "log.progress=false", "log.grid_every=1"]
-    monkeypatch.setattr(cli, "DEMO_PRETRAIN", tiny)
-    run_dir = cli.demo(["--output-dir", str(tmp_path / "demo")])
+def test_demo_runs_every_stage_and_reports_where_the_results_are(tmp_path, monkeypatch, capsys):
+    tiny = ["model.depth=2", "train.epochs=2", "train.batch_size=8", "data.num_workers=0", "log.progress=false"]
+    monkeypatch.setattr(cli, "DEMO_PRETRAIN", [*cli.DEMO_PRETRAIN, *tiny, "data.synthetic_size=40", "data.val_size=4",
+                                               "log.grid_every=1"])
+    monkeypatch.setattr(cli, "DEMO_SEGMENT", [*cli.DEMO_SEGMENT, *tiny, "data.subset=24", "data.test_size=8"])
+    root = cli.demo(["--output-dir", str(tmp_path / "demo")])
     out = capsys.readouterr().out
-    assert "reconstruction grids" in out and str(run_dir / "grids" / "epoch_001.png") in out
+    assert str(root / "pretrain" / "grids") in out
+    for name in ("scratch", "pretrained"):
+        assert f"{root / f'segment-{name}' / 'examples.png'}" in out
+    lineage = (root / "segment-pretrained" / "lineage.json").read_text()
+    assert str((root / "pretrain" / "encoder.safetensors").resolve()) in lineage
     cli.demo(["--output-dir", str(tmp_path / "demo")])  # a second demo run only reports
-    assert "already finished" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("already finished") == 3
 
 
 def test_unknown_command_and_help(capsys):

@@ -1,0 +1,266 @@
+"""Stage 3: fine-tune the encoder plus a linear head on labelled Oxford-IIIT Pet trimaps; test on a fixed test set.
+
+    accelerate launch stages/segment.py -c configs/segment.yaml data.source=data/oxford-iiit-pet data.subset=1k \\
+        init=outputs/pretrain-45k output_dir=outputs/segment-1k-pretrained
+    python stages/segment.py data.subset=250 train.epochs=5     # from scratch on synthetic data, one process
+    simseg segment ...                                           # the same, from the installed CLI
+
+Classes (simseg.pets): 0 background, 1 pet, 2 boundary (Oxford trimap values 2, 1 and 3).
+
+Writes into ``output_dir``: config.yaml, lineage.json (where the encoder's weights came from), test_images.txt /
+train_images.txt / val_images.txt (the split, one item name per line), metrics.jsonl (per epoch: train loss, and
+every ``eval.every`` epochs test and validation mIoU), metrics.json (final test figures from one confusion matrix over
+every test pixel, plus parameters, training seconds and images/s), confusion.json, examples.png (rows image | ground
+truth | prediction for the first ``log.examples`` test images; colours: background black, pet orange, boundary
+white), encoder.safetensors (the export), model.safetensors (encoder + head), best.safetensors (with a validation
+split) and state/ (for ``resume=true``).
+
+Nothing is chosen on the test set: with ``data.val_size`` > 0 the reported weights are those of the epoch with the
+best validation mIoU (among evaluated epochs), otherwise those of the last epoch. With ``train.ema`` the EMA weights
+are evaluated, reported and exported instead of the raw ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.utils import ProjectConfiguration
+from timm.utils import ModelEmaV3
+from torch.utils.data import DataLoader
+
+from simseg.checkpoint import atomic_write_json, export_encoder, export_path, load_encoder, read_weights, save_weights
+from simseg.cli_utils import check_trackers_installed, run_main, stage_config
+from simseg.config import flat_dict, to_dict
+from simseg.engine import evaluate_confusion, train_one_epoch
+from simseg.errors import SimsegError
+from simseg.heads import SegmentationModel, load_encoder_weights
+from simseg.loaders import TransformedPairs, epoch_seed
+from simseg.optim import build_adamw, schedule_for
+from simseg.pets import CLASS_NAMES, load_split, open_pairs_source, save_split, segmentation_splits
+from simseg.plots import colour_masks, save_image_grid
+from simseg.rundir import (
+    append_metrics,
+    load_state,
+    prepare_run_dir,
+    read_metrics,
+    save_state,
+    truncate_metrics,
+    write_config,
+)
+from simseg.seg_metrics import segmentation_metrics
+from simseg.seg_transforms import seg_eval_transform, seg_train_transform
+from simseg.segment_config import SegmentConfig
+from simseg.transforms import denormalize
+from simseg.vit import build_encoder
+
+NUM_CLASSES = len(CLASS_NAMES)
+SYNTHETIC_POOL = 10_000  # synthetic images besides the test set (rendered only when used)
+
+
+def main(cfg: SegmentConfig) -> Path:
+    check_trackers_installed(cfg.log.trackers)
+    accelerator = Accelerator(
+        mixed_precision=cfg.train.mixed_precision,
+        log_with=cfg.log.trackers or None,
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir,
+                                            logging_dir=str(Path(cfg.output_dir) / "logs")),
+        # The sampler's shuffle is seeded by (seed, epoch): a resumed epoch sees the batches an uninterrupted one would.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+        # A frozen encoder gets no gradients, which DDP must be told to expect.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.train.freeze_encoder_epochs > 0)],
+    )
+    run_dir = prepare_run_dir(cfg)  # every process checks, so a refusal stops all ranks instead of hanging them
+    accelerator.wait_for_everyone()
+    torch.manual_seed(cfg.seed)
+
+    # --- data: a fixed seeded test set, then nested stratified training subsets (and validation) from the rest ---
+    test_size, subset, val_size = cfg.data.sizes()
+    if cfg.data.source == "synthetic" and subset is None:
+        raise SimsegError("data.source=synthetic needs data.subset: the number of training images to draw")
+    # A synthetic source's size must not depend on the subset, or the test set and the nesting would change with it.
+    synthetic_count = test_size + max(SYNTHETIC_POOL, val_size + (subset or 0))
+    source = open_pairs_source(cfg.data.source, stream="segment", synthetic_count=synthetic_count,
+                               synthetic_seed=cfg.data.synthetic_seed, synthetic_size=cfg.data.synthetic_image_size,
+                               skip_unpaired=cfg.data.skip_unpaired, split=cfg.data.split,
+                               image_column=cfg.data.image_column, mask_column=cfg.data.mask_column)
+    splits = segmentation_splits(len(source), test_size, subset, cfg.seed, source.groups, val_size, source.name)
+    check_or_save_splits(run_dir, {k: [source.names[i] for i in v] for k, v in splits.items()},
+                         write=accelerator.is_main_process)
+    img, aug = cfg.model.img_size, cfg.aug
+    train_set = TransformedPairs(source, splits["train"], seg_train_transform(
+        img, aug.crop_scale, aug.crop_ratio, aug.hflip, aug.color_jitter, aug.color_jitter_prob, aug.mean, aug.std))
+    test_set = TransformedPairs(source, splits["test"], seg_eval_transform(img, aug.mean, aug.std))
+    val_set = TransformedPairs(source, splits["val"], seg_eval_transform(img, aug.mean, aug.std))
+    loader_args = dict(batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers,
+                       pin_memory=accelerator.device.type == "cuda")
+    train_loader = DataLoader(train_set, shuffle=True, **loader_args)
+    test_loader = DataLoader(test_set, shuffle=False, **loader_args)
+    val_loader = DataLoader(val_set, shuffle=False, **loader_args) if val_size else None
+    skipped = getattr(source, "skipped", 0)
+    accelerator.print(f"segmenting {len(train_set):,} training images of {source.name}, testing on {len(test_set):,}"
+                      + (f", validating on {len(val_set):,}" if val_size else "")
+                      + (f" ({skipped:,} unpaired files skipped)" if skipped else ""))
+
+    # --- model and optimiser ------------------------------------------------------------------------------------
+    model, lineage = build_model(cfg)
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.layer_decay)
+    model, optimizer, train_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, test_loader)
+    if val_loader is not None:
+        val_loader = accelerator.prepare(val_loader)
+    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.train.ema) if cfg.train.ema else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)  # the average is training state: resume continues it
+    lr_at = schedule_for(cfg.train, len(train_loader))
+
+    # --- resume ---------------------------------------------------------------------------------------------------
+    start_epoch, step = 0, 0
+    progress = load_state(accelerator, run_dir) if cfg.resume else None
+    if progress is not None:
+        start_epoch, step = progress["epoch"], progress["step"]
+        accelerator.print(f"resuming {run_dir} at epoch {start_epoch} of {cfg.train.epochs}" if start_epoch <
+                          cfg.train.epochs else f"{run_dir} already finished all {cfg.train.epochs} epochs")
+    if accelerator.is_main_process:
+        truncate_metrics(run_dir, start_epoch)  # epochs logged after the last saved state run again
+        if progress is None:
+            write_config(run_dir, cfg)
+            atomic_write_json(run_dir / "lineage.json", lineage)
+    accelerator.wait_for_everyone()  # the log is truncated before any process reads the best validation score
+    best_val = max((r["val_miou"] for r in read_metrics(run_dir) if r.get("val_miou") is not None), default=None)
+    if cfg.log.trackers:
+        accelerator.init_trackers("segment", config=flat_dict(to_dict(cfg)))
+
+    def evaluated_model():
+        return ema.module if ema is not None else model
+
+    # --- training loop ------------------------------------------------------------------------------------------
+    start = time.perf_counter()
+    for epoch in range(start_epoch, cfg.train.epochs):
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, accelerator.process_index))  # augmentation, dropout
+        train_loader.set_epoch(epoch)
+        accelerator.unwrap_model(model).freeze_encoder = epoch < cfg.train.freeze_encoder_epochs
+        stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
+                                      lr_at=lr_at, make_inputs=lambda batch: {"images": batch[0], "mask": batch[1]},
+                                      grad_clip=cfg.train.grad_clip, progress=cfg.log.progress, ema=ema)
+        record = {"epoch": epoch, "step": step, "train_loss": stats["loss"], "lr": stats["lr"],
+                  "images_per_s": stats["images_per_s"], "seconds": stats["seconds"]}
+        last = epoch == cfg.train.epochs - 1
+        if last or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):
+            confusion = evaluate_confusion(evaluated_model(), test_loader, accelerator, NUM_CLASSES)
+            record["test_miou"] = segmentation_metrics(confusion, CLASS_NAMES)["miou"]
+            if val_loader is not None:
+                confusion = evaluate_confusion(evaluated_model(), val_loader, accelerator, NUM_CLASSES)
+                record["val_miou"] = segmentation_metrics(confusion, CLASS_NAMES)["miou"]
+                if best_val is None or record["val_miou"] > best_val:
+                    best_val = record["val_miou"]
+                    if accelerator.is_main_process:
+                        save_weights(run_dir / "best.safetensors",
+                                     accelerator.unwrap_model(evaluated_model()).state_dict(),
+                                     {"stage": "segment", "epoch": str(epoch)})
+        scores = "".join(f", {k[:-5]} mIoU {record[k]:.4f}" for k in ("test_miou", "val_miou") if k in record)
+        accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}{scores}, "
+                          f"{stats['images_per_s']:.0f} images/s")
+        accelerator.log(record, step=step)
+        if accelerator.is_main_process:
+            append_metrics(run_dir, record)
+        save_state(accelerator, run_dir, {"epoch": epoch + 1, "step": step})
+
+    # --- final test evaluation of the reported weights, pictures and exports ---------------------------------------
+    reported = accelerator.unwrap_model(evaluated_model())
+    history = read_metrics(run_dir)
+    reported_epoch = history[-1]["epoch"]
+    if val_loader is not None:
+        accelerator.wait_for_everyone()
+        weights, meta = read_weights(run_dir / "best.safetensors")
+        reported.load_state_dict(weights)
+        reported_epoch = int(meta["epoch"])
+    confusion = evaluate_confusion(reported, test_loader, accelerator, NUM_CLASSES)
+    if accelerator.is_main_process:
+        metrics = segmentation_metrics(confusion, CLASS_NAMES)
+        atomic_write_json(run_dir / "confusion.json", {"classes": list(CLASS_NAMES), "rows": "target",
+                                                       "columns": "prediction", "matrix": metrics.pop("confusion")})
+        seconds = sum(r["seconds"] for r in history)
+        atomic_write_json(run_dir / "metrics.json", {
+            **metrics,
+            "reported_epoch": reported_epoch, "selected_on": "val_miou" if val_loader is not None else "last epoch",
+            "best_val_miou": best_val, "epochs": cfg.train.epochs, "init": cfg.init, "head": cfg.head,
+            "loss": cfg.loss, "test_images": len(test_set), "train_images": len(train_set), "val_images": len(val_set),
+            "skipped_unpaired": skipped, "final_train_loss": history[-1]["train_loss"],
+            "parameters": sum(p.numel() for p in reported.parameters()),
+            "encoder_parameters": sum(p.numel() for p in reported.encoder.parameters()),
+            "train_seconds": seconds, "images_per_s": len(train_set) * len(history) / seconds,
+        })
+        write_examples(reported, test_set, cfg.log.examples, cfg, run_dir / "examples.png",
+                       f"{cfg.init if cfg.init == 'scratch' else Path(cfg.init).name}: test mIoU {metrics['miou']:.3f}"
+                       f" ({len(train_set):,} training images)")
+        export_encoder(run_dir / "encoder.safetensors", reported.encoder, cfg.model, {"stage": "segment"})
+        save_weights(run_dir / "model.safetensors", reported.state_dict(),
+                     {"stage": "segment", "head": cfg.head, "num_classes": str(NUM_CLASSES),
+                      "model": json.dumps(to_dict(cfg.model))})
+        accelerator.print(f"test mIoU {metrics['miou']:.4f} (epoch {reported_epoch}), pixel accuracy "
+                          f"{metrics['pixel_accuracy']:.4f}; done in {time.perf_counter() - start:.0f}s: {run_dir}")
+    accelerator.end_training()
+    return run_dir
+
+
+def build_model(cfg: SegmentConfig) -> tuple[SegmentationModel, dict]:
+    """The segmentation model, its encoder from scratch or from an export, and the lineage record saying which.
+
+    The head is initialised before the export is loaded, so a pretrained model's head equals a scratch model's of
+    the same seed and only the encoder differs.
+    """
+    model = SegmentationModel(build_encoder(cfg.model), NUM_CLASSES, cfg.head, cfg.loss)
+    if cfg.init == "scratch":
+        return model, {"init": "scratch"}
+    file = export_path(cfg.init)
+    dropout = {k: getattr(cfg.model, k) for k in ("drop_rate", "attn_drop_rate", "drop_path_rate")}
+    encoder, _ = load_encoder(file, expected=cfg.model, **dropout)
+    load_encoder_weights(model, encoder.state_dict(), str(file))
+    _, metadata = read_weights(file)
+    lineage = {"init": cfg.init, "export": str(file.resolve()), "export_sha256": sha256(file),
+               "export_stage": metadata.get("stage", "unknown"), "export_model": json.loads(metadata["model"])}
+    run_config = file.parent / "config.yaml"
+    if run_config.is_file():  # the exporting run's resolved config: what produced these weights
+        lineage.update(export_config=str(run_config.resolve()), export_config_sha256=sha256(run_config))
+    return model, lineage
+
+
+def check_or_save_splits(run_dir: Path, names: dict[str, list[str]], write: bool) -> None:
+    """Save each split's item names (``test_images.txt``, ...); a resumed run must find the same names."""
+    for split, items in names.items():
+        path = run_dir / f"{split}_images.txt"
+        if path.exists():
+            if load_split(path) != items:
+                raise SimsegError(f"{path} lists other images than this run's {split} split: the data source "
+                                  f"changed since the run started; resume with the original data or start a new "
+                                  f"output_dir")
+        elif write and items:
+            save_split(path, items)
+
+
+@torch.no_grad()
+def write_examples(model: SegmentationModel, test_set: TransformedPairs, rows: int, cfg: SegmentConfig, path: Path,
+                   title: str) -> None:
+    """examples.png: image | ground truth | prediction for the first ``rows`` test images (background black, pet
+    orange, boundary white)."""
+    pairs = [test_set[i] for i in range(min(rows, len(test_set)))]
+    device = next(model.parameters()).device
+    images = torch.stack([p[0] for p in pairs]).to(device)  # (N, 3, H, W)
+    truth = torch.stack([p[1] for p in pairs])  # (N, H, W)
+    model.eval()
+    pred = model(images=images)["logits"].argmax(1).cpu()  # (N, H, W)
+    columns = [denormalize(images.cpu(), cfg.aug.mean, cfg.aug.std), colour_masks(truth), colour_masks(pred)]
+    save_image_grid(path, columns, ("image", "ground truth", "prediction"), title)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+if __name__ == "__main__":
+    run_main(lambda argv: main(stage_config(SegmentConfig, argv, "segment")), sys.argv[1:])
