@@ -10,14 +10,32 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import ProjectConfiguration
 from tqdm.auto import tqdm
 
+from simseg.cli_utils import check_trackers_installed
 from simseg.errors import SimsegError
 from simseg.optim import set_lr
 
 LOG_EVERY = 10  # steps between loss read-outs: each one is a device sync
+
+
+def make_accelerator(cfg, **kwargs) -> Accelerator:
+    """The Accelerator of a stage run: mixed precision and trackers from the config, tracker logs in
+    ``output_dir/logs``, and a sampler whose shuffle is seeded by (seed, epoch), so a resumed epoch sees the batches
+    an uninterrupted one would. ``kwargs`` go to ``Accelerator`` (e.g. ``kwargs_handlers``)."""
+    check_trackers_installed(cfg.log.trackers)
+    return Accelerator(
+        mixed_precision=cfg.train.mixed_precision,
+        log_with=cfg.log.trackers or None,
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+        **kwargs,
+    )
 
 
 def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: int, lr_at: Callable[[int], float],

@@ -152,6 +152,26 @@ def save_state(accelerator, run_dir: Path, progress: dict) -> None:
     accelerator.wait_for_everyone()
 
 
+def start_or_resume(accelerator, run_dir: Path, cfg) -> tuple[int, int, bool]:
+    """Where a stage's loop starts: (first epoch, step, whether this is a new run).
+
+    With ``resume=true`` the newest complete state is restored and epochs logged after it are dropped from
+    ``metrics.jsonl`` (they run again); a new run writes ``config.yaml``.
+    """
+    progress = load_state(accelerator, run_dir) if cfg.resume else None
+    start_epoch, step = (progress["epoch"], progress["step"]) if progress else (0, 0)
+    if progress is not None:
+        epochs = cfg.train.epochs
+        accelerator.print(f"resuming {run_dir} at epoch {start_epoch} of {epochs}" if start_epoch < epochs
+                          else f"{run_dir} already finished all {epochs} epochs")
+    if accelerator.is_main_process:
+        truncate_metrics(run_dir, start_epoch)
+        if progress is None:
+            write_config(run_dir, cfg)
+    accelerator.wait_for_everyone()  # every process sees the truncated log
+    return start_epoch, step, progress is None
+
+
 def find_state(run_dir: Path) -> Path | None:
     """The newest complete state folder, if any."""
     for name in (STATE, STATE_OLD):

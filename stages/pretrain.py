@@ -15,28 +15,18 @@ import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import ProjectConfiguration
 from torch.utils.data import DataLoader
 
 from simseg.checkpoint import atomic_write_json, export_encoder, save_weights
-from simseg.cli_utils import check_trackers_installed, run_main, stage_config
+from simseg.cli_utils import run_main, stage_config
 from simseg.config import PretrainConfig, flat_dict, to_dict
 from simseg.data import open_image_source, resolve_val_size, split_indices
-from simseg.engine import evaluate, train_one_epoch
+from simseg.engine import evaluate, make_accelerator, train_one_epoch
 from simseg.loaders import TransformedImages, WithFixedMasks, epoch_seed
 from simseg.masking import random_unit_mask
 from simseg.optim import build_adamw, schedule_for
 from simseg.plots import save_reconstruction_grid
-from simseg.rundir import (
-    append_metrics,
-    load_state,
-    prepare_run_dir,
-    read_metrics,
-    save_state,
-    truncate_metrics,
-    write_config,
-)
+from simseg.rundir import append_metrics, prepare_run_dir, read_metrics, save_state, start_or_resume
 from simseg.simmim import SimMIM
 from simseg.sizes import parse_size
 from simseg.transforms import eval_transform, pretrain_transform
@@ -44,15 +34,7 @@ from simseg.vit import build_encoder
 
 
 def main(cfg: PretrainConfig) -> Path:
-    check_trackers_installed(cfg.log.trackers)
-    accelerator = Accelerator(
-        mixed_precision=cfg.train.mixed_precision,
-        log_with=cfg.log.trackers or None,
-        project_config=ProjectConfiguration(project_dir=cfg.output_dir,
-                                            logging_dir=str(Path(cfg.output_dir) / "logs")),
-        # The sampler's shuffle is seeded by (seed, epoch): a resumed epoch sees the batches an uninterrupted one would.
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
-    )
+    accelerator = make_accelerator(cfg)
     run_dir = prepare_run_dir(cfg)  # every process checks, so a refusal stops all ranks instead of hanging them
     accelerator.wait_for_everyone()
     torch.manual_seed(cfg.seed)
@@ -82,16 +64,7 @@ def main(cfg: PretrainConfig) -> Path:
     lr_at = schedule_for(cfg.train, len(train_loader))
 
     # --- resume ---------------------------------------------------------------------------------------------------
-    start_epoch, step = 0, 0
-    progress = load_state(accelerator, run_dir) if cfg.resume else None
-    if progress is not None:
-        start_epoch, step = progress["epoch"], progress["step"]
-        accelerator.print(f"resuming {run_dir} at epoch {start_epoch} of {cfg.train.epochs}" if start_epoch <
-                          cfg.train.epochs else f"{run_dir} already finished all {cfg.train.epochs} epochs")
-    if accelerator.is_main_process:
-        truncate_metrics(run_dir, start_epoch)  # epochs logged after the last saved state run again
-        if progress is None:
-            write_config(run_dir, cfg)
+    start_epoch, step, _ = start_or_resume(accelerator, run_dir, cfg)
     if cfg.log.trackers:
         accelerator.init_trackers("pretrain", config=flat_dict(to_dict(cfg)))
 

@@ -29,30 +29,21 @@ import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-from accelerate.utils import ProjectConfiguration
+from accelerate import DistributedDataParallelKwargs
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
 from simseg.checkpoint import atomic_write_json, export_encoder, export_path, load_encoder, read_weights, save_weights
-from simseg.cli_utils import check_trackers_installed, run_main, stage_config
+from simseg.cli_utils import run_main, stage_config
 from simseg.config import flat_dict, to_dict
-from simseg.engine import evaluate_confusion, train_one_epoch
+from simseg.engine import evaluate_confusion, make_accelerator, train_one_epoch
 from simseg.errors import SimsegError
 from simseg.heads import SegmentationModel, load_encoder_weights
 from simseg.loaders import TransformedPairs, epoch_seed
 from simseg.optim import build_adamw, schedule_for
 from simseg.pets import CLASS_NAMES, load_split, open_pairs_source, save_split, segmentation_splits
 from simseg.plots import colour_masks, save_image_grid
-from simseg.rundir import (
-    append_metrics,
-    load_state,
-    prepare_run_dir,
-    read_metrics,
-    save_state,
-    truncate_metrics,
-    write_config,
-)
+from simseg.rundir import append_metrics, prepare_run_dir, read_metrics, save_state, start_or_resume
 from simseg.seg_metrics import segmentation_metrics
 from simseg.seg_transforms import seg_eval_transform, seg_train_transform
 from simseg.segment_config import SegmentConfig
@@ -64,17 +55,9 @@ SYNTHETIC_POOL = 10_000  # synthetic images besides the test set (rendered only 
 
 
 def main(cfg: SegmentConfig) -> Path:
-    check_trackers_installed(cfg.log.trackers)
-    accelerator = Accelerator(
-        mixed_precision=cfg.train.mixed_precision,
-        log_with=cfg.log.trackers or None,
-        project_config=ProjectConfiguration(project_dir=cfg.output_dir,
-                                            logging_dir=str(Path(cfg.output_dir) / "logs")),
-        # The sampler's shuffle is seeded by (seed, epoch): a resumed epoch sees the batches an uninterrupted one would.
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
-        # A frozen encoder gets no gradients, which DDP must be told to expect.
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.train.freeze_encoder_epochs > 0)],
-    )
+    # A frozen encoder gets no gradients, which DDP must be told to expect.
+    accelerator = make_accelerator(cfg, kwargs_handlers=[
+        DistributedDataParallelKwargs(find_unused_parameters=cfg.train.freeze_encoder_epochs > 0)])
     run_dir = prepare_run_dir(cfg)  # every process checks, so a refusal stops all ranks instead of hanging them
     accelerator.wait_for_everyone()
     torch.manual_seed(cfg.seed)
@@ -119,18 +102,9 @@ def main(cfg: SegmentConfig) -> Path:
     lr_at = schedule_for(cfg.train, len(train_loader))
 
     # --- resume ---------------------------------------------------------------------------------------------------
-    start_epoch, step = 0, 0
-    progress = load_state(accelerator, run_dir) if cfg.resume else None
-    if progress is not None:
-        start_epoch, step = progress["epoch"], progress["step"]
-        accelerator.print(f"resuming {run_dir} at epoch {start_epoch} of {cfg.train.epochs}" if start_epoch <
-                          cfg.train.epochs else f"{run_dir} already finished all {cfg.train.epochs} epochs")
-    if accelerator.is_main_process:
-        truncate_metrics(run_dir, start_epoch)  # epochs logged after the last saved state run again
-        if progress is None:
-            write_config(run_dir, cfg)
-            atomic_write_json(run_dir / "lineage.json", lineage)
-    accelerator.wait_for_everyone()  # the log is truncated before any process reads the best validation score
+    start_epoch, step, new_run = start_or_resume(accelerator, run_dir, cfg)
+    if new_run and accelerator.is_main_process:
+        atomic_write_json(run_dir / "lineage.json", lineage)
     best_val = max((r["val_miou"] for r in read_metrics(run_dir) if r.get("val_miou") is not None), default=None)
     if cfg.log.trackers:
         accelerator.init_trackers("segment", config=flat_dict(to_dict(cfg)))
