@@ -9,6 +9,7 @@ rebuilds them, so :func:`load_encoder` needs nothing but the file.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -118,3 +119,35 @@ def load_encoder(path: str | Path, expected=None, **model_overrides):
         raise SimsegError(f"{file} does not match its recorded architecture (missing {sorted(missing)[:3]}, "
                           f"unexpected {sorted(unexpected)[:3]}): the file is damaged; re-export it")
     return encoder, model_cfg
+
+
+def load_encoder_weights(model: torch.nn.Module, encoder_state: dict[str, torch.Tensor], source: str) -> None:
+    """Load an encoder's state dict into ``model.encoder`` and check, as MAE does, that exactly the model's
+    ``head_keys()`` were left missing and nothing was unexpected: a silent partial load is impossible."""
+    tensors = {f"encoder.{k}": v for k, v in encoder_state.items()}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if set(missing) != model.head_keys() or unexpected:
+        wrong = sorted(set(missing) - model.head_keys())
+        raise SimsegError(f"{source} does not fit the model's encoder (missing {wrong[:3]}, "
+                          f"unexpected {sorted(unexpected)[:3]}): give an encoder.safetensors a simseg stage wrote")
+
+
+def load_pretrained_encoder(model: torch.nn.Module, init: str | Path, model_cfg) -> dict:
+    """Put the encoder exported at ``init`` (a run folder or its ``encoder.safetensors``) into ``model.encoder``,
+    keeping ``model_cfg``'s dropout, and return the lineage record: which file, its hash, the stage and run config
+    that produced it. The model's head is left as it was initialised."""
+    file = export_path(init)
+    dropout = {k: getattr(model_cfg, k) for k in ("drop_rate", "attn_drop_rate", "drop_path_rate")}
+    encoder, _ = load_encoder(file, expected=model_cfg, **dropout)
+    load_encoder_weights(model, encoder.state_dict(), str(file))
+    _, metadata = read_weights(file)
+    lineage = {"init": str(init), "export": str(file.resolve()), "export_sha256": sha256(file),
+               "export_stage": metadata.get("stage", "unknown"), "export_model": json.loads(metadata["model"])}
+    run_config = file.parent / "config.yaml"
+    if run_config.is_file():  # the exporting run's resolved config: what produced these weights
+        lineage.update(export_config=str(run_config.resolve()), export_config_sha256=sha256(run_config))
+    return lineage
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,6 +1,7 @@
 """The ``simseg`` command: stages, reconstruction grids and the demo.
 
     simseg pretrain [-c configs/pretrain.yaml] [key=value ...]
+    simseg classify [-c configs/classify.yaml] [key=value ...]
     simseg segment [-c configs/segment.yaml] [key=value ...]
     simseg grid --checkpoint RUN_DIR --data SOURCE [--n 8] [--out FILE.png]
     simseg demo [--output-dir outputs/demo]
@@ -34,7 +35,7 @@ DEMO_SEGMENT = [*DEMO_SHARED, "data.subset=500", "data.test_size=200", "train.ep
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"pretrain": pretrain, "segment": segment, "grid": grid, "demo": demo}
+    commands = {"pretrain": pretrain, "classify": classify, "segment": segment, "grid": grid, "demo": demo}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):
@@ -49,6 +50,13 @@ def pretrain(argv: list[str]) -> Path:
     from stages.pretrain import main as run_pretrain
 
     return run_pretrain(stage_config(PretrainConfig, argv, "pretrain"))
+
+
+def classify(argv: list[str]) -> Path:
+    from simseg.classify_config import ClassifyConfig
+    from stages.classify import main as run_classify
+
+    return run_classify(stage_config(ClassifyConfig, argv, "classify"))
 
 
 def segment(argv: list[str]) -> Path:

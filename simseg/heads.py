@@ -18,7 +18,6 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from simseg.errors import SimsegError
 from simseg.patches import unpatchify
 
 HEADS = ("linear", "linear_upsample")
@@ -92,13 +91,3 @@ class SegmentationModel(nn.Module):
             result["loss"] = loss
         return result
 
-
-def load_encoder_weights(model: SegmentationModel, encoder_state: dict[str, torch.Tensor], source: str) -> None:
-    """Load an encoder's state dict into ``model.encoder`` and check, as MAE does, that exactly the head's keys were
-    left missing and nothing was unexpected: a silent partial load is impossible."""
-    tensors = {f"encoder.{k}": v for k, v in encoder_state.items()}
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if set(missing) != model.head_keys() or unexpected:
-        wrong = sorted(set(missing) - model.head_keys())
-        raise SimsegError(f"{source} does not fit the segmentation model's encoder (missing {wrong[:3]}, "
-                          f"unexpected {sorted(unexpected)[:3]}): give an encoder.safetensors a simseg stage wrote")

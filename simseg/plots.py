@@ -66,3 +66,29 @@ def colour_masks(masks: torch.Tensor, colours=CLASS_COLOURS) -> torch.Tensor:
     """(N, H, W) class ids -> (N, 3, H, W) colours in [0, 1]."""
     palette = torch.tensor(colours, dtype=torch.float32, device=masks.device)  # (C, 3)
     return palette[masks.long()].permute(0, 3, 1, 2)
+
+
+def save_confusion_png(path: str | Path, matrix: list[list[int]], classes: list[str], title: str = "") -> None:
+    """A heat map of a confusion matrix (rows target, columns prediction) coloured by each row's share, with the
+    counts written in the cells; written atomically as PNG."""
+    counts = torch.tensor(matrix, dtype=torch.float64)  # (K, K)
+    shares = counts / counts.sum(1, keepdim=True).clamp(min=1)
+    size = 1.0 + 0.55 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    image = ax.imshow(shares.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("target")
+    for (row, column), count in zip(((r, c) for r in range(len(classes)) for c in range(len(classes))),
+                                    counts.flatten().long().tolist()):
+        ax.text(column, row, str(count), ha="center", va="center", fontsize=7,
+                color="white" if shares[row, column] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the target class")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))

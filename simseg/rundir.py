@@ -102,6 +102,21 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def check_or_save_splits(run_dir: Path, names: dict[str, list[str]], write: bool) -> None:
+    """Save each split's item names (``test_images.txt``, ...); a resumed run must find the same names."""
+    from simseg.pets import load_split, save_split
+
+    for split, items in names.items():
+        path = run_dir / f"{split}_images.txt"
+        if path.exists():
+            if load_split(path) != items:
+                raise SimsegError(f"{path} lists other images than this run's {split} split: the data source "
+                                  f"changed since the run started; resume with the original data or start a new "
+                                  f"output_dir")
+        elif write and items:
+            save_split(path, items)
+
+
 # --- metrics ----------------------------------------------------------------------------------------------------------
 
 

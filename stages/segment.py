@@ -22,7 +22,6 @@ are evaluated, reported and exported instead of the raw ones.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -33,17 +32,24 @@ from accelerate import DistributedDataParallelKwargs
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
-from simseg.checkpoint import atomic_write_json, export_encoder, export_path, load_encoder, read_weights, save_weights
+from simseg.checkpoint import atomic_write_json, export_encoder, load_pretrained_encoder, read_weights, save_weights
 from simseg.cli_utils import run_main, stage_config
 from simseg.config import flat_dict, to_dict
 from simseg.engine import evaluate_confusion, make_accelerator, train_one_epoch
 from simseg.errors import SimsegError
-from simseg.heads import SegmentationModel, load_encoder_weights
+from simseg.heads import SegmentationModel
 from simseg.loaders import TransformedPairs, epoch_seed
 from simseg.optim import build_adamw, schedule_for
-from simseg.pets import CLASS_NAMES, load_split, open_pairs_source, save_split, segmentation_splits
+from simseg.pets import CLASS_NAMES, open_pairs_source, segmentation_splits
 from simseg.plots import colour_masks, save_image_grid
-from simseg.rundir import append_metrics, prepare_run_dir, read_metrics, save_state, start_or_resume
+from simseg.rundir import (
+    append_metrics,
+    check_or_save_splits,
+    prepare_run_dir,
+    read_metrics,
+    save_state,
+    start_or_resume,
+)
 from simseg.seg_metrics import segmentation_metrics
 from simseg.seg_transforms import seg_eval_transform, seg_train_transform
 from simseg.segment_config import SegmentConfig
@@ -189,32 +195,8 @@ def build_model(cfg: SegmentConfig) -> tuple[SegmentationModel, dict]:
     the same seed and only the encoder differs.
     """
     model = SegmentationModel(build_encoder(cfg.model), NUM_CLASSES, cfg.head, cfg.loss)
-    if cfg.init == "scratch":
-        return model, {"init": "scratch"}
-    file = export_path(cfg.init)
-    dropout = {k: getattr(cfg.model, k) for k in ("drop_rate", "attn_drop_rate", "drop_path_rate")}
-    encoder, _ = load_encoder(file, expected=cfg.model, **dropout)
-    load_encoder_weights(model, encoder.state_dict(), str(file))
-    _, metadata = read_weights(file)
-    lineage = {"init": cfg.init, "export": str(file.resolve()), "export_sha256": sha256(file),
-               "export_stage": metadata.get("stage", "unknown"), "export_model": json.loads(metadata["model"])}
-    run_config = file.parent / "config.yaml"
-    if run_config.is_file():  # the exporting run's resolved config: what produced these weights
-        lineage.update(export_config=str(run_config.resolve()), export_config_sha256=sha256(run_config))
+    lineage = {"init": "scratch"} if cfg.init == "scratch" else load_pretrained_encoder(model, cfg.init, cfg.model)
     return model, lineage
-
-
-def check_or_save_splits(run_dir: Path, names: dict[str, list[str]], write: bool) -> None:
-    """Save each split's item names (``test_images.txt``, ...); a resumed run must find the same names."""
-    for split, items in names.items():
-        path = run_dir / f"{split}_images.txt"
-        if path.exists():
-            if load_split(path) != items:
-                raise SimsegError(f"{path} lists other images than this run's {split} split: the data source "
-                                  f"changed since the run started; resume with the original data or start a new "
-                                  f"output_dir")
-        elif write and items:
-            save_split(path, items)
 
 
 @torch.no_grad()
@@ -230,10 +212,6 @@ def write_examples(model: SegmentationModel, test_set: TransformedPairs, rows: i
     pred = model(images=images)["logits"].argmax(1).cpu()  # (N, H, W)
     columns = [denormalize(images.cpu(), cfg.aug.mean, cfg.aug.std), colour_masks(truth), colour_masks(pred)]
     save_image_grid(path, columns, ("image", "ground truth", "prediction"), title)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":

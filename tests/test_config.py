@@ -69,9 +69,11 @@ def test_bad_yaml_file(tmp_path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_loads_and_starts_with_its_command(path):
+    from simseg.classify_config import ClassifyConfig
     from simseg.segment_config import SegmentConfig
 
-    stage_configs = {"stages/pretrain.py": PretrainConfig, "stages/segment.py": SegmentConfig}
+    stage_configs = {"stages/pretrain.py": PretrainConfig, "stages/classify.py": ClassifyConfig,
+                     "stages/segment.py": SegmentConfig}
     command = path.read_text().splitlines()[0]
     stages = [stage for stage in stage_configs if stage in command]
     assert command.startswith("#") and len(stages) == 1, f"{path.name} must open with the command that runs it"

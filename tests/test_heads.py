@@ -2,9 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from simseg.checkpoint import load_encoder_weights
 from simseg.config import ModelConfig
 from simseg.errors import SimsegError
-from simseg.heads import SegmentationModel, load_encoder_weights, soft_dice_loss
+from simseg.heads import SegmentationModel, soft_dice_loss
 from simseg.optim import build_adamw, set_lr
 from simseg.vit import build_encoder
 

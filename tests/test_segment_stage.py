@@ -14,6 +14,7 @@ from simseg.checkpoint import load_encoder, read_weights
 from simseg.config import load_config
 from simseg.errors import SimsegError
 from simseg.pets import CLASS_NAMES, load_split, save_split
+from simseg.rundir import check_or_save_splits
 from simseg.seg_metrics import segmentation_metrics
 from simseg.segment_config import SegmentConfig
 
@@ -165,10 +166,10 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(seg_config, tmp_pa
 
 def test_resume_refuses_a_changed_test_set(tmp_path):
     save_split(tmp_path / "test_images.txt", ["a", "b"])
-    segment_stage.check_or_save_splits(tmp_path, {"test": ["a", "b"], "train": ["c"], "val": []}, write=True)
+    check_or_save_splits(tmp_path, {"test": ["a", "b"], "train": ["c"], "val": []}, write=True)
     assert load_split(tmp_path / "train_images.txt") == ["c"] and not (tmp_path / "val_images.txt").exists()
     with pytest.raises(SimsegError, match="test_images.txt lists other images than this run's test split"):
-        segment_stage.check_or_save_splits(tmp_path, {"test": ["a", "x"], "train": ["c"], "val": []}, write=True)
+        check_or_save_splits(tmp_path, {"test": ["a", "x"], "train": ["c"], "val": []}, write=True)
 
 
 @pytest.mark.parametrize("override,message", [

@@ -1,0 +1,183 @@
+"""Stage 2: fine-tune the encoder plus a linear classifier on labelled scenes with MixUp; test on the test folder.
+
+    accelerate launch stages/classify.py -c configs/classify.yaml data.source=data/intel-image-classification \\
+        init=outputs/pretrain-45k output_dir=outputs/classify-intel
+    python stages/classify.py data.subset=600 train.epochs=5     # from scratch on synthetic shapes, one process
+    simseg classify ...                                           # the same, from the installed CLI
+
+Writes into ``output_dir``: config.yaml, lineage.json (where the encoder's weights came from), classes.json (the class
+names, index = class id), test_images.txt / train_images.txt (the items, one per line), metrics.jsonl (per epoch:
+train loss, and every ``eval.every`` epochs test top-1), metrics.json (final test top-1, per-class and mean per-class
+accuracy from one confusion matrix, plus parameters, training seconds and images/s), confusion.json and confusion.png
+(rows target, columns prediction), encoder.safetensors (the export for ``stages/segment.py init=``), model.safetensors
+(encoder + classifier) and state/ (for ``resume=true``). The reported weights are the last epoch's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from simseg.checkpoint import atomic_write_json, export_encoder, load_pretrained_encoder, save_weights
+from simseg.classifier import Classifier, build_mixup, mix_batch
+from simseg.classify_config import ClassifyConfig
+from simseg.cli_utils import run_main, stage_config
+from simseg.config import flat_dict, to_dict
+from simseg.engine import evaluate_confusion, make_accelerator, train_one_epoch
+from simseg.errors import SimsegError
+from simseg.labelled import LabelledDataset, open_labelled
+from simseg.loaders import epoch_seed
+from simseg.optim import build_adamw, schedule_for
+from simseg.plots import save_confusion_png
+from simseg.rundir import (
+    append_metrics,
+    check_or_save_splits,
+    prepare_run_dir,
+    read_metrics,
+    save_state,
+    start_or_resume,
+)
+from simseg.seg_metrics import segmentation_metrics
+from simseg.transforms import eval_transform, pretrain_transform
+from simseg.vit import build_encoder
+
+
+def main(cfg: ClassifyConfig) -> Path:
+    accelerator = make_accelerator(cfg)
+    run_dir = prepare_run_dir(cfg)  # every process checks, so a refusal stops all ranks instead of hanging them
+    accelerator.wait_for_everyone()
+    torch.manual_seed(cfg.seed)
+
+    # --- data: the test set (whole or a seeded draw) and a seeded, class-stratified training subset ---------------
+    data = open_labelled(cfg.data, cfg.seed)
+    classes = data.train.classes
+    check_or_save_splits(run_dir, {"test": [data.test.names[i] for i in data.test_indices],
+                                   "train": [data.train.names[i] for i in data.train_indices]},
+                         write=accelerator.is_main_process)
+    check_or_save_classes(run_dir, classes, write=accelerator.is_main_process)
+    # The same crops, flips and jitter as the segmentation stage (image only); the test images are centre-cropped.
+    train_set = LabelledDataset(data.train, data.train_indices, pretrain_transform(cfg.aug, cfg.model.img_size))
+    test_set = LabelledDataset(data.test, data.test_indices,
+                               eval_transform(cfg.model.img_size, cfg.aug.mean, cfg.aug.std))
+    batch = cfg.train.batch_size
+    if len(train_set) < batch * accelerator.num_processes:
+        raise SimsegError(f"{len(train_set):,} training images do not fill one batch of train.batch_size={batch} "
+                          f"on {accelerator.num_processes} process(es): lower train.batch_size or raise data.subset")
+    loader_args = dict(batch_size=batch, num_workers=cfg.data.num_workers, pin_memory=accelerator.device.type == "cuda")
+    # drop_last: MixUp mixes each batch with its reverse and needs an even batch; a short last batch could be odd.
+    train_loader = DataLoader(train_set, shuffle=True, drop_last=True, **loader_args)
+    test_loader = DataLoader(test_set, shuffle=False, **loader_args)
+    accelerator.print(f"classifying {len(train_set):,} training images of {data.train.name} into {len(classes)} "
+                      f"classes, testing on {len(test_set):,} of {data.test.name}")
+
+    # --- model, optimiser, MixUp ----------------------------------------------------------------------------------
+    model, lineage = build_model(cfg, len(classes))
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay)
+    model, optimizer, train_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, test_loader)
+    lr_at = schedule_for(cfg.train, len(train_loader))
+    mixup = build_mixup(cfg.mixup, cfg.train.label_smoothing, len(classes))
+
+    def make_inputs(batch):
+        images, targets = mix_batch(mixup, batch[0], batch[1], len(classes), cfg.train.label_smoothing)
+        return {"images": images, "targets": targets}  # targets: (B, K) soft, rows sum to one
+
+    # --- resume ---------------------------------------------------------------------------------------------------
+    start_epoch, step, new_run = start_or_resume(accelerator, run_dir, cfg)
+    if new_run and accelerator.is_main_process:
+        atomic_write_json(run_dir / "lineage.json", lineage)
+    if cfg.log.trackers:
+        accelerator.init_trackers("classify", config=flat_dict(to_dict(cfg)))
+
+    # --- training loop ------------------------------------------------------------------------------------------
+    start = time.perf_counter()
+    for epoch in range(start_epoch, cfg.train.epochs):
+        seed = epoch_seed(cfg.seed, epoch, accelerator.process_index)
+        torch.manual_seed(seed)  # augmentation, dropout
+        np.random.seed(seed % 2**32)  # MixUp's lambda and CutMix boxes come from numpy's global generator
+        train_loader.set_epoch(epoch)
+        stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
+                                      lr_at=lr_at, make_inputs=make_inputs, grad_clip=cfg.train.grad_clip,
+                                      progress=cfg.log.progress)
+        record = {"epoch": epoch, "step": step, "train_loss": stats["loss"], "lr": stats["lr"],
+                  "images_per_s": stats["images_per_s"], "seconds": stats["seconds"]}
+        if epoch == cfg.train.epochs - 1 or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):
+            confusion = evaluate_confusion(model, test_loader, accelerator, len(classes))
+            record["test_top1"] = classification_metrics(confusion, classes)["top1"]
+        score = f", test top-1 {record['test_top1']:.4f}" if "test_top1" in record else ""
+        accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}{score}, {stats['images_per_s']:.0f} images/s")
+        accelerator.log(record, step=step)
+        if accelerator.is_main_process:
+            append_metrics(run_dir, record)
+        save_state(accelerator, run_dir, {"epoch": epoch + 1, "step": step})
+
+    # --- final test evaluation, pictures and exports ----------------------------------------------------------------
+    reported = accelerator.unwrap_model(model)
+    history = read_metrics(run_dir)
+    confusion = evaluate_confusion(reported, test_loader, accelerator, len(classes))
+    if accelerator.is_main_process:
+        metrics = classification_metrics(confusion, classes)
+        matrix = metrics.pop("confusion")
+        atomic_write_json(run_dir / "confusion.json", {"classes": classes, "rows": "target", "columns": "prediction",
+                                                       "matrix": matrix})
+        save_confusion_png(run_dir / "confusion.png", matrix, classes,
+                           f"{cfg.init if cfg.init == 'scratch' else Path(cfg.init).name}: test top-1 "
+                           f"{metrics['top1']:.3f} ({len(train_set):,} training images)")
+        seconds = sum(r["seconds"] for r in history)
+        atomic_write_json(run_dir / "metrics.json", {
+            **metrics, "chance": 1 / len(classes), "classes": classes, "reported_epoch": history[-1]["epoch"],
+            "epochs": cfg.train.epochs, "init": cfg.init, "head": cfg.head, "mixup": to_dict(cfg.mixup),
+            "test_images": len(test_set), "train_images": len(train_set),
+            "final_train_loss": history[-1]["train_loss"],
+            "parameters": sum(p.numel() for p in reported.parameters()),
+            "encoder_parameters": sum(p.numel() for p in reported.encoder.parameters()),
+            "train_seconds": seconds, "images_per_s": sum(r["images_per_s"] * r["seconds"] for r in history) / seconds,
+        })
+        export_encoder(run_dir / "encoder.safetensors", reported.encoder, cfg.model, {"stage": "classify"})
+        save_weights(run_dir / "model.safetensors", reported.state_dict(),
+                     {"stage": "classify", "head": cfg.head, "classes": json.dumps(classes),
+                      "model": json.dumps(to_dict(cfg.model))})
+        accelerator.print(f"test top-1 {metrics['top1']:.4f}, mean per-class accuracy "
+                          f"{metrics['mean_class_accuracy']:.4f}; done in {time.perf_counter() - start:.0f}s: "
+                          f"{run_dir}")
+    accelerator.end_training()
+    return run_dir
+
+
+def classification_metrics(confusion: torch.Tensor, classes: list[str]) -> dict:
+    """``top1``, ``mean_class_accuracy``, ``class_accuracy`` (name -> recall; None for a class absent from the test
+    set) and ``confusion`` (nested ints) of a (K_target, K_pred) confusion matrix."""
+    figures = segmentation_metrics(confusion, classes)  # the same matrix arithmetic, counted over images
+    return {"top1": figures["pixel_accuracy"], "mean_class_accuracy": figures["mean_pixel_accuracy"],
+            "class_accuracy": figures["class_accuracy"], "confusion": figures["confusion"]}
+
+
+def build_model(cfg: ClassifyConfig, num_classes: int) -> tuple[Classifier, dict]:
+    """The classifier, its encoder from scratch or from an export, and the lineage record saying which.
+
+    The head is initialised before the export is loaded, so a pretrained model's head equals a scratch model's of
+    the same seed and only the encoder differs.
+    """
+    model = Classifier(build_encoder(cfg.model), num_classes, cfg.head, cfg.train.label_smoothing)
+    lineage = {"init": "scratch"} if cfg.init == "scratch" else load_pretrained_encoder(model, cfg.init, cfg.model)
+    return model, lineage
+
+
+def check_or_save_classes(run_dir: Path, classes: list[str], write: bool) -> None:
+    """``classes.json``: the class names (index = class id); a resumed run must find the same."""
+    path = run_dir / "classes.json"
+    if path.exists():
+        if json.loads(path.read_text()) != classes:
+            raise SimsegError(f"{path} lists other classes than the data source's {classes}: the data changed since "
+                              f"the run started; resume with the original data or start a new output_dir")
+    elif write:
+        atomic_write_json(path, classes)
+
+
+if __name__ == "__main__":
+    run_main(lambda argv: main(stage_config(ClassifyConfig, argv, "classify")), sys.argv[1:])
