@@ -51,11 +51,7 @@ def save_image_grid(path: str | Path, columns: list[torch.Tensor], titles: tuple
             axes[r, c].axis("off")
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    save_figure(fig, path)
 
 
 def save_reconstruction_grid(path: str | Path, model, images, masks, mean, std, title: str = "") -> None:
@@ -87,6 +83,11 @@ def save_confusion_png(path: str | Path, matrix: list[list[int]], classes: list[
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the target class")
     if title:
         ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Lay out, render to PNG in memory, close, and write atomically (a reader never sees half a picture)."""
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

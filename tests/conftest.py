@@ -43,3 +43,18 @@ def fresh_accelerator_state():
     yield
     from accelerate.state import AcceleratorState
     AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def interrupted_then_resumed(stage, make_config, overrides, output_dir: Path, monkeypatch) -> Path:
+    """Run ``stage.main`` until its first state is saved, "kill" it there, then resume it to the end."""
+    real_save = stage.save_state
+
+    def save_then_die(*args, **kwargs):  # the process dies right after epoch 0's state is on disk
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        stage.main(make_config(*overrides, output_dir=output_dir))
+    monkeypatch.setattr(stage, "save_state", real_save)
+    return stage.main(make_config(*overrides, "resume=true", output_dir=output_dir))

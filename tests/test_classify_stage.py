@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import interrupted_then_resumed
 from PIL import Image
 
 import stages.classify as classify_stage
@@ -187,17 +188,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(cls_config, tmp_pa
                  "model.drop_path_rate=0.1")
     whole = classify_stage.main(cls_config(*overrides, output_dir=tmp_path / "whole"))
 
-    real_save = classify_stage.save_state
-
-    def save_then_die(*args, **kwargs):  # the process "dies" right after epoch 0's state is on disk
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(classify_stage, "save_state", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        classify_stage.main(cls_config(*overrides, output_dir=tmp_path / "split"))
-    monkeypatch.setattr(classify_stage, "save_state", real_save)
-    split = classify_stage.main(cls_config(*overrides, "resume=true", output_dir=tmp_path / "split"))
+    split = interrupted_then_resumed(classify_stage, cls_config, overrides, tmp_path / "split", monkeypatch)
 
     for name in ("model.safetensors", "encoder.safetensors"):
         a, _ = read_weights(whole / name)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, write_images
+from conftest import TINY, interrupted_then_resumed, write_images
 
 import stages.pretrain as pretrain_stage
 from simseg.checkpoint import load_encoder, read_weights
@@ -50,17 +50,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_config, tmp_p
                  "data.num_workers=1", "log.grid_every=0")
     whole = pretrain_stage.main(tiny_config(*overrides, output_dir=tmp_path / "whole"))
 
-    real_save = pretrain_stage.save_state
-
-    def save_then_die(*args, **kwargs):  # the process "dies" right after epoch 0's state is on disk
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(pretrain_stage, "save_state", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain_stage.main(tiny_config(*overrides, output_dir=tmp_path / "split"))
-    monkeypatch.setattr(pretrain_stage, "save_state", real_save)
-    split = pretrain_stage.main(tiny_config(*overrides, "resume=true", output_dir=tmp_path / "split"))
+    split = interrupted_then_resumed(pretrain_stage, tiny_config, overrides, tmp_path / "split", monkeypatch)
 
     a, _ = read_weights(whole / "model.safetensors")
     b, _ = read_weights(split / "model.safetensors")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import interrupted_then_resumed
 
 import stages.pretrain as pretrain_stage
 import stages.segment as segment_stage
@@ -141,17 +142,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(seg_config, tmp_pa
                  "train.layer_decay=0.75", "train.freeze_encoder_epochs=1", "model.drop_path_rate=0.1")
     whole = segment_stage.main(seg_config(*overrides, output_dir=tmp_path / "whole"))
 
-    real_save = segment_stage.save_state
-
-    def save_then_die(*args, **kwargs):  # the process "dies" right after epoch 0's state is on disk
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(segment_stage, "save_state", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        segment_stage.main(seg_config(*overrides, output_dir=tmp_path / "split"))
-    monkeypatch.setattr(segment_stage, "save_state", real_save)
-    split = segment_stage.main(seg_config(*overrides, "resume=true", output_dir=tmp_path / "split"))
+    split = interrupted_then_resumed(segment_stage, seg_config, overrides, tmp_path / "split", monkeypatch)
 
     for name in ("model.safetensors", "best.safetensors", "encoder.safetensors"):
         a, _ = read_weights(whole / name)
