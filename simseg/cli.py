@@ -3,6 +3,7 @@
     simseg pretrain [-c configs/pretrain.yaml] [key=value ...]
     simseg classify [-c configs/classify.yaml] [key=value ...]
     simseg segment [-c configs/segment.yaml] [key=value ...]
+    simseg chain -c configs/chain.yaml [stage.section.key=value ...]
     simseg grid --checkpoint RUN_DIR --data SOURCE [--n 8] [--out FILE.png]
     simseg demo [--output-dir outputs/demo]
 """
@@ -35,7 +36,8 @@ DEMO_SEGMENT = [*DEMO_SHARED, "data.subset=500", "data.test_size=200", "train.ep
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"pretrain": pretrain, "classify": classify, "segment": segment, "grid": grid, "demo": demo}
+    commands = {"pretrain": pretrain, "classify": classify, "segment": segment, "chain": chain, "grid": grid,
+                "demo": demo}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):
@@ -64,6 +66,21 @@ def segment(argv: list[str]) -> Path:
     from stages.segment import main as run_segment
 
     return run_segment(stage_config(SegmentConfig, argv, "segment"))
+
+
+def chain(argv: list[str]) -> dict[str, Path]:
+    """pretrain -> classify (optional) -> segment, each from the previous export; finished stages are skipped."""
+    from simseg.chain import __doc__ as chain_doc
+    from simseg.chain import run_chain
+
+    parser = argparse.ArgumentParser(prog="simseg chain", description=chain_doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", help="chain file: output_dir and one config diff per stage")
+    parser.add_argument("overrides", nargs="*", metavar="stage.section.key=value")
+    args = parser.parse_args(argv)
+    runs = run_chain(args.config, args.overrides)
+    print("chain: done; run folders: " + ", ".join(f"{stage} {path}" for stage, path in runs.items()))
+    return runs
 
 
 def grid(argv: list[str]) -> Path:

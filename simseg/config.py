@@ -188,7 +188,7 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
     """Build ``cls`` from its defaults, the YAML diff at ``path`` and ``section.key=value`` overrides."""
     tree: dict[str, Any] = {}
     if path is not None:
-        tree = _read_yaml(Path(path))
+        tree = read_yaml(Path(path))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
@@ -197,7 +197,7 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
             value = yaml.safe_load(text) if text else ""
         except yaml.YAMLError:
             value = text
-        _set_dotted(tree, key.strip(), value)
+        set_dotted(tree, key.strip(), value)
     return build(cls, tree)
 
 
@@ -255,7 +255,7 @@ def diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise SimsegError(f"config file {path} does not exist: check the path given to -c")
     try:
@@ -269,7 +269,7 @@ def _read_yaml(path: Path) -> dict:
     return tree
 
 
-def _set_dotted(tree: dict, key: str, value: Any) -> None:
+def set_dotted(tree: dict, key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
     node = tree
     for part in parents:
