@@ -30,7 +30,9 @@ DEMO_SHARED = [
 ]
 DEMO_PRETRAIN = [*DEMO_SHARED, "data.synthetic_size=2000", "data.val_size=16", "train.epochs=6",
                  "train.milestones=[5]", "log.grid_every=2"]
-DEMO_SEGMENT = [*DEMO_SHARED, "data.subset=500", "data.test_size=200", "train.epochs=6", "train.milestones=[5]",
+DEMO_CLASSIFY = [*DEMO_SHARED, "data.subset=500", "data.test_size=200", "train.epochs=4", "train.milestones=[3]",
+                 "eval.every=0"]
+DEMO_SEGMENT = [*DEMO_SHARED, "data.subset=500", "data.test_size=200", "train.epochs=5", "train.milestones=[4]",
                 "eval.every=0"]
 
 
@@ -132,34 +134,45 @@ def grid(argv: list[str]) -> Path:
 
 
 def demo(argv: list[str]) -> Path:
-    """The pipeline end to end on synthetic images: SimMIM pretraining, then segmentation from the pretrained
-    encoder and from scratch; prints both test mIoUs and where the pictures are."""
+    """The study's pipeline end to end on synthetic images: the chain (SimMIM pretraining -> classification ->
+    segmentation), plus segmentation from the pretrained encoder alone and from scratch; prints the three test
+    mIoUs and where the pictures are."""
+    from simseg.chain import run_chain
+
     parser = argparse.ArgumentParser(prog="simseg demo", description=demo.__doc__)
     parser.add_argument("--output-dir", default="outputs/demo", help="parent folder of the demo's runs")
     args = parser.parse_args(argv)
     root = Path(args.output_dir)
+    chain = run_chain(None, [f"output_dir={root}", *(f"pretrain.{o}" for o in DEMO_PRETRAIN),
+                             *(f"classify.{o}" for o in DEMO_CLASSIFY), *(f"segment.{o}" for o in DEMO_SEGMENT)])
 
-    def run(stage, overrides: list[str], name: str) -> Path:
+    def run(init: str, name: str) -> Path:
         # A run folder that exists is continued (or, when finished, only reported): rerunning the demo is safe.
         resume = (root / name / "config.yaml").exists()
-        return stage([*overrides, f"output_dir={root / name}", f"resume={str(resume).lower()}"])
+        return segment([*DEMO_SEGMENT, f"init={init}", f"output_dir={root / name}", f"resume={str(resume).lower()}"])
 
-    pretrained = run(pretrain, DEMO_PRETRAIN, "pretrain")
-    runs = {"scratch": run(segment, [*DEMO_SEGMENT, "init=scratch"], "segment-scratch"),
-            "pretrained": run(segment, [*DEMO_SEGMENT, f"init={pretrained}"], "segment-pretrained")}
+    runs = {"scratch": run("scratch", "segment-scratch"),
+            "pretrained": run(str(chain["pretrain"]), "segment-pretrained"),
+            "pretrained + classify": chain["segment"]}
 
-    recon = json.loads((pretrained / "metrics.json").read_text())
-    print("\nsimseg demo: SimMIM pretraining, then trimap segmentation, on synthetic images")
-    print(f"  pretraining: val reconstruction loss {recon['final_val_loss']:.3f}, "
-          f"{recon['train_seconds']:.0f}s; grids in {pretrained / 'grids'}")
-    first = json.loads((runs["scratch"] / "metrics.json").read_text())
+    def metrics(run_dir: Path) -> dict:
+        return json.loads((run_dir / "metrics.json").read_text())
+
+    recon, classify_m = metrics(chain["pretrain"]), metrics(chain["classify"])
+    print("\nsimseg demo: the study's pipeline on synthetic images")
+    print(f"  pretraining:    val reconstruction loss {recon['final_val_loss']:.3f}; grids in "
+          f"{chain['pretrain'] / 'grids'}")
+    print(f"  classification: test top-1 {classify_m['top1']:.3f} (chance {classify_m['chance']:.3f}); "
+          f"{chain['classify'] / 'confusion.png'}")
+    first = metrics(runs["scratch"])
     print(f"  segmentation, {first['train_images']} labelled images, {first['test_images']} test images:")
-    print(f"    {'encoder':<12}{'test mIoU':>10}{'pixel acc':>11}{'seconds':>9}   examples")
+    print(f"    {'encoder':<24}{'test mIoU':>10}{'pixel acc':>11}{'seconds':>9}   examples")
     for name, run_dir in runs.items():
-        m = json.loads((run_dir / "metrics.json").read_text())
-        print(f"    {name:<12}{m['miou']:>10.3f}{m['pixel_accuracy']:>11.3f}{m['train_seconds']:>9.0f}   "
+        m = metrics(run_dir)
+        print(f"    {name:<24}{m['miou']:>10.3f}{m['pixel_accuracy']:>11.3f}{m['train_seconds']:>9.0f}   "
               f"{run_dir / 'examples.png'}")
-    print("  (a pipeline check at toy scale, one seed: these mIoUs say nothing about pretraining at the study's scale)")
+    print("  (a pipeline check at toy scale, one seed: these numbers say nothing about pretraining at the study's "
+          "scale)")
     return root
 
 
