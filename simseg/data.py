@@ -43,9 +43,9 @@ def open_image_source(data_cfg, stream: str) -> ImageSource:
         seed = zlib.crc32(f"{stream}:{data_cfg.synthetic_seed}".encode())
         return SyntheticSource(data_cfg.synthetic_size, seed, data_cfg.synthetic_image_size)
     path = Path(source).expanduser()
-    if path.is_dir() and not _is_table_folder(path):
+    if path.is_dir() and not is_table_folder(path):
         return FolderSource(path)
-    if path.exists() or _looks_local(source):
+    if path.exists() or looks_local(source):
         if not path.exists():
             raise SimsegError(f"data.source {source} does not exist: check the path")
         return DatasetSource.from_local(path, data_cfg.split, data_cfg.image_column)
@@ -82,11 +82,14 @@ def resolve_val_size(data_cfg, count: int) -> int:
     return default_val_size(count) if data_cfg.val_size is None else parse_size(data_cfg.val_size, "data.val_size")
 
 
-def _looks_local(source: str) -> bool:
+def looks_local(source: str) -> bool:
+    """Whether ``source`` is meant as a local path (so a missing one is an error, never a hub look-up)."""
     return source.startswith(("/", "./", "../", "~")) or source.lower().endswith(IMAGE_EXTENSIONS + _TABLE_EXTENSIONS)
 
 
-def _is_table_folder(path: Path) -> bool:
+def is_table_folder(path: Path) -> bool:
+    """Whether folder ``path`` holds a ``datasets`` dataset (``save_to_disk`` output, or parquet/arrow files and no
+    images) rather than image files."""
     if any((path / marker).exists() for marker in _DATASET_MARKERS):
         return True
     return any(p.suffix in _TABLE_EXTENSIONS for p in path.iterdir()) and not any(

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from simseg.data import IMAGE_EXTENSIONS, DatasetSource, SyntheticSource, _looks_local, read_rgb
+from simseg.data import IMAGE_EXTENSIONS, DatasetSource, SyntheticSource, looks_local, read_rgb
 from simseg.errors import SimsegError
 from simseg.pets import SyntheticPairsSource, _stratified_order, segmentation_splits
 from simseg.sizes import format_size
@@ -85,7 +85,7 @@ def open_labelled(data_cfg, seed: int, stream: str = "classify") -> LabelledSpli
         split = segmentation_splits(count, test_size, subset, seed, shapes, 0, source.name)
         return LabelledSplits(source, split["train"], source, split["test"])
     path = Path(data_cfg.source).expanduser()
-    if not path.exists() and _looks_local(data_cfg.source):
+    if not path.exists() and looks_local(data_cfg.source):
         raise SimsegError(f"data.source {data_cfg.source} does not exist: check the path")
     if path.is_dir() and not any((path / marker).exists() for marker in ("dataset_dict.json", "state.json")):
         train_dir, test_dir = find_split_folders(path)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from simseg.checkpoint import atomic_write_text
-from simseg.data import DatasetSource, SyntheticSource, _is_table_folder, _looks_local, read_rgb
+from simseg.data import DatasetSource, SyntheticSource, is_table_folder, looks_local, read_rgb
 from simseg.errors import SimsegError
 from simseg.sizes import format_size
 from simseg.synthetic import SHAPE_CLASSES
@@ -243,11 +243,11 @@ def open_pairs_source(source: str, *, stream: str, synthetic_count: int, synthet
     path = Path(source).expanduser()
     if path.is_dir() and OxfordPetsSource.find_root(path) is not None:
         return OxfordPetsSource(path, skip_unpaired)
-    if path.is_dir() and not _is_table_folder(path):
+    if path.is_dir() and not is_table_folder(path):
         raise SimsegError(f"data.source {source} is neither an Oxford-IIIT Pet folder (images/ and "
                           f"annotations/trimaps/, or a parent of oxford-iiit-pet/) nor a datasets dataset: "
                           f"check the folder")
-    if not path.exists() and _looks_local(source):
+    if not path.exists() and looks_local(source):
         raise SimsegError(f"data.source {source} does not exist: check the path")
     # DatasetSource loads the dataset and picks the split; the columns are chosen again here, with the mask's in view
     loaded = (DatasetSource.from_local(path, split, image_column) if path.exists() else
