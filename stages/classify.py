@@ -96,6 +96,7 @@ def main(cfg: ClassifyConfig) -> Path:
 
     # --- training loop ------------------------------------------------------------------------------------------
     start = time.perf_counter()
+    last_test_confusion = None  # the last epoch's test score: the reported weights are that epoch's
     for epoch in range(start_epoch, cfg.train.epochs):
         seed = epoch_seed(cfg.seed, epoch, accelerator.process_index)
         torch.manual_seed(seed)  # augmentation, dropout
@@ -106,9 +107,11 @@ def main(cfg: ClassifyConfig) -> Path:
                                       progress=cfg.log.progress)
         record = {"epoch": epoch, "step": step, "train_loss": stats["loss"], "lr": stats["lr"],
                   "images_per_s": stats["images_per_s"], "seconds": stats["seconds"]}
-        if epoch == cfg.train.epochs - 1 or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):
+        last = epoch == cfg.train.epochs - 1
+        if last or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):
             confusion = evaluate_confusion(model, test_loader, accelerator, len(classes))
             record["test_top1"] = classification_metrics(confusion, classes)["top1"]
+            last_test_confusion = confusion if last else None
         score = f", test top-1 {record['test_top1']:.4f}" if "test_top1" in record else ""
         accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}{score}, {stats['images_per_s']:.0f} images/s")
         accelerator.log(record, step=step)
@@ -119,7 +122,9 @@ def main(cfg: ClassifyConfig) -> Path:
     # --- final test evaluation, pictures and exports ----------------------------------------------------------------
     reported = accelerator.unwrap_model(model)
     history = read_metrics(run_dir)
-    confusion = evaluate_confusion(reported, test_loader, accelerator, len(classes))
+    confusion = last_test_confusion  # None when resuming a finished run: then score it now
+    if confusion is None:
+        confusion = evaluate_confusion(reported, test_loader, accelerator, len(classes))
     if accelerator.is_main_process:
         metrics = classification_metrics(confusion, classes)
         matrix = metrics.pop("confusion")

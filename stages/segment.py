@@ -120,6 +120,7 @@ def main(cfg: SegmentConfig) -> Path:
 
     # --- training loop ------------------------------------------------------------------------------------------
     start = time.perf_counter()
+    last_test_confusion = None  # the last epoch's test score, reused below when those are the reported weights
     for epoch in range(start_epoch, cfg.train.epochs):
         torch.manual_seed(epoch_seed(cfg.seed, epoch, accelerator.process_index))  # augmentation, dropout
         train_loader.set_epoch(epoch)
@@ -133,6 +134,7 @@ def main(cfg: SegmentConfig) -> Path:
         if last or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):
             confusion = evaluate_confusion(evaluated_model(), test_loader, accelerator, NUM_CLASSES)
             record["test_miou"] = segmentation_metrics(confusion, CLASS_NAMES)["miou"]
+            last_test_confusion = confusion if last else None
             if val_loader is not None:
                 confusion = evaluate_confusion(evaluated_model(), val_loader, accelerator, NUM_CLASSES)
                 record["val_miou"] = segmentation_metrics(confusion, CLASS_NAMES)["miou"]
@@ -159,7 +161,10 @@ def main(cfg: SegmentConfig) -> Path:
         weights, meta = read_weights(run_dir / "best.safetensors")
         reported.load_state_dict(weights)
         reported_epoch = int(meta["epoch"])
-    confusion = evaluate_confusion(reported, test_loader, accelerator, NUM_CLASSES)
+    if last_test_confusion is not None and reported_epoch == history[-1]["epoch"]:
+        confusion = last_test_confusion  # the same weights were scored on the test set a moment ago
+    else:
+        confusion = evaluate_confusion(reported, test_loader, accelerator, NUM_CLASSES)
     if accelerator.is_main_process:
         metrics = segmentation_metrics(confusion, CLASS_NAMES)
         atomic_write_json(run_dir / "confusion.json", {"classes": list(CLASS_NAMES), "rows": "target",
