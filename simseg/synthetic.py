@@ -7,6 +7,7 @@ exact, or first-order accurate near the edge), so the boundary band is just ``|d
 are built channel-first in float32: numpy broadcasts over a leading colour axis far faster than a trailing one.
 """
 
+import colorsys
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -167,6 +168,18 @@ def _texture(rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray) -> np.nda
     return np.clip((_upsample(rng.random((g, g), dtype=np.float32), ys.size, xs.size) - 0.5) * 2.5 + 0.5, 0, 1)
 
 
+def _class_colours(rng: np.random.Generator, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """The foreground's two texture colours, (3, 1, 1) each: a light and a dark shade of a hue drawn from the
+    label's sixth of the colour wheel. Form alone is not learned by a small ViT in a few minutes of CPU, so the
+    class also shows in the colour; neighbouring classes' hue ranges touch, and the clutter uses every hue."""
+    hue = (label + rng.uniform(-0.5, 0.5)) / len(SHAPE_CLASSES)
+    saturation, light, dark = rng.uniform(0.55, 1.0), rng.uniform(0.75, 1.0), rng.uniform(0.2, 0.45)
+    shades = [colorsys.hsv_to_rgb(hue % 1.0, saturation, value) for value in (light, dark)]
+    if rng.random() < 0.5:  # either shade may be the texture's ground
+        shades.reverse()
+    return tuple(np.array(c, dtype=np.float32).reshape(3, 1, 1) for c in shades)
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """(3, size, size) float32: colour noise, luminance noise, gratings and 3-8 small distractor shapes."""
     # layers mixed into RGB by one matrix product: low-frequency colour noise (3), finer luminance noise, gratings
@@ -209,7 +222,8 @@ def make_sample(seed: int, index: int, size: int = 160, boundary_width: int = 3)
     Pure and deterministic: the same (seed, index, size, boundary_width) always gives identical arrays.
     Returns a (size, size, 3) uint8 RGB image, a (size, size) uint8 trimap (1 = foreground shape, 2 = background
     and distractors, 3 = pixels within ``boundary_width`` px of the shape's edge on either side; all three values
-    always appear) and the label, an index into :data:`SHAPE_CLASSES`.
+    always appear) and the label, an index into :data:`SHAPE_CLASSES`: the shape's form, which also sets the hue of its
+    colours (see :func:`_class_colours`).
     """
     if min(seed, index) < 0 or size < 32 or not 1 <= boundary_width <= size // 10:
         raise SimsegError(f"synthetic images need seed, index >= 0, size >= 32 and 1 <= boundary_width <= size // 10;"
@@ -229,8 +243,7 @@ def make_sample(seed: int, index: int, size: int = 160, boundary_width: int = 3)
         has_bg = d.size < size * size or bool((d >= boundary_width).any())
         if last or (0.08 <= visible <= 0.55 and has_bg and bool((d <= -boundary_width).any())):
             break
-    c1, c2 = rng.random((2, 3, 1, 1), dtype=np.float32)
-    c2 = (c1 + 0.5) % 1 if np.abs(c1 - c2).sum() < 0.75 else c2  # keep the texture visible
+    c1, c2 = _class_colours(rng, label)
     _paint(img, win, d, c1, c2, _texture(rng, ys, xs))
 
     # global photometrics (contrast with a slight colour cast, brightness) and luminance pixel noise, in place

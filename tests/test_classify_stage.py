@@ -174,7 +174,16 @@ def colour_folder(root: Path, train: int, test: int) -> Path:
     return root
 
 
-def test_short_run_beats_chance(cls_config, tmp_path):
+def test_short_synthetic_run_beats_chance(cls_config):
+    # 12 steps of a 2-block encoder; the synthetic label shows in the shape's form and in its hue
+    run_dir = classify_stage.main(cls_config("data.subset=192", "data.test_size=60", "train.epochs=4",
+                                             "train.batch_size=16", "aug.color_jitter_prob=0", "eval.every=4"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_images"] == 60 and metrics["chance"] == 1 / 6
+    assert metrics["top1"] > 2 * metrics["chance"], metrics["top1"]
+
+
+def test_image_folder_run_learns_the_classes_its_folders_name(cls_config, tmp_path):
     source = colour_folder(tmp_path / "colours", train=16, test=4)
     run_dir = classify_stage.main(cls_config(f"data.source={source}", "data.subset=null", "data.test_size=null",
                                              "train.epochs=4", "train.batch_size=16", "aug.color_jitter_prob=0"))
