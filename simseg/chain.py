@@ -19,8 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from simseg.config import build, read_yaml, set_dotted
+from simseg.engine import reset_accelerate_state
 from simseg.errors import SimsegError
-from simseg.rundir import PROGRESS, find_state, prepare_run_dir
+from simseg.rundir import is_finished, prepare_run_dir
 
 STAGES = ("pretrain", "classify", "segment")
 _CHAIN_SET = ("output_dir", "init", "resume")
@@ -73,17 +74,6 @@ def stage_configs(root: Path, stages: dict[str, dict | None]) -> list[tuple[str,
     return configs
 
 
-def is_finished(cfg) -> bool:
-    """A stage run is finished when its last epoch's state, its final figures and its export are all on disk."""
-    import json
-
-    run_dir = Path(cfg.output_dir)
-    state = find_state(run_dir)
-    if state is None or not (run_dir / "metrics.json").exists() or not (run_dir / "encoder.safetensors").exists():
-        return False
-    return json.loads((state / PROGRESS).read_text())["epoch"] >= cfg.train.epochs
-
-
 def run_chain(path: str | Path | None, overrides: list[str]) -> dict[str, Path]:
     """Run (or resume, or skip) every stage of the chain; returns {stage: run folder}."""
     root, stages = load_chain(path, overrides)
@@ -99,7 +89,7 @@ def run_chain(path: str | Path | None, overrides: list[str]) -> dict[str, Path]:
                 continue
         print(f"chain: [{index}/{len(plan)}] {stage} -> {run_dir}" + (" (resuming)" if cfg.resume else ""))
         runs[stage] = _stage_main(stage)(cfg)
-        _reset_accelerate()
+        reset_accelerate_state()
     return runs
 
 
@@ -111,11 +101,3 @@ def _stage_main(stage: str):
     else:
         from stages.segment import main
     return main
-
-
-def _reset_accelerate() -> None:
-    """Each stage builds its own Accelerator (mixed precision may differ per stage) but Accelerate keeps one state
-    per process: clear it between stages, keeping the process group (the partial state) for multi-GPU chains."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state()

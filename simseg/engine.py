@@ -108,3 +108,11 @@ def evaluate_confusion(model, loader, accelerator, num_classes: int) -> torch.Te
         pred, masks = accelerator.gather_for_metrics((pred, masks))
         confusion += confusion_matrix(pred, masks, num_classes)
     return confusion
+
+
+def reset_accelerate_state() -> None:
+    """Each stage builds its own Accelerator (mixed precision may differ per stage) but Accelerate keeps one state
+    per process: clear it between stages, keeping the process group (the partial state) for multi-GPU chains."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()

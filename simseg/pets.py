@@ -256,11 +256,13 @@ def open_pairs_source(source: str, *, stream: str, synthetic_count: int, synthet
 
 
 def segmentation_splits(count: int, test_size: int, subset: int | None, seed: int, groups: list[str] | None,
-                        val_size: int = 0, source_name: str = "the source") -> dict[str, np.ndarray]:
+                        val_size: int = 0, source_name: str = "the source",
+                        test_seed: int | None = None) -> dict[str, np.ndarray]:
     """Seeded index arrays ``test``, ``val`` and ``train`` over ``count`` items.
 
     ``test`` (sorted) is a draw of ``test_size`` items, stratified by ``groups`` when given; it depends only on
-    (count, test_size, seed, groups), so every run of a sweep tests on the same images. The other items are put in
+    (count, test_size, test_seed, groups), so every run of a sweep tests on the same images (``test_seed`` defaults
+    to ``seed``; give it to keep one test set across training seeds). The other items are put in
     one order that is stratified at every prefix: ``val`` is its first ``val_size`` items and ``train`` the next
     ``subset`` (all if None), so smaller subsets are nested in larger ones. Groups of one item are pooled for the test
     draw; when even that cannot be stratified (fewer test items than groups) the draw is plain random.
@@ -272,7 +274,8 @@ def segmentation_splits(count: int, test_size: int, subset: int | None, seed: in
     if not 1 <= test_size < count:
         raise SimsegError(f"data.test_size={test_size:,} asks for {test_size:,} test images but {source_name} has "
                           f"{count:,}: choose 1 <= data.test_size < {count:,}")
-    _, test = train_test_split(np.arange(count), test_size=test_size, random_state=seed,
+    test_seed = seed if test_seed is None else test_seed
+    _, test = train_test_split(np.arange(count), test_size=test_size, random_state=test_seed,
                                stratify=_test_strata(groups, test_size))
     test = np.sort(test)
     left = count - test_size

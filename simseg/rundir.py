@@ -202,3 +202,16 @@ def load_state(accelerator, run_dir: Path) -> dict | None:
         return None
     accelerator.load_state(str(state))
     return json.loads((state / PROGRESS).read_text())
+
+
+def is_finished(cfg) -> bool:
+    """A stage run is finished when its last epoch's state, its final figures and its export are all on disk."""
+    return run_is_finished(Path(cfg.output_dir), cfg.train.epochs)
+
+
+def run_is_finished(run_dir: Path, epochs: int) -> bool:
+    """:func:`is_finished` for a run folder found on disk (its saved ``output_dir`` may be relative to elsewhere)."""
+    state = find_state(run_dir)
+    if state is None or not (run_dir / "metrics.json").exists() or not (run_dir / "encoder.safetensors").exists():
+        return False
+    return json.loads((state / PROGRESS).read_text())["epoch"] >= epochs

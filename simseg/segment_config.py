@@ -21,7 +21,10 @@ class SegDataConfig:
     """``synthetic``, an Oxford-IIIT Pet folder (``images/`` + ``annotations/trimaps/``, or its parent), a
     ``save_to_disk`` dataset, parquet/arrow files or a hub name with an image and a mask column."""
     test_size: str = "1k"
-    """Seeded random test set, fixed for every subset of one seed (saved as ``test_images.txt``)."""
+    """Seeded random test set (saved as ``test_images.txt``), the same for every subset and seed."""
+    test_seed: int = 0
+    """Seeds the test draw only, so runs of every ``seed`` are scored on the same images; ``seed`` draws the
+    training subset (nested for one seed), the head's initialisation and the training randomness."""
     subset: str | None = None
     """Labelled training images drawn from the rest: ``250``, ``500``, ``1k``, ...; nested for one seed and stratified
     by breed where known; null = all the rest (required for ``synthetic``)."""

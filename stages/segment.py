@@ -68,17 +68,13 @@ def main(cfg: SegmentConfig) -> Path:
     accelerator.wait_for_everyone()
     torch.manual_seed(cfg.seed)
 
-    # --- data: a fixed seeded test set, then nested stratified training subsets (and validation) from the rest ---
+    # --- data: a test set fixed by data.test_seed, then nested stratified training subsets (and validation) ------
     test_size, subset, val_size = cfg.data.sizes()
     if cfg.data.source == "synthetic" and subset is None:
         raise SimsegError("data.source=synthetic needs data.subset: the number of training images to draw")
-    # A synthetic source's size must not depend on the subset, or the test set and the nesting would change with it.
-    synthetic_count = test_size + max(SYNTHETIC_POOL, val_size + (subset or 0))
-    source = open_pairs_source(cfg.data.source, stream="segment", synthetic_count=synthetic_count,
-                               synthetic_seed=cfg.data.synthetic_seed, synthetic_size=cfg.data.synthetic_image_size,
-                               skip_unpaired=cfg.data.skip_unpaired, split=cfg.data.split,
-                               image_column=cfg.data.image_column, mask_column=cfg.data.mask_column)
-    splits = segmentation_splits(len(source), test_size, subset, cfg.seed, source.groups, val_size, source.name)
+    source = open_source(cfg)
+    splits = segmentation_splits(len(source), test_size, subset, cfg.seed, source.groups, val_size, source.name,
+                                 test_seed=cfg.data.test_seed)
     check_or_save_splits(run_dir, {k: [source.names[i] for i in v] for k, v in splits.items()},
                          write=accelerator.is_main_process)
     img, aug = cfg.model.img_size, cfg.aug
@@ -191,6 +187,17 @@ def main(cfg: SegmentConfig) -> Path:
                           f"{metrics['pixel_accuracy']:.4f}; done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
     return run_dir
+
+
+def open_source(cfg: SegmentConfig):
+    """The image/trimap pairs ``cfg.data`` names (see :func:`simseg.pets.open_pairs_source`)."""
+    test_size, subset, val_size = cfg.data.sizes()
+    # A synthetic source's size must not depend on the subset, or the test set and the nesting would change with it.
+    synthetic_count = test_size + max(SYNTHETIC_POOL, val_size + (subset or 0))
+    return open_pairs_source(cfg.data.source, stream="segment", synthetic_count=synthetic_count,
+                             synthetic_seed=cfg.data.synthetic_seed, synthetic_size=cfg.data.synthetic_image_size,
+                             skip_unpaired=cfg.data.skip_unpaired, split=cfg.data.split,
+                             image_column=cfg.data.image_column, mask_column=cfg.data.mask_column)
 
 
 def build_model(cfg: SegmentConfig) -> tuple[SegmentationModel, dict]:

@@ -176,6 +176,14 @@ def pool_groups(count=2000, seed=0):
     return np.random.default_rng(seed).permutation(labels).tolist()
 
 
+def test_a_test_seed_keeps_one_test_set_across_training_seeds():
+    groups = pool_groups()
+    a, b = (segmentation_splits(2000, 200, 500, seed=s, groups=groups, test_seed=3) for s in (0, 1))
+    np.testing.assert_array_equal(a["test"], b["test"])
+    np.testing.assert_array_equal(a["test"], segmentation_splits(2000, 200, 500, seed=3, groups=groups)["test"])
+    assert not np.array_equal(a["train"], b["train"]) and not set(b["test"]) & set(b["train"])
+
+
 def test_splits_are_seeded_nested_disjoint_and_stratified():
     groups = pool_groups()
     splits = {n: segmentation_splits(2000, 200, n, seed=7, groups=groups, val_size=20) for n in (250, 500, 1000)}
