@@ -30,7 +30,7 @@ def reconstruction_columns(model, images: torch.Tensor, masks: torch.Tensor, mea
     """
     was_training = model.training
     model.eval()
-    reconstruction = model(images=images, mask=masks)["reconstruction"].float()
+    reconstruction = model(images=images, mask=masks, reconstruct=True)["reconstruction"].float()
     model.train(was_training)
     hidden = mask_to_pixels(masks, model.patch_size).to(images.dtype)  # (N, 1, H, W)
     original = denormalize(images.float(), mean, std)

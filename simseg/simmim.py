@@ -8,8 +8,8 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from simseg.masking import flatten_mask, mask_to_pixels
-from simseg.patches import unpatchify
+from simseg.masking import flatten_mask
+from simseg.patches import patchify, unpatchify
 
 
 def masked_l1_loss(reconstruction: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
@@ -24,11 +24,24 @@ def masked_l1_loss(reconstruction: torch.Tensor, target: torch.Tensor, pixel_mas
     return error.flatten(1).sum(1) / (weight.flatten(1).sum(1) * channels).clamp_min(1)
 
 
+def masked_patch_l1(predictions: torch.Tensor, targets: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """:func:`masked_l1_loss` computed on the masked patches alone.
+
+    predictions, targets: (M, P) for the M masked tokens of the batch, in ``token_mask[b, n]`` order (row-major over
+    images, then tokens); token_mask: (B, N) bool. Returns (B,), the mean over each image's masked values.
+    """
+    error = (predictions - targets).abs().mean(1)  # (M,) every masked patch has the same P values
+    counts = token_mask.sum(1)  # (B,)
+    image_of_token = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)  # (M,)
+    total = torch.zeros(len(counts), dtype=error.dtype, device=error.device).index_add_(0, image_of_token, error)
+    return total / counts.clamp_min(1)
+
+
 class SimMIM(nn.Module):
     """Encoder + mask token + linear pixel decoder.
 
     ``forward(images, mask)`` takes normalised images (B, 3, H, W) and a patch mask (B, H/p, W/p), True = masked,
-    and returns ``{"loss": scalar, "loss_per_image": (B,), "reconstruction": (B, 3, H, W)}``.
+    and returns ``{"loss": scalar, "loss_per_image": (B,)}`` (plus ``"reconstruction"`` (B, 3, H, W) on request).
     """
 
     def __init__(self, encoder: VisionTransformer):
@@ -59,8 +72,14 @@ class SimMIM(nn.Module):
         tokens = enc.norm(enc.blocks(tokens))
         return tokens[:, enc.num_prefix_tokens:]  # (B, N, D)
 
-    def forward(self, images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        patches = self.decoder(self.encode(images, mask))  # (B, N, p*p*3)
-        reconstruction = unpatchify(patches, self.patch_size, self.grid)  # (B, 3, H, W)
-        loss_per_image = masked_l1_loss(reconstruction, images, mask_to_pixels(mask, self.patch_size))
-        return {"loss": loss_per_image.mean(), "loss_per_image": loss_per_image, "reconstruction": reconstruction}
+    def forward(self, images: torch.Tensor, mask: torch.Tensor, reconstruct: bool = False) -> dict[str, torch.Tensor]:
+        """The loss decodes only the masked tokens (half the decoder's work, and no pixel shuffle): visible pixels
+        never enter it. ``reconstruct=True`` also decodes every token into ``"reconstruction"`` (B, 3, H, W)."""
+        tokens = self.encode(images, mask)  # (B, N, D)
+        token_mask = flatten_mask(mask)  # (B, N)
+        targets = patchify(images, self.patch_size)[token_mask]  # (M, p*p*3), M masked tokens in all
+        loss_per_image = masked_patch_l1(self.decoder(tokens[token_mask]), targets, token_mask)
+        out = {"loss": loss_per_image.mean(), "loss_per_image": loss_per_image}
+        if reconstruct:
+            out["reconstruction"] = unpatchify(self.decoder(tokens), self.patch_size, self.grid)
+        return out

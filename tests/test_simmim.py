@@ -3,7 +3,7 @@ import torch
 
 from simseg.config import ModelConfig
 from simseg.masking import mask_to_pixels, random_unit_mask
-from simseg.simmim import SimMIM, masked_l1_loss
+from simseg.simmim import SimMIM, masked_l1_loss, masked_patch_l1
 from simseg.vit import build_encoder
 
 
@@ -36,7 +36,7 @@ def test_loss_ignores_predictions_on_visible_pixels():
 def test_forward_shapes_and_finite(model):
     images = torch.randn(3, 3, 128, 128)
     mask = random_unit_mask(3, 128, 16, 16, 0.5, torch.Generator().manual_seed(0))
-    out = model(images=images, mask=mask)
+    out = model(images=images, mask=mask, reconstruct=True)
     assert out["reconstruction"].shape == images.shape
     assert out["loss_per_image"].shape == (3,)
     assert torch.isfinite(out["loss"])
@@ -66,3 +66,21 @@ def test_no_weight_decay_names_exist(model):
     names = dict(model.named_parameters())
     assert {"mask_token", "encoder.pos_embed", "encoder.cls_token"} <= model.no_weight_decay()
     assert {"mask_token", "encoder.pos_embed", "encoder.cls_token"} <= set(names)
+
+
+def test_the_loss_on_masked_patches_equals_the_pixel_definition(model):
+    """The model decodes only masked tokens; its loss must be the masked-pixel L1 of the full reconstruction, also
+    for masks with a different count per image (and an image with none)."""
+    images = torch.randn(3, 3, 128, 128)
+    mask = random_unit_mask(3, 128, 16, 16, 0.5, torch.Generator().manual_seed(1))
+    mask[1, :2] = ~mask[1, :2]
+    mask[2] = False
+    with torch.no_grad():
+        out = model(images=images, mask=mask, reconstruct=True)
+        reference = masked_l1_loss(out["reconstruction"], images, mask_to_pixels(mask, 16))
+    assert torch.allclose(out["loss_per_image"], reference, atol=1e-6) and out["loss_per_image"][2] == 0
+    predictions, targets = torch.randn(5, 4), torch.randn(5, 4)
+    token_mask = torch.tensor([[True, False, True], [False, False, False], [True, True, True]])
+    expected = torch.stack([(predictions[:2] - targets[:2]).abs().mean(), torch.tensor(0.0),
+                            (predictions[2:] - targets[2:]).abs().mean()])
+    assert torch.allclose(masked_patch_l1(predictions, targets, token_mask), expected)
