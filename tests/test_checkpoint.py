@@ -78,3 +78,13 @@ def test_disk_full_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(SimsegError, match=r"disk full while writing .*encoder.safetensors: free space"):
         atomic_write_text(path, "x" * 1000)
     assert path.read_text() == "complete" and os.listdir(tmp_path) == ["encoder.safetensors"]
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_would(tmp_path):
+    import os
+
+    from simseg.checkpoint import atomic_write_text
+
+    atomic_write_text(tmp_path / "atomic.txt", "x")
+    (tmp_path / "plain.txt").write_text("x")
+    assert os.stat(tmp_path / "atomic.txt").st_mode == os.stat(tmp_path / "plain.txt").st_mode
