@@ -3,7 +3,8 @@
     simseg chain -c configs/chain.yaml [pretrain.train.epochs=10 segment.data.subset=1k ...]
 
 The chain file names the parent folder and holds one config diff per stage (the stage's own keys, as in its own YAML
-files); leave ``classify`` out (or null) to segment straight from the pretraining export::
+files); leave ``classify`` out (or null) to segment straight from the pretraining export, or set ``segment: null`` to
+stop after the export a sweep will start from (``simseg sweep --intermediate``)::
 
     output_dir: outputs/chain
     pretrain: {data: {source: /data/imagenet/train, subset: 45k}}
@@ -42,9 +43,9 @@ def load_chain(path: str | Path | None, overrides: list[str]) -> tuple[Path, dic
         raise SimsegError(f"unknown chain key '{sorted(unknown)[0]}': a chain file holds output_dir and the sections "
                           f"{', '.join(STAGES)}")
     stages = {stage: tree.get(stage) for stage in STAGES}
-    for stage in ("pretrain", "segment"):
-        if stages[stage] is None:
-            stages[stage] = {}
+    stages["pretrain"] = stages["pretrain"] or {}
+    if "segment" not in tree:
+        stages["segment"] = {}
     for stage, diff in stages.items():
         if diff is not None and not isinstance(diff, dict):
             raise SimsegError(f"chain section '{stage}' must be a mapping of config keys (or null), got {diff!r}")

@@ -8,7 +8,7 @@ import pytest
 
 import simseg.cli as cli
 import stages.classify as classify_stage
-from simseg.chain import run_chain
+from simseg.chain import load_chain, run_chain
 from simseg.errors import SimsegError
 
 SHARED = ["model.depth=2", "train.epochs=2", "train.batch_size=8", "data.num_workers=0", "log.progress=false"]
@@ -40,6 +40,13 @@ def test_chain_without_classify_segments_from_the_pretraining(tmp_path, capsys):
     runs = cli.chain(["-c", str(chain_file), *[o for o in TINY_CHAIN if not o.startswith("classify.")]])
     assert list(runs) == ["pretrain", "segment"] and "chain: done" in capsys.readouterr().out
     assert lineage(runs["segment"])["export_stage"] == "pretrain"
+
+
+def test_segment_null_stops_the_chain_after_classify_and_absent_means_defaults(tmp_path):
+    _, stages = load_chain(None, ["segment=null", f"output_dir={tmp_path}"])
+    assert stages["segment"] is None and stages["pretrain"] == {}
+    _, stages = load_chain(None, ["classify=null", f"output_dir={tmp_path}"])
+    assert stages["segment"] == {} and stages["classify"] is None
 
 
 def test_an_interrupted_stage_resumes_and_earlier_stages_are_skipped(tmp_path, monkeypatch, capsys):
