@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -10,19 +11,21 @@ def test_demo_runs_every_stage_and_reports_where_the_results_are(tmp_path, monke
     monkeypatch.setattr(cli, "DEMO_PRETRAIN", [*cli.DEMO_PRETRAIN, *tiny, "data.synthetic_size=40", "data.val_size=4",
                                                "log.grid_every=1"])
     monkeypatch.setattr(cli, "DEMO_CLASSIFY", [*cli.DEMO_CLASSIFY, *tiny, "data.subset=16", "data.test_size=8"])
-    monkeypatch.setattr(cli, "DEMO_SEGMENT", [*cli.DEMO_SEGMENT, *tiny, "data.subset=24", "data.test_size=8"])
+    monkeypatch.setattr(cli, "DEMO_SEGMENT", [*cli.DEMO_SEGMENT, *tiny, "data.test_size=8"])
+    monkeypatch.setattr(cli, "DEMO_SUBSETS", "8,16")
     root = cli.demo(["--output-dir", str(tmp_path / "demo")])
     out = capsys.readouterr().out
     assert str(root / "pretrain" / "grids") in out and str(root / "classify" / "confusion.png") in out
-    for name in ("segment-scratch", "segment-pretrained", "segment"):
-        assert f"{root / name / 'examples.png'}" in out
-    for name in ("scratch", "pretrained", "pretrained + classify"):
-        assert f"    {name} " in out
-    assert json.loads((root / "segment-pretrained" / "lineage.json").read_text())["export_stage"] == "pretrain"
-    assert json.loads((root / "segment" / "lineage.json").read_text())["export_stage"] == "classify"
+    assert f"report: {root / 'sweep' / 'report.md'}" in out and (root / "sweep" / "miou_vs_subset.png").is_file()
+    for name in ("scratch", "pretrained", "pretrained+classify"):
+        assert re.search(rf"    {re.escape(name)} +0\.\d{{3}} +0\.\d{{3}}\n", out), name
+    rows = [json.loads(line) for line in (root / "sweep" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and {r["init"] for r in rows if r["intermediate"]} == {"pretrained+classify"}
+    lineage = json.loads((root / "sweep" / rows[-1]["run_dir"] / "lineage.json").read_text())
+    assert lineage["export_stage"] == "classify" and not (root / "segment").exists()
     cli.demo(["--output-dir", str(tmp_path / "demo")])  # a second demo run only reports
     out = capsys.readouterr().out
-    assert out.count("skipped") == 3 and out.count("already finished") == 2
+    assert out.count("skipped") == 2 and "all 6 cells finished earlier" in out
 
 
 def test_unknown_command_and_help(capsys):
