@@ -5,7 +5,8 @@ import pytest
 from simseg.config import PretrainConfig, diff_keys, flat_dict, load_config, to_dict
 from simseg.errors import SimsegError
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+CONFIG_ROOT = Path(__file__).parent.parent / "configs"
+CONFIGS = sorted(CONFIG_ROOT.rglob("*.yaml"))
 
 
 def test_defaults_are_the_study_recipe():
@@ -67,7 +68,7 @@ def test_bad_yaml_file(tmp_path):
         load_config(PretrainConfig, tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(CONFIG_ROOT)) for p in CONFIGS])
 def test_every_shipped_config_loads_and_starts_with_its_command(path):
     from simseg.classify_config import ClassifyConfig
     from simseg.segment_config import SegmentConfig
