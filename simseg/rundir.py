@@ -44,7 +44,8 @@ def prepare_run_dir(cfg) -> Path:
         if saved.exists():
             old = yaml.safe_load(saved.read_text()) or {}
             old.pop("meta", None)
-            changed = [k for k in diff_keys(old, to_dict(cfg)) if k not in RESUMABLE_CHANGES]
+            changed = [k for k in diff_keys(with_new_defaults(old, type(cfg)), to_dict(cfg))
+                       if k not in RESUMABLE_CHANGES]
             if changed:
                 raise SimsegError(f"resume=true but {', '.join(changed)} differ from {saved}: resume with the "
                                   f"original values or start a new output_dir")
@@ -53,6 +54,17 @@ def prepare_run_dir(cfg) -> Path:
                           f"another output_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def with_new_defaults(saved: dict, cls: type) -> dict:
+    """A saved config tree with the current defaults of keys added since it was written, so a run folder made by an
+    earlier simseg still resumes; a tree the current ``cls`` refuses (a key since removed) is compared as it is."""
+    from simseg.config import build
+
+    try:
+        return to_dict(build(cls, saved))
+    except SimsegError:
+        return saved
 
 
 def load_run_config(run_dir: Path, cls: type):

@@ -85,3 +85,18 @@ def test_failed_state_save_is_one_line_and_keeps_the_previous_state(tmp_path):
     with pytest.raises(SimsegError, match=r"cannot save training state .*No space left on device.*resume=true"):
         save_state(FullDisk(), tmp_path, {"epoch": 2, "step": 10})
     assert find_state(tmp_path) == tmp_path / "state" and not (tmp_path / "state.tmp").exists()
+
+
+def test_a_run_folder_from_before_a_key_existed_resumes_with_that_keys_default(tmp_path):
+    import yaml
+
+    out = f"output_dir={tmp_path / 'run'}"
+    cfg = load_config(PretrainConfig, None, [out])
+    write_config(prepare_run_dir(cfg), cfg)
+    saved = tmp_path / "run" / "config.yaml"
+    tree = yaml.safe_load(saved.read_text())
+    del tree["train"]["grad_clip"]  # as if written by a simseg that had no train.grad_clip yet
+    saved.write_text(yaml.safe_dump(tree))
+    prepare_run_dir(load_config(PretrainConfig, None, [out, "resume=true"]))
+    with pytest.raises(SimsegError, match="resume=true but train.grad_clip differ"):
+        prepare_run_dir(load_config(PretrainConfig, None, [out, "resume=true", "train.grad_clip=1"]))
