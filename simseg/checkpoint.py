@@ -35,14 +35,24 @@ def _current_umask() -> int:
 _UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
 
 
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new hidden temporary file in ``path``'s folder, to be renamed onto ``path`` when complete.
+
+    mkstemp makes owner-only files; the temporary file gets the mode ``open()`` would give, so results written into
+    a shared sweep folder stay readable by the group.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, tmp
+
+
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
-        if hasattr(os, "fchmod"):  # mkstemp makes owner-only files; give the mode open() would, for shared results
-            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
