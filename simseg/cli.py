@@ -7,6 +7,7 @@
     simseg sweep --subsets 250,500,1k --init scratch,RUN_DIR [--seeds 0,1,2] [--data PETS] [--shard i/n] ...
     simseg report SWEEP_DIR
     simseg grid --checkpoint RUN_DIR --data SOURCE [--n 8] [--out FILE.png]
+    simseg data cache SOURCE --out DIR [--size 144] [--workers 4] [--overwrite]
     simseg demo [--output-dir outputs/demo]
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -42,7 +44,7 @@ DEMO_SUBSETS = "100,250"  # two sizes that keep the six cells near 1.5 minutes
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"pretrain": pretrain, "classify": classify, "segment": segment, "chain": chain, "sweep": sweep,
-                "report": report, "grid": grid, "demo": demo}
+                "report": report, "grid": grid, "data": data, "demo": demo}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):
@@ -152,6 +154,30 @@ def grid(argv: list[str]) -> Path:
     out = Path(args.out) if args.out else run_dir / "grids" / "grid.png"
     save_reconstruction_grid(out, model, images, masks, cfg.aug.mean, cfg.aug.std, f"{run_dir.name} on {source.name}")
     print(f"wrote {out}")
+    return out
+
+
+def data(argv: list[str]) -> Path:
+    """Data tools. ``simseg data cache``: decode every image of a source once into a uint8 cache at training
+    resolution, for pretraining's batched path (data.source=DIR)."""
+    from simseg.cache import build_cache
+    from simseg.config import DataConfig
+    from simseg.data import open_image_source
+
+    parser = argparse.ArgumentParser(prog="simseg data", description=data.__doc__)
+    tools = parser.add_subparsers(dest="tool", required=True)
+    cache = tools.add_parser("cache", help="decode a source once into an image cache (images.npy + cache.json)")
+    cache.add_argument("source", help="an image folder, a datasets dataset on disk, parquet/arrow files or 'synthetic'")
+    cache.add_argument("--out", required=True, help="the cache folder (then pretrain with data.source=DIR)")
+    cache.add_argument("--size", type=int, default=144,
+                       help="side in pixels: shorter side resized to it, centre square kept (default 144 for "
+                            "128-px training, room for the random crops)")
+    cache.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
+    cache.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
+    args = parser.parse_args(argv)
+    source = open_image_source(DataConfig(source=args.source), stream="pretrain")
+    out = build_cache(source, args.out, size=args.size, workers=args.workers, overwrite=args.overwrite)
+    print(f"wrote {out}: {len(source):,} images at {args.size} px; pretrain on it with data.source={out}")
     return out
 
 

@@ -44,6 +44,10 @@ class DataConfig:
     """Which synthetic images: each stage draws its own stream from this seed, so stages never share images."""
     num_workers: int = 4
     """DataLoader worker processes; 0 loads in the main process."""
+    pipeline: Literal["auto", "per_image", "batched"] = "auto"
+    """Training batches: ``per_image`` (PIL transforms in the workers), ``batched`` (gathered from an image cache
+    made by ``simseg data cache`` and augmented as one batch on the device), ``auto`` = batched when
+    ``source`` is such a cache."""
 
     def __post_init__(self):
         if self.subset is not None:
@@ -116,6 +120,8 @@ class TrainConfig:
     grad_clip: float = 5.0
     """Max gradient norm; 0 disables clipping."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    compile: bool = False
+    """torch.compile the model (Accelerate's inductor backend): pays on GPUs, not on small CPUs."""
 
     def __post_init__(self):
         _check(self.epochs >= 1, "train.epochs must be >= 1")

@@ -33,7 +33,7 @@ class ImageSource(Protocol):
 
 
 def open_image_source(data_cfg, stream: str) -> ImageSource:
-    """The source named by ``data_cfg.source``.
+    """The source named by ``data_cfg.source`` (an image cache made by ``simseg data cache`` included).
 
     ``stream`` separates the synthetic images of different stages, so the demo never pretrains on the images it
     later tests segmentation on.
@@ -43,6 +43,10 @@ def open_image_source(data_cfg, stream: str) -> ImageSource:
         seed = zlib.crc32(f"{stream}:{data_cfg.synthetic_seed}".encode())
         return SyntheticSource(data_cfg.synthetic_size, seed, data_cfg.synthetic_image_size)
     path = Path(source).expanduser()
+    from simseg.cache import is_cache, open_cache  # the cache module builds on this one
+
+    if is_cache(path):
+        return open_cache(path)
     if path.is_dir() and not is_table_folder(path):
         return FolderSource(path)
     if path.exists() or looks_local(source):

@@ -31,6 +31,7 @@ def make_accelerator(cfg, **kwargs) -> Accelerator:
     check_trackers_installed(cfg.log.trackers)
     return Accelerator(
         mixed_precision=cfg.train.mixed_precision,
+        dynamo_backend="inductor" if cfg.train.compile else "no",
         log_with=cfg.log.trackers or None,
         project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
@@ -116,3 +117,16 @@ def reset_accelerate_state() -> None:
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    """This process's peak memory so far, MiB: CUDA memory allocated on a GPU, resident set size on the CPU (over
+    the process's life, so runs sharing a process report the largest). None where the OS does not say."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux

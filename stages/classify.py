@@ -78,7 +78,8 @@ def main(cfg: ClassifyConfig) -> Path:
 
     # --- model, optimiser, MixUp ----------------------------------------------------------------------------------
     model, lineage = build_model(cfg, len(classes))
-    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay)
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay,
+                            fused=accelerator.device.type == "cuda")
     model, optimizer, train_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, test_loader)
     lr_at = schedule_for(cfg.train, len(train_loader))
     mixup = build_mixup(cfg.mixup, cfg.train.label_smoothing, len(classes))

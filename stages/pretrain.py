@@ -17,11 +17,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from simseg.batch_augment import BatchAugment
+from simseg.cached_batches import CachedBatches, IndexDataset, use_batched
 from simseg.checkpoint import atomic_write_json, export_encoder, save_weights
 from simseg.cli_utils import run_main, stage_config
 from simseg.config import PretrainConfig, flat_dict, to_dict
 from simseg.data import open_image_source, resolve_val_size, split_indices
-from simseg.engine import evaluate, make_accelerator, train_one_epoch
+from simseg.engine import evaluate, make_accelerator, peak_memory_mib, train_one_epoch
 from simseg.loaders import TransformedImages, WithFixedMasks, epoch_seed
 from simseg.masking import random_unit_mask
 from simseg.optim import build_adamw, schedule_for
@@ -45,7 +47,14 @@ def main(cfg: PretrainConfig) -> Path:
     subset = parse_size(cfg.data.subset, "data.subset") if cfg.data.subset else None
     train_idx, val_idx = split_indices(len(source), val_size, subset, cfg.seed, source.name)
     img, patch = cfg.model.img_size, cfg.model.patch_size
-    train_set = TransformedImages(source, train_idx, pretrain_transform(cfg.aug, img))
+    # Per-image path: PIL transforms in the loader's workers. Batched path (an image cache as the source): the
+    # loader yields index batches, which make_inputs gathers and augments as one batch on the device.
+    batched = use_batched(cfg.data.pipeline, source)
+    if batched:
+        train_set = IndexDataset(train_idx)
+        cached = CachedBatches(source, BatchAugment.from_aug_config(cfg.aug, img), accelerator.device)
+    else:
+        train_set = TransformedImages(source, train_idx, pretrain_transform(cfg.aug, img))
     # Fixed masks for the held-out images: the validation loss and the grids compare like with like across epochs.
     val_masks = random_unit_mask(len(val_idx), img, patch, cfg.mask.unit, cfg.mask.ratio,
                                  generator=torch.Generator().manual_seed(cfg.seed))
@@ -53,13 +62,16 @@ def main(cfg: PretrainConfig) -> Path:
     val_set = WithFixedMasks(val_images, val_masks)
     loader_args = dict(batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers,
                        pin_memory=accelerator.device.type == "cuda")
-    train_loader = DataLoader(train_set, shuffle=True, **loader_args)
+    train_args = loader_args | {"num_workers": 0} if batched else loader_args  # index batches need no workers
+    train_loader = DataLoader(train_set, shuffle=True, **train_args)
     val_loader = DataLoader(val_set, shuffle=False, **loader_args)
-    accelerator.print(f"pretraining on {len(train_set):,} images of {source.name} ({len(val_set)} held out)")
+    accelerator.print(f"pretraining on {len(train_set):,} images of {source.name} ({len(val_set)} held out); "
+                      f"{cached.describe() if batched else 'per-image augmentation in the loader'}")
 
     # --- model and optimiser ------------------------------------------------------------------------------------
     model = SimMIM(build_encoder(cfg.model))
-    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay)
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay,
+                            fused=accelerator.device.type == "cuda")
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     lr_at = schedule_for(cfg.train, len(train_loader))
 
@@ -70,7 +82,8 @@ def main(cfg: PretrainConfig) -> Path:
 
     mask_generator = torch.Generator(accelerator.device)  # reseeded every epoch, on the device the batch is on
 
-    def masked_batch(images: torch.Tensor) -> dict:
+    def masked_batch(batch: torch.Tensor) -> dict:
+        images = cached(batch) if batched else batch  # (B, 3, img, img) normalised, from indices (B,) if batched
         mask = random_unit_mask(len(images), img, patch, cfg.mask.unit, cfg.mask.ratio, mask_generator)
         return {"images": images, "mask": mask}
 
@@ -80,6 +93,8 @@ def main(cfg: PretrainConfig) -> Path:
         seed = epoch_seed(cfg.seed, epoch, accelerator.process_index)
         torch.manual_seed(seed)  # augmentation (worker seeds), dropout
         mask_generator.manual_seed(seed)
+        if batched:
+            cached.manual_seed(seed)
         train_loader.set_epoch(epoch)
         stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
                                       lr_at=lr_at, make_inputs=masked_batch, grad_clip=cfg.train.grad_clip,
@@ -110,6 +125,7 @@ def main(cfg: PretrainConfig) -> Path:
             "best_val_loss": min(r["val_loss"] for r in history),
             "train_seconds": seconds, "images_per_s": len(train_set) * len(history) / seconds,
             "encoder_parameters": sum(p.numel() for p in accelerator.unwrap_model(model).encoder.parameters()),
+            "pipeline": "batched" if batched else "per_image", "peak_memory_mib": peak_memory_mib(accelerator.device),
         })
         accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()

@@ -94,7 +94,8 @@ def main(cfg: SegmentConfig) -> Path:
 
     # --- model and optimiser ------------------------------------------------------------------------------------
     model, lineage = build_model(cfg)
-    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.layer_decay)
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.layer_decay,
+                            fused=accelerator.device.type == "cuda")
     model, optimizer, train_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, test_loader)
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
