@@ -17,7 +17,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocat
 
 from simseg.checkpoint import atomic_write
 from simseg.plots import plt  # plots sets the Agg backend before pyplot loads
-from simseg.report import Row, init_info, init_order, intermediate_deltas, summarise
+from simseg.report import init_info, init_order, intermediate_deltas, summarise
+from simseg.results import Row
 from simseg.sizes import format_size
 
 DPI = 150  # plots.save_figure writes 100 dpi; 150 keeps a 6.5 in figure sharp at a page's text width

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from simseg.errors import SimsegError
-from simseg.report import build_report, init_order, intermediate_deltas, read_results, summarise
+from simseg.report import build_report, init_order, intermediate_deltas, summarise
 from simseg.report_figures import DPI, FIGSIZE
+from simseg.results import read_results
 from simseg.sweep import RESULT_COLUMNS, write_results
 
 
