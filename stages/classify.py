@@ -29,7 +29,7 @@ from simseg.classifier import Classifier, build_mixup, mix_batch
 from simseg.classify_config import ClassifyConfig
 from simseg.cli_utils import run_main, stage_config
 from simseg.config import flat_dict, to_dict
-from simseg.engine import evaluate_confusion, make_accelerator, train_one_epoch
+from simseg.engine import evaluate_confusion, make_accelerator, peak_memory_mib, train_one_epoch
 from simseg.errors import SimsegError
 from simseg.labelled import LabelledDataset, open_labelled
 from simseg.loaders import epoch_seed
@@ -143,6 +143,7 @@ def main(cfg: ClassifyConfig) -> Path:
             "parameters": sum(p.numel() for p in reported.parameters()),
             "encoder_parameters": sum(p.numel() for p in reported.encoder.parameters()),
             "train_seconds": seconds, "images_per_s": sum(r["images_per_s"] * r["seconds"] for r in history) / seconds,
+            "peak_memory_mib": peak_memory_mib(accelerator.device),
         })
         export_encoder(run_dir / "encoder.safetensors", reported.encoder, cfg.model, {"stage": "classify"})
         save_weights(run_dir / "model.safetensors", reported.state_dict(),

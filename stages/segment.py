@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from simseg.checkpoint import atomic_write_json, export_encoder, load_pretrained_encoder, read_weights, save_weights
 from simseg.cli_utils import run_main, stage_config
 from simseg.config import flat_dict, to_dict
-from simseg.engine import evaluate_confusion, make_accelerator, train_one_epoch
+from simseg.engine import evaluate_confusion, make_accelerator, peak_memory_mib, train_one_epoch
 from simseg.errors import SimsegError
 from simseg.heads import SegmentationModel
 from simseg.loaders import TransformedPairs, epoch_seed
@@ -176,6 +176,7 @@ def main(cfg: SegmentConfig) -> Path:
             "parameters": sum(p.numel() for p in reported.parameters()),
             "encoder_parameters": sum(p.numel() for p in reported.encoder.parameters()),
             "train_seconds": seconds, "images_per_s": len(train_set) * len(history) / seconds,
+            "peak_memory_mib": peak_memory_mib(accelerator.device),
         })
         write_examples(reported, test_set, cfg.log.examples, cfg, run_dir / "examples.png",
                        f"{cfg.init if cfg.init == 'scratch' else Path(cfg.init).name}: test mIoU {metrics['miou']:.3f}"

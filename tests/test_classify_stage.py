@@ -155,6 +155,7 @@ def test_synthetic_run_writes_every_file_of_the_run_folder(cls_config):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     matrix = torch.tensor(json.loads((run_dir / "confusion.json").read_text())["matrix"])
     assert matrix.sum() == 12 and metrics["top1"] == matrix.trace().item() / 12 == lines[-1]["test_top1"]
+    assert metrics["peak_memory_mib"] > 0
     per_class = {c: (matrix[i, i] / matrix[i].sum()).item() for i, c in enumerate(metrics["classes"])
                  if matrix[i].sum()}
     assert {c: v for c, v in metrics["class_accuracy"].items() if v is not None} == pytest.approx(per_class)

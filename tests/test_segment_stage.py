@@ -71,7 +71,7 @@ def test_run_writes_every_file_of_the_run_folder(seg_config):
     recomputed = segmentation_metrics(torch.tensor(confusion["matrix"]), list(CLASS_NAMES))
     assert metrics["miou"] == recomputed["miou"] == lines[-1]["test_miou"]  # no validation: the last epoch
     for key in ("iou", "pixel_accuracy", "mean_pixel_accuracy", "dice", "fwiou", "parameters", "train_seconds",
-                "images_per_s"):
+                "images_per_s", "peak_memory_mib"):
         assert metrics[key] is not None, key
     assert set(metrics["iou"]) == set(CLASS_NAMES) and metrics["selected_on"] == "last epoch"
     assert (metrics["train_images"], metrics["test_images"], metrics["reported_epoch"]) == (16, 8, 1)
