@@ -2,6 +2,7 @@
 (same architecture, same batch, same optimiser), plus this machine's fp32 matrix-multiply rate as a roofline.
 
     pip install -e '.[bench]' && python benchmarks/pretrain_throughput.py [--batch 64] [--steps 10] [--rounds 3]
+        [--processes 2]
 
 The two models are timed in alternating rounds so that a busy machine slows both alike; each figure is the median
 over rounds. Step FLOPs are counted by torch's FlopCounterMode (forward + backward of one step).
@@ -10,11 +11,16 @@ over rounds. Step FLOPs are counted by torch's FlopCounterMode (forward + backwa
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import socket
 import statistics
 import time
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.flop_counter import FlopCounterMode
 
 from simseg.config import ModelConfig
@@ -24,9 +30,10 @@ from simseg.simmim import SimMIM
 from simseg.vit import build_encoder
 
 
-def simseg_step(batch: int):
+def simseg_step(batch: int, ddp: bool = False):
     model = SimMIM(build_encoder(ModelConfig()))
     optimizer = build_adamw(model, 1e-4, 0.05)
+    model = DistributedDataParallel(model) if ddp else model
     images = torch.randn(batch, 3, 128, 128)
     mask = random_unit_mask(batch, 128, 16, 16, 0.5, torch.Generator().manual_seed(0))
 
@@ -39,13 +46,14 @@ def simseg_step(batch: int):
     return step
 
 
-def hf_step(batch: int):
+def hf_step(batch: int, ddp: bool = False):
     from transformers import ViTConfig, ViTForMaskedImageModeling
 
     config = ViTConfig(image_size=128, patch_size=16, hidden_size=128, num_hidden_layers=12, num_attention_heads=8,
                        intermediate_size=512, encoder_stride=16, layer_norm_eps=1e-6, qkv_bias=True)
     model = ViTForMaskedImageModeling(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    model = DistributedDataParallel(model) if ddp else model
     images = torch.randn(batch, 3, 128, 128)
     mask = random_unit_mask(batch, 128, 16, 16, 0.5, torch.Generator().manual_seed(0)).flatten(1)
 
@@ -63,6 +71,41 @@ def images_per_second(step, batch: int, steps: int) -> float:
     for _ in range(steps):
         step()
     return batch * steps / (time.perf_counter() - start)
+
+
+STEPS = {"simseg": simseg_step, "transformers": hf_step}
+
+
+def _ddp_worker(rank: int, world: int, name: str, batch: int, steps: int, port: int, results) -> None:
+    """One rank of a data-parallel run: 1 thread, batch // world images, gradients all-reduced over gloo."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    step = STEPS[name](batch // world, ddp=True)
+    for _ in range(2):
+        step()
+    dist.barrier()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    dist.barrier()
+    if rank == 0:
+        results.put(batch * steps / (time.perf_counter() - start))
+    dist.destroy_process_group()
+
+
+def ddp_images_per_second(name: str, batch: int, steps: int, world: int) -> float:
+    """Global images/s of ``world`` 1-thread processes (what ``torchrun --nproc_per_node N`` with OMP_NUM_THREADS=1
+    runs), each on its share of the same global batch."""
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.start_processes(_ddp_worker, args=(world, name, batch, steps, port, results), nprocs=world,
+                       start_method="spawn")
+    return results.get()
 
 
 def sgemm_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -86,6 +129,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=0,
+                        help="also time both with this many 1-thread data-parallel processes (gloo), e.g. 2")
     args = parser.parse_args()
     torch.manual_seed(0)
     steps = {"simseg": simseg_step(args.batch), "transformers": hf_step(args.batch)}
@@ -93,12 +138,14 @@ def main() -> None:
         for _ in range(2):
             step()
     rates: dict[str, list[float]] = {name: [] for name in steps}
+    sgemm_rounds = []  # interleaved with the steps: a busy moment slows the roofline as much as the models
     for _ in range(args.rounds):
         for name, step in steps.items():
             rates[name].append(images_per_second(step, args.batch, args.steps))
+        sgemm_rounds.append(sgemm_gflops())
     ours, peer = statistics.median(rates["simseg"]), statistics.median(rates["transformers"])
     gflop = step_gflop_per_image(steps["simseg"], args.batch)
-    sgemm = sgemm_gflops()
+    sgemm = statistics.median(sgemm_rounds)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, batch {args.batch}, {args.rounds} rounds x {args.steps} steps")
     def rounds(name: str) -> str:
@@ -109,8 +156,17 @@ def main() -> None:
     print(f"ratio simseg / transformers:        {ours / peer:8.2f}x")
     print(f"step cost (FlopCounterMode):        {gflop:8.3f} GFLOP per image (forward + backward)")
     print(f"achieved:                           {ours * gflop:8.1f} GFLOP/s")
-    print(f"fp32 sgemm 2048^3:                  {sgemm:8.1f} GFLOP/s")
+    print(f"fp32 sgemm 2048^3:                  {sgemm:8.1f} GFLOP/s  (rounds: "
+          f"{', '.join(f'{r:.1f}' for r in sgemm_rounds)})")
     print(f"fraction of sgemm rate:             {ours * gflop / sgemm:8.1%}")
+    if args.processes > 1:  # after the single-process rounds, so their threads do not compete
+        ddp = {name: ddp_images_per_second(name, args.batch, args.steps, args.processes) for name in STEPS}
+        print(f"{args.processes} processes x 1 thread (DDP, gloo), same global batch:")
+        print(f"  simseg:                           {ddp['simseg']:8.1f} images/s")
+        print(f"  transformers:                     {ddp['transformers']:8.1f} images/s")
+        print(f"  ratio simseg / transformers:      {ddp['simseg'] / ddp['transformers']:8.2f}x")
+        print(f"  simseg DDP / transformers 1 process: {ddp['simseg'] / peer:5.2f}x")
+        print(f"  simseg DDP fraction of sgemm rate:   {ddp['simseg'] * gflop / sgemm:5.1%}")
 
 
 if __name__ == "__main__":
