@@ -187,6 +187,7 @@ def demo(argv: list[str]) -> Path:
     test mIoUs and where the pictures are."""
     from simseg.chain import run_chain
     from simseg.report import build_report
+    from simseg.results import read_results
     from simseg.sweep_runner import sweep as run_sweep
 
     parser = argparse.ArgumentParser(prog="simseg demo", description=demo.__doc__)
@@ -205,7 +206,7 @@ def demo(argv: list[str]) -> Path:
         return json.loads((run_dir / "metrics.json").read_text())
 
     recon, classify_m = metrics(chain["pretrain"]), metrics(chain["classify"])
-    rows = [json.loads(line) for line in (sweep_dir / "results.jsonl").read_text().splitlines()]
+    rows = read_results(sweep_dir)
     subsets = sorted({r["subset"] for r in rows})
     print("\nsimseg demo: the study's pipeline on synthetic images")
     print(f"  pretraining:    val reconstruction loss {recon['final_val_loss']:.3f}; grids in "
