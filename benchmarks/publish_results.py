@@ -19,6 +19,7 @@ from PIL import Image
 
 from simseg.report import result_tables, summarise
 from simseg.results import read_results
+from simseg.sweep import cell_name
 
 FIGURES = ("miou_vs_subset.png", "intermediate_delta.png", "miou_vs_time.png")
 WIDTH = 640  # px: legible on a page, ~100 kB a picture
@@ -60,7 +61,7 @@ def main() -> None:
     means = summarise(rows)
     best_init, best_subset = max(means, key=lambda key: means[key].mean)
     for init in (best_init, "scratch"):
-        cell = args.run_root / "cells" / init / f"subset-{best_subset}" / "seed-0" / "examples.png"
+        cell = args.run_root / "cells" / cell_name(init, best_subset, 0) / "examples.png"
         if cell.exists():
             shrink(cell, args.page / f"examples_{init}_{best_subset}.png", keep_height=0.5)
     print("\n".join(result_tables(rows)))

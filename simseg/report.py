@@ -23,8 +23,9 @@ import yaml
 
 from simseg.checkpoint import atomic_write_text
 from simseg.plots import GRID_COLUMNS
-from simseg.results import Row, cell_name, read_results, read_sweep, results_path
+from simseg.results import Row, read_results, read_sweep, results_path
 from simseg.sizes import format_size, parse_size
+from simseg.sweep import cell_name
 
 MISSING = "—"
 

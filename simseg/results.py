@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from simseg.errors import SimsegError
-from simseg.sizes import format_size, parse_size
-from simseg.sweep import RESULT_COLUMNS
+from simseg.sizes import parse_size
+from simseg.sweep import RESULT_COLUMNS, cell_name
 
 Row = dict[str, Any]
 REQUIRED = ("init", "subset", "seed", "miou")
@@ -111,11 +111,6 @@ def _parse_bool(value: Any, where: str) -> bool:
     if text in ("true", "1", "yes"):
         return True
     raise SimsegError(f"{where}: intermediate={value!r} is not true or false: write true or false")
-
-
-def cell_name(init: str, subset: int, seed: int) -> str:
-    """The cell's name as ``simseg sweep`` writes it: ``pretrain-45k/subset-1k/seed-0``."""
-    return f"{init}/subset-{format_size(subset)}/seed-{seed}"
 
 
 def read_sweep(sweep_dir: Path) -> dict | None:

@@ -41,6 +41,11 @@ class Init:
     base_init: str | None = None  # for an intermediate init: the label of the init it was trained from
 
 
+def cell_name(init_label: str, subset: int, seed: int) -> str:
+    """A cell's name and folder under ``cells/``: ``pretrain-45k/subset-1k/seed-0``."""
+    return f"{init_label}/subset-{format_size(subset)}/seed-{seed}"
+
+
 @dataclass(frozen=True)
 class Cell:
     init: Init
@@ -49,7 +54,7 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.init.label}/subset-{format_size(self.subset)}/seed-{self.seed}"
+        return cell_name(self.init.label, self.subset, self.seed)
 
     def run_dir(self, sweep_dir: Path) -> Path:
         return sweep_dir / "cells" / self.name
