@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simseg.config import build, read_yaml, set_dotted
+from simseg.config import build, parse_value, read_yaml, set_dotted
 from simseg.engine import reset_accelerate_state
 from simseg.errors import SimsegError
 from simseg.rundir import is_finished, prepare_run_dir
@@ -30,14 +30,12 @@ _CHAIN_SET = ("output_dir", "init", "resume")
 
 def load_chain(path: str | Path | None, overrides: list[str]) -> tuple[Path, dict[str, dict | None]]:
     """(parent folder, {stage: config diff or None}) from a chain file and ``stage.section.key=value`` overrides."""
-    import yaml
-
     tree = read_yaml(Path(path)) if path is not None else {}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise SimsegError(f"override '{item}' is not of the form stage.section.key=value")
-        set_dotted(tree, key.strip(), yaml.safe_load(text) if text else "")
+        set_dotted(tree, key.strip(), parse_value(text))
     unknown = set(tree) - {"output_dir", *STAGES}
     if unknown:
         raise SimsegError(f"unknown chain key '{sorted(unknown)[0]}': a chain file holds output_dir and the sections "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -190,6 +191,31 @@ class PretrainConfig:
 # Loading: defaults <- YAML diff <- key=value overrides, each value coerced to its field's type.
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only true/false are booleans, so yes/no/on/off stay the strings
+    they are in choices like ``train.mixed_precision=no`` (YAML 1.1 would turn ``no`` into False)."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text -> Python values, YAML 1.2 booleans (see :class:`_Yaml12Loader`)."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def parse_value(text: str) -> Any:
+    """The value of a ``key=value`` override: YAML (numbers, lists, null, true/false), else the text itself."""
+    try:
+        return load_yaml(text) if text else ""
+    except yaml.YAMLError:
+        return text
+
+
 def load_config(cls: type, path: str | Path | None = None, overrides: list[str] = ()) -> Any:
     """Build ``cls`` from its defaults, the YAML diff at ``path`` and ``section.key=value`` overrides."""
     tree: dict[str, Any] = {}
@@ -199,11 +225,7 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise SimsegError(f"override '{item}' is not of the form section.key=value")
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            value = text
-        set_dotted(tree, key.strip(), value)
+        set_dotted(tree, key.strip(), parse_value(text))
     return build(cls, tree)
 
 
@@ -265,7 +287,7 @@ def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise SimsegError(f"config file {path} does not exist: check the path given to -c")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" line {where.line + 1}" if where else ""

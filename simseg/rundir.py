@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from simseg.checkpoint import atomic_write_json, atomic_write_text
-from simseg.config import diff_keys, to_dict
+from simseg.config import diff_keys, load_yaml, to_dict
 from simseg.errors import SimsegError
 
 STATE, STATE_TMP, STATE_OLD = "state", "state.tmp", "state.old"
@@ -42,7 +42,7 @@ def prepare_run_dir(cfg) -> Path:
     saved = run_dir / "config.yaml"
     if cfg.resume:
         if saved.exists():
-            old = yaml.safe_load(saved.read_text()) or {}
+            old = load_yaml(saved.read_text()) or {}
             old.pop("meta", None)
             changed = [k for k in diff_keys(with_new_defaults(old, type(cfg)), to_dict(cfg))
                        if k not in RESUMABLE_CHANGES]
@@ -74,7 +74,7 @@ def load_run_config(run_dir: Path, cls: type):
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise SimsegError(f"{run_dir} has no config.yaml: give a simseg run folder (the output_dir of a stage)")
-    tree = yaml.safe_load(path.read_text()) or {}
+    tree = load_yaml(path.read_text()) or {}
     tree.pop("meta", None)
     return build(cls, tree)
 

@@ -28,6 +28,16 @@ def test_yaml_diff_then_overrides(tmp_path):
     assert cfg.resume is True and cfg.data.subset == "45k"
 
 
+def test_yes_no_on_off_stay_strings_for_choices_and_still_work_for_booleans(tmp_path):
+    # YAML 1.1 reads `no` as False, which made the documented `train.mixed_precision=no` an error.
+    cfg = load_config(PretrainConfig, None, ["train.mixed_precision=no", "train.compile=no", "log.progress=off"])
+    assert cfg.train.mixed_precision == "no" and cfg.train.compile is False and cfg.log.progress is False
+    diff = tmp_path / "diff.yaml"
+    diff.write_text("train:\n  mixed_precision: no\n  compile: yes\n")
+    cfg = load_config(PretrainConfig, diff)
+    assert cfg.train.mixed_precision == "no" and cfg.train.compile is True
+
+
 def test_required_key_names_exist():
     cfg = load_config(PretrainConfig)
     for key in ("output_dir", "seed", "resume", "data.source", "data.subset", "train.epochs", "train.batch_size",
