@@ -1,6 +1,9 @@
 """End-to-end pretraining throughput (data loading included) against the step alone, and each run's peak memory.
 
     python benchmarks/pretrain_pipeline.py [--data ../shared/data/imagenet-subset/train] [--images 2048] [--batch 64]
+    # the GPU fast path at scale: bf16, compiled, a cache of random images kept on the GPU, model FLOP utilisation
+    python benchmarks/pretrain_pipeline.py --noise-images 200000 --batch 1024 --epochs 3 --pipelines batched \
+        --compile --workers 16
 
 In one run, on the same images, model, batch and thread count:
   step only      the training step (mask, forward, backward, clipping, AdamW) on batches already in memory;
@@ -9,7 +12,10 @@ In one run, on the same images, model, batch and thread count:
 Each stage figure is the training loop's own images/s (metrics.jsonl), so model set-up and the validation pass are
 not counted, but data loading is. Peak memory: the stage's metrics.json (process peak RSS on the CPU, allocated
 CUDA memory on a GPU), measured in a fresh process per stage. Without --data (or when it is missing) the images
-are synthetic.
+are synthetic; --noise-images N uses N random-pixel images instead (as fast to augment as real ones, and cheap to
+make at GPU scale). Model FLOP utilisation (MFU) is the step's FLOPs (torch's FlopCounterMode, forward + backward) x
+images/s over the device's peak: dense bf16 tensor-core TFLOP/s for known GPUs or --peak-tflops, and on the CPU
+this machine's measured fp32 sgemm rate.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from simseg.cache import build_cache
 from simseg.config import DataConfig, ModelConfig
@@ -34,6 +43,22 @@ from simseg.simmim import SimMIM
 from simseg.vit import build_encoder
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-subset" / "train"
+# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendor's data sheets, matched against the device name.
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0}
+
+
+class NoiseImages:
+    """``count`` random-pixel RGB images of ``size`` x ``size``, image i from seed i (an ImageSource)."""
+
+    def __init__(self, count: int, size: int = 144):
+        self.count, self.size, self.name = count, size, f"noise[{count}]"
+
+    def __len__(self) -> int:
+        return self.count
+
+    def image(self, index: int) -> Image.Image:
+        pixels = np.random.default_rng(index).integers(0, 256, (self.size, self.size, 3), dtype=np.uint8)
+        return Image.fromarray(pixels)
 
 
 class FirstImages:
@@ -49,22 +74,52 @@ class FirstImages:
         return self.source.image(index)
 
 
-def step_only(images: int, batch: int, device: str) -> float:
-    """images/s of the bare training step on one fixed batch, over ``images`` images."""
+def step_flops_per_image() -> float:
+    """FLOPs of one training step (forward + backward) per image, counted by torch on a batch of 2."""
+    model = SimMIM(build_encoder(ModelConfig()))
+    mask = random_unit_mask(2, 128, 16, 16, 0.5, torch.Generator().manual_seed(0))
+    with FlopCounterMode(display=False) as counter:
+        model(images=torch.randn(2, 3, 128, 128), mask=mask)["loss"].backward()
+    return counter.get_total_flops() / 2
+
+
+def peak_flops(device: str, override_tflops: float | None) -> tuple[float, str]:
+    """The device's peak FLOP/s and what it is: --peak-tflops, a known GPU's bf16 peak, or the measured sgemm rate."""
+    if override_tflops:
+        return override_tflops * 1e12, "--peak-tflops"
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        for key, tflops in PEAK_BF16_TFLOPS.items():  # "H100 PCIe" is listed before "H100"
+            if key in name:
+                return tflops * 1e12, f"{name} dense bf16 peak"
+        raise SystemExit(f"no known peak for {name}: pass --peak-tflops (dense bf16 TFLOP/s of this GPU)")
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    return 5 * 2 * 2048**3 / (time.perf_counter() - start), "this CPU's fp32 sgemm rate (2048^3)"
+
+
+def step_only(images: int, batch: int, device: str, bf16: bool = False, compile: bool = False) -> float:
+    """images/s of the bare training step on one fixed batch, over ``images`` images, with the stage's
+    mixed precision and compilation."""
     model = SimMIM(build_encoder(ModelConfig())).to(device)
     optimizer = build_adamw(model, 1e-4, 0.05, fused=device == "cuda")
+    forward = torch.compile(model) if compile else model
     pixels = torch.randn(batch, 3, 128, 128, device=device)
     generator = torch.Generator(device).manual_seed(0)
 
     def step():
         mask = random_unit_mask(batch, 128, 16, 16, 0.5, generator)
-        loss = model(images=pixels, mask=mask)["loss"]
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss = forward(images=pixels, mask=mask)["loss"]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(2):
+    for _ in range(3):  # warm-up (and compilation)
         step()
     steps = max(1, images // batch)
     if device == "cuda":
@@ -78,9 +133,10 @@ def step_only(images: int, batch: int, device: str) -> float:
 
 
 def stage(source: str, pipeline: str, out: Path, args) -> dict:
-    """One epoch of `simseg pretrain` in a fresh process; its loop's images/s and peak memory."""
+    """--epochs epochs of `simseg pretrain` in a fresh process; the last epoch's images/s and the peak memory."""
     command = [sys.executable, "-m", "simseg.cli", "pretrain", f"data.source={source}", f"data.pipeline={pipeline}",
-               f"data.num_workers={args.workers}", f"train.batch_size={args.batch}", "train.epochs=1",
+               f"data.num_workers={args.workers}", f"train.batch_size={args.batch}", f"train.epochs={args.epochs}",
+               f"train.mixed_precision={'bf16' if args.bf16 else 'no'}", f"train.compile={str(args.compile).lower()}",
                "data.val_size=8", "log.progress=false", "log.grid_every=0", f"output_dir={out}"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     epoch = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
@@ -96,33 +152,55 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2048, help="training images per run")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                        help="loader workers of the per-image path")
+                        help="loader workers of the per-image path (and of the cache build)")
+    parser.add_argument("--noise-images", type=int, default=0,
+                        help="use this many random-pixel images instead of --data (GPU scale)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per stage run; the last one is reported")
+    parser.add_argument("--pipelines", default="per_image,batched", help="which stage paths to run")
+    parser.add_argument("--compile", action="store_true", help="train.compile=true, and a compiled step only")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available(),
+                        help="train.mixed_precision=bf16 and a bf16 step only (default: on a GPU)")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
     args = parser.parse_args()
+    pipelines = [p.strip() for p in args.pipelines.split(",")]
+    unknown = set(pipelines) - {"per_image", "batched"}
+    if unknown:
+        raise SystemExit(f"--pipelines: unknown {sorted(unknown)}; choose from per_image, batched")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    data = args.data if Path(args.data).exists() else "synthetic"
     work = Path(tempfile.mkdtemp(prefix="simseg-bench-"))
-    # The per-image run reads a folder of the same images the cache holds: the first --images + 8 held out.
-    source = FirstImages(open_image_source(DataConfig(source=data, synthetic_size=args.images + 8), "pretrain"),
-                         args.images + 8)
-    folder = work / "images" / "all"
-    folder.mkdir(parents=True)
-    for i in range(len(source)):
-        source.image(i).save(folder / f"{i:06d}.png")
+    # Training images plus 8 held out (the stage's data.val_size): the cache and the per-image folder hold the same.
+    if args.noise_images:
+        data, source = "random pixels", NoiseImages(args.noise_images + 8)
+    else:
+        data = args.data if Path(args.data).exists() else "synthetic"
+        source = FirstImages(open_image_source(DataConfig(source=data, synthetic_size=args.images + 8), "pretrain"),
+                             args.images + 8)
+    if "per_image" in pipelines:
+        folder = work / "images" / "all"
+        folder.mkdir(parents=True)
+        for i in range(len(source)):
+            source.image(i).save(folder / f"{i:06d}.png")
     start = time.perf_counter()
     build_cache(source, work / "cache", size=144, workers=args.workers, progress=False)
     cache_seconds = time.perf_counter() - start
 
-    step = step_only(args.images, args.batch, device)
-    runs = {pipeline: stage(str(where), pipeline, work / pipeline, args)
-            for pipeline, where in (("per_image", work / "images"), ("batched", work / "cache"))}
+    step = step_only(len(source) - 8, args.batch, device, args.bf16, args.compile)
+    where = {"per_image": work / "images", "batched": work / "cache"}
+    runs = {pipeline: stage(str(where[pipeline]), pipeline, work / pipeline, args) for pipeline in pipelines}
+    flops = step_flops_per_image()
+    peak, peak_name = peak_flops(device, args.peak_tflops)
 
-    print(f"machine: {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; {data}: "
-          f"{args.images} training images at batch {args.batch}; per-image loader with {args.workers} workers")
+    name = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"machine: {name}, torch {torch.__version__}; {data}: {len(source) - 8} training images at batch "
+          f"{args.batch}, {'bf16' if args.bf16 else 'fp32'}{', compiled' if args.compile else ''}, last of "
+          f"{args.epochs} epoch(s); per-image loader with {args.workers} workers")
     print(f"cache build ({len(source)} images at 144 px):  {cache_seconds:7.1f} s")
-    print(f"step only:                          {step:7.1f} images/s")
-    for name, run in runs.items():
-        print(f"end to end, {name + ':':<24}{run['images_per_s']:7.1f} images/s = {run['images_per_s'] / step:6.1%} "
-              f"of step only; peak memory {run['peak_memory_mib']:,.0f} MiB")
+    print(f"step only:                          {step:7.1f} images/s; MFU {step * flops / peak:.1%} "
+          f"({flops / 1e9:.3f} GFLOP per image; peak {peak / 1e9:,.0f} GFLOP/s = {peak_name})")
+    for pipeline, run in runs.items():
+        print(f"end to end, {pipeline + ':':<24}{run['images_per_s']:7.1f} images/s = "
+              f"{run['images_per_s'] / step:6.1%} of step only, MFU {run['images_per_s'] * flops / peak:.1%}; "
+              f"peak memory {run['peak_memory_mib']:,.0f} MiB")
 
 
 if __name__ == "__main__":
