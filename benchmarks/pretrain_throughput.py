@@ -30,10 +30,11 @@ from simseg.simmim import SimMIM
 from simseg.vit import build_encoder
 
 
-def simseg_step(batch: int, ddp: bool = False):
+def simseg_step(batch: int, ddp: bool = False, compile: bool = False):
     model = SimMIM(build_encoder(ModelConfig()))
     optimizer = build_adamw(model, 1e-4, 0.05)
     model = DistributedDataParallel(model) if ddp else model
+    model = torch.compile(model) if compile else model  # what train.compile=true does (inductor)
     images = torch.randn(batch, 3, 128, 128)
     mask = random_unit_mask(batch, 128, 16, 16, 0.5, torch.Generator().manual_seed(0))
 
@@ -150,13 +151,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time simseg's step under torch.compile (train.compile=true) in the same rounds")
     parser.add_argument("--processes", type=int, default=0,
                         help="also time both with this many 1-thread data-parallel processes (gloo), e.g. 2")
     args = parser.parse_args()
     torch.manual_seed(0)
     steps = {"simseg": simseg_step(args.batch), "transformers": hf_step(args.batch)}
-    for step in steps.values():  # warm-up: allocator, thread pools, first-call overheads
-        for _ in range(2):
+    if args.compile:
+        steps["simseg compiled"] = simseg_step(args.batch, compile=True)
+    for step in steps.values():  # warm-up: allocator, thread pools, first-call overheads, compilation
+        for _ in range(3):
             step()
     rates: dict[str, list[float]] = {name: [] for name in steps}
     sgemm_rounds, shaped_rounds = [], []  # interleaved with the steps: a busy moment slows rooflines and models alike
@@ -176,6 +181,11 @@ def main() -> None:
     print(f"simseg SimMIM step:                 {ours:8.1f} images/s  (rounds: {rounds('simseg')})")
     print(f"transformers ViTForMaskedImageModeling: {peer:6.1f} images/s  (rounds: {rounds('transformers')})")
     print(f"ratio simseg / transformers:        {ours / peer:8.2f}x")
+    if args.compile:
+        compiled = statistics.median(rates["simseg compiled"])
+        print(f"simseg step, torch.compile:         {compiled:8.1f} images/s  (rounds: {rounds('simseg compiled')}) "
+              f"= {compiled / peer:.2f}x transformers, {compiled / ours:.2f}x eager; "
+              f"{compiled * gflop / sgemm:.1%} of sgemm")
     print(f"step cost (FlopCounterMode):        {gflop:8.3f} GFLOP per image (forward + backward)")
     print(f"achieved:                           {ours * gflop:8.1f} GFLOP/s")
     print(f"fp32 sgemm 2048^3:                  {sgemm:8.1f} GFLOP/s  (rounds: "
