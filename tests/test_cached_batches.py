@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 import simseg.cli as cli
 from simseg.batch_augment import BatchAugment, reference_apply
@@ -57,6 +58,18 @@ def test_pixels_come_from_the_cache_in_the_order_asked(cache):
     assert torch.equal(pixels[0].permute(1, 2, 0), torch.from_numpy(cache.array[4].copy()))
     assert not batches.on_device and batches.images is None  # on the CPU the memory map is the one copy
     assert IndexDataset([9, 2])[1] == 2
+
+
+def test_index_batches_in_one_gather_match_item_by_item():
+    class ItemByItem(IndexDataset):
+        __getitems__ = None  # the DataLoader then fetches and collates each item
+
+    indices = [7, 3, 11, 5, 2, 13, 8]
+    loaders = [DataLoader(cls(indices), batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(1))
+               for cls in (IndexDataset, ItemByItem)]
+    fast, slow = (list(loader) for loader in loaders)
+    assert all(a.dtype == torch.int64 and torch.equal(a, b) for a, b in zip(fast, slow, strict=True))
+    assert sorted(torch.cat(fast).tolist()) == sorted(indices)
 
 
 def test_the_pipeline_choice(cache):
