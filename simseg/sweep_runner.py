@@ -22,6 +22,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from filelock import FileLock
+
 from simseg.checkpoint import atomic_write_json
 from simseg.config import PretrainConfig, load_config, to_dict
 from simseg.errors import SimsegError
@@ -47,6 +49,7 @@ from simseg.sweep_inits import intermediate_init, resolve_init
 
 SWEEP_SET = ("output_dir", "init", "seed", "resume", "data.subset")
 POLL_SECONDS = 30
+RESULTS_LOCK = ".results.lock"  # held while a process rebuilds results.csv / results.jsonl
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,7 +268,16 @@ def run_stage(stage: str, cfg, message: str | None) -> Path:
 
 
 def collect_results(sweep_dir: Path, labels: list[str]) -> list[dict]:
-    """Rows of every finished cell folder under ``sweep_dir/cells``, in grid order; rewrites results.* if changed."""
+    """Rows of every finished cell folder under ``sweep_dir/cells``, in grid order; rewrites results.* if changed.
+
+    Shards running at once each rebuild the files after every cell: the lock makes each read-then-write whole, so
+    the last writer has seen every cell finished before it, and no shard's rewrite drops another's new row (shards on
+    several machines need a shared file system whose locks work, as local disks and NFSv4 do)."""
+    with FileLock(sweep_dir / RESULTS_LOCK):
+        return _collect_results(sweep_dir, labels)
+
+
+def _collect_results(sweep_dir: Path, labels: list[str]) -> list[dict]:
     rows = []
     for record in sorted((sweep_dir / "cells").glob(f"**/{CELL_RECORD}")):
         run_dir, cell = record.parent, read_cell_record(record)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 import stages.segment as segment_stage
 from simseg.errors import SimsegError
 from simseg.sweep import Cell, Init, expand_grid, parse_seeds, parse_shard, parse_subsets, shard_cells
-from simseg.sweep_runner import sweep
+from simseg.sweep_runner import RESULTS_LOCK, collect_results, sweep
 
 # A 2-block encoder on 48-px synthetic images; the same architecture for pretraining and segmentation.
 CELL = ["model.depth=2", "data.test_size=8", "data.synthetic_image_size=48", "data.num_workers=0",
@@ -121,6 +123,17 @@ def test_shards_sharing_a_folder_write_every_cell_once(tmp_path, capsys):
     sweep([*argv, "--shard", "1/2"])
     assert len(rows(out)) == 4 and len({r["cell"] for r in rows(out)}) == 4
     assert "[2/2] (shard 1/2)" in capsys.readouterr().out
+
+    # A shard rebuilding the results waits while another holds the lock, so rewrites never interleave.
+    for name in ("results.csv", "results.jsonl"):
+        (out / name).unlink()
+    with FileLock(out / RESULTS_LOCK):
+        rebuild = threading.Thread(target=collect_results, args=(out, ["scratch"]))
+        rebuild.start()
+        rebuild.join(timeout=0.5)
+        assert rebuild.is_alive() and not (out / "results.csv").exists()
+    rebuild.join(timeout=30)
+    assert not rebuild.is_alive() and len(rows(out)) == 4
 
 
 def test_intermediate_init_is_tied_to_its_pretraining(tmp_path):
