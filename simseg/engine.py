@@ -41,7 +41,9 @@ def make_accelerator(cfg, **kwargs) -> Accelerator:
 
 def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: int, lr_at: Callable[[int], float],
                     make_inputs: Callable, grad_clip: float, progress: bool = True, ema=None) -> tuple[dict, int]:
-    """Train for one pass over ``loader``; returns ({loss, lr, images, seconds, images_per_s}, next step).
+    """Train for one pass over ``loader``; returns ({loss, lr, images, seconds, images_per_s, loader_wait}, next
+    step). ``loader_wait``: the share of the epoch spent waiting for the loader's next batch (near 0 when loading
+    keeps up; on a GPU, time the device still had queued work hides part of a wait).
 
     ``ema``: a ``timm.utils.ModelEmaV3`` of the unwrapped model, updated after every optimiser step."""
     model.train()
@@ -50,7 +52,9 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
                mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not a flood
                disable=not (progress and accelerator.is_main_process))
     start = time.perf_counter()
+    waited, asked = 0.0, start
     for batch in loader:
+        waited += time.perf_counter() - asked  # since the previous step ended: time blocked on the loader
         lr = lr_at(step)
         set_lr(optimizer, lr)
         inputs = make_inputs(batch)
@@ -74,11 +78,17 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
             speed = images / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{speed:.0f}", refresh=False)  # mininterval decides
         bar.update(1)
+        asked = time.perf_counter()
     bar.close()
     seconds = time.perf_counter() - start
     mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(batches, 1)
     return {"loss": mean_loss, "lr": lr_at(step - 1), "images": images, "seconds": seconds,
-            "images_per_s": images / seconds}, step
+            "images_per_s": images / seconds, "loader_wait": waited / seconds}, step
+
+
+def speed_summary(stats: dict) -> str:
+    """An epoch's speed for its log line: images/s and the share of the epoch spent waiting for data."""
+    return f"{stats['images_per_s']:.0f} images/s, waited for data {stats['loader_wait']:.0%} of the time"
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from simseg.classifier import Classifier, build_mixup, mix_batch
 from simseg.classify_config import ClassifyConfig
 from simseg.cli_utils import run_main, stage_config
 from simseg.config import flat_dict, to_dict
-from simseg.engine import evaluate_confusion, make_accelerator, peak_memory_mib, train_one_epoch
+from simseg.engine import evaluate_confusion, make_accelerator, peak_memory_mib, speed_summary, train_one_epoch
 from simseg.errors import SimsegError
 from simseg.labelled import LabelledDataset, open_labelled
 from simseg.loaders import epoch_seed
@@ -107,14 +107,15 @@ def main(cfg: ClassifyConfig) -> Path:
                                       lr_at=lr_at, make_inputs=make_inputs, grad_clip=cfg.train.grad_clip,
                                       progress=cfg.log.progress)
         record = {"epoch": epoch, "step": step, "train_loss": stats["loss"], "lr": stats["lr"],
-                  "images_per_s": stats["images_per_s"], "seconds": stats["seconds"]}
+                  "images_per_s": stats["images_per_s"], "seconds": stats["seconds"],
+                  "loader_wait": stats["loader_wait"]}
         last = epoch == cfg.train.epochs - 1
         if last or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):
             confusion = evaluate_confusion(model, test_loader, accelerator, len(classes))
             record["test_top1"] = classification_metrics(confusion, classes)["top1"]
             last_test_confusion = confusion if last else None
         score = f", test top-1 {record['test_top1']:.4f}" if "test_top1" in record else ""
-        accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}{score}, {stats['images_per_s']:.0f} images/s")
+        accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}{score}, {speed_summary(stats)}")
         accelerator.log(record, step=step)
         if accelerator.is_main_process:
             append_metrics(run_dir, record)

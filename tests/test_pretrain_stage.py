@@ -29,7 +29,7 @@ def test_run_writes_every_file_of_the_run_folder(tiny_config):
         assert (run_dir / name).is_file(), name
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [0, 1]
-    assert {"train_loss", "val_loss", "lr", "images_per_s", "seconds"} <= set(lines[0])
+    assert {"train_loss", "val_loss", "lr", "images_per_s", "seconds", "loader_wait"} <= set(lines[0])
     final = json.loads((run_dir / "metrics.json").read_text())
     assert final["final_val_loss"] == lines[-1]["val_loss"] and final["train_images"] == 44
     encoder, model_cfg = load_encoder(run_dir, expected=cfg.model)
