@@ -31,7 +31,7 @@ from simseg.vit import build_encoder
 
 
 def simseg_step(batch: int, ddp: bool = False, compile: bool = False):
-    model = SimMIM(build_encoder(ModelConfig()))
+    model = SimMIM(build_encoder(ModelConfig()), masked_patches=32)  # as the stage builds it: 32 of 64 masked
     optimizer = build_adamw(model, 1e-4, 0.05)
     model = DistributedDataParallel(model) if ddp else model
     model = torch.compile(model) if compile else model  # what train.compile=true does (inductor)

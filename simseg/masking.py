@@ -18,6 +18,11 @@ def masked_unit_count(img_size: int, unit: int, ratio: float) -> int:
     return math.ceil(ratio * units - 1e-9)
 
 
+def masked_patch_count(img_size: int, patch_size: int, unit: int, ratio: float) -> int:
+    """Masked patches per image of :func:`random_unit_mask` (the same for every image)."""
+    return masked_unit_count(img_size, unit, ratio) * (unit // patch_size) ** 2
+
+
 def random_unit_mask(
     batch_size: int,
     img_size: int,

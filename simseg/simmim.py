@@ -44,9 +44,13 @@ class SimMIM(nn.Module):
     and returns ``{"loss": scalar, "loss_per_image": (B,)}`` (plus ``"reconstruction"`` (B, 3, H, W) on request).
     """
 
-    def __init__(self, encoder: VisionTransformer):
+    def __init__(self, encoder: VisionTransformer, masked_patches: int | None = None):
         super().__init__()
         self.encoder = encoder
+        # How many patches every mask covers, when that is fixed (random_unit_mask masks the same number in every
+        # image): the loss then gathers exactly that many tokens per image, shapes never depend on the mask's
+        # values, so there is no device sync and no torch.compile graph break. None accepts any mask.
+        self.masked_patches = masked_patches
         self.patch_size = encoder.patch_embed.patch_size[0]
         self.grid = encoder.patch_embed.grid_size
         dim = encoder.embed_dim
@@ -77,9 +81,25 @@ class SimMIM(nn.Module):
         never enter it. ``reconstruct=True`` also decodes every token into ``"reconstruction"`` (B, 3, H, W)."""
         tokens = self.encode(images, mask)  # (B, N, D)
         token_mask = flatten_mask(mask)  # (B, N)
-        targets = patchify(images, self.patch_size)[token_mask]  # (M, p*p*3), M masked tokens in all
-        loss_per_image = masked_patch_l1(self.decoder(tokens[token_mask]), targets, token_mask)
+        targets = patchify(images, self.patch_size)  # (B, N, p*p*3)
+        if self.masked_patches is None:  # boolean indexing: M masked tokens in all, any count per image
+            loss_per_image = masked_patch_l1(self.decoder(tokens[token_mask]), targets[token_mask], token_mask)
+        else:
+            loss_per_image = self.fixed_count_loss(tokens, targets, token_mask)
         out = {"loss": loss_per_image.mean(), "loss_per_image": loss_per_image}
         if reconstruct:
             out["reconstruction"] = unpatchify(self.decoder(tokens), self.patch_size, self.grid)
         return out
+
+    def fixed_count_loss(self, tokens: torch.Tensor, targets: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """:func:`masked_patch_l1` when every image has ``masked_patches`` masked tokens. tokens (B, N, D), targets
+        (B, N, P), token_mask (B, N) -> (B,)."""
+        count = self.masked_patches
+        # Checked on the device without waiting for it (a CUDA assert fires at the next sync; on the CPU at once).
+        torch._assert_async((token_mask.sum(1) == count).all(),
+                            f"SimMIM(masked_patches={count}) got a mask with another count per image")
+        # Each image's masked positions in token order: a stable descending sort puts its True entries first.
+        positions = token_mask.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :count]  # (B, M)
+        picked = tokens.gather(1, positions.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))  # (B, M, D)
+        wanted = targets.gather(1, positions.unsqueeze(-1).expand(-1, -1, targets.shape[-1]))  # (B, M, P)
+        return (self.decoder(picked) - wanted).abs().mean(dim=(1, 2))

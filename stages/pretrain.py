@@ -25,7 +25,7 @@ from simseg.config import PretrainConfig, flat_dict, to_dict
 from simseg.data import open_image_source, resolve_val_size, split_indices
 from simseg.engine import evaluate, make_accelerator, peak_memory_mib, speed_summary, train_one_epoch
 from simseg.loaders import TransformedImages, WithFixedMasks, epoch_seed
-from simseg.masking import random_unit_mask
+from simseg.masking import masked_patch_count, random_unit_mask
 from simseg.optim import build_adamw, schedule_for
 from simseg.plots import save_reconstruction_grid
 from simseg.rundir import append_metrics, prepare_run_dir, read_metrics, save_state, start_or_resume
@@ -69,7 +69,8 @@ def main(cfg: PretrainConfig) -> Path:
                       f"{cached.describe() if batched else 'per-image augmentation in the loader'}")
 
     # --- model and optimiser ------------------------------------------------------------------------------------
-    model = SimMIM(build_encoder(cfg.model))
+    # Every mask covers the same number of patches, so the loss keeps static shapes (see SimMIM.masked_patches).
+    model = SimMIM(build_encoder(cfg.model), masked_patch_count(img, patch, cfg.mask.unit, cfg.mask.ratio))
     optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay,
                             fused=accelerator.device.type == "cuda")
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from simseg.config import ModelConfig
-from simseg.masking import mask_to_pixels, random_unit_mask
+from simseg.masking import mask_to_pixels, masked_patch_count, random_unit_mask
 from simseg.simmim import SimMIM, masked_l1_loss, masked_patch_l1
 from simseg.vit import build_encoder
 
@@ -84,3 +84,37 @@ def test_the_loss_on_masked_patches_equals_the_pixel_definition(model):
     expected = torch.stack([(predictions[:2] - targets[:2]).abs().mean(), torch.tensor(0.0),
                             (predictions[2:] - targets[2:]).abs().mean()])
     assert torch.allclose(masked_patch_l1(predictions, targets, token_mask), expected)
+
+
+def test_a_fixed_mask_count_gives_the_same_loss_and_gradients_with_static_shapes():
+    torch.manual_seed(0)
+    general = SimMIM(build_encoder(ModelConfig(depth=2))).train()
+    fixed = SimMIM(build_encoder(ModelConfig(depth=2)), masked_patches=masked_patch_count(128, 16, 32, 0.5)).train()
+    fixed.load_state_dict(general.state_dict())
+    images = torch.randn(3, 3, 128, 128)
+    mask = random_unit_mask(3, 128, 16, 32, 0.5, torch.Generator().manual_seed(2))
+    losses = []
+    for model in (general, fixed):
+        torch.manual_seed(1)  # the same dropout draws, if any
+        out = model(images=images, mask=mask, reconstruct=True)
+        out["loss"].backward()
+        losses.append(out["loss_per_image"].detach())
+        reference = masked_l1_loss(out["reconstruction"], images, mask_to_pixels(mask, 16))
+        assert torch.allclose(out["loss_per_image"], reference, atol=1e-6)
+    assert torch.allclose(losses[0], losses[1], atol=1e-6)
+    for (name, a), b in zip(general.named_parameters(), fixed.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    uneven = mask.clone()
+    uneven[0, 0, 0] = ~uneven[0, 0, 0]
+    with pytest.raises(RuntimeError, match="another count per image"):
+        fixed(images=images, mask=uneven)
+
+
+def test_a_fixed_mask_count_compiles_into_one_graph():
+    """Boolean indexing has data-dependent shapes: torch.compile splits the forward there and a GPU syncs."""
+    torch._dynamo.reset()
+    model = SimMIM(build_encoder(ModelConfig(depth=1)), masked_patches=32)
+    mask = random_unit_mask(2, 128, 16, 16, 0.5, torch.Generator().manual_seed(0))
+    explained = torch._dynamo.explain(model)(torch.randn(2, 3, 128, 128), mask)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+    torch._dynamo.reset()
