@@ -122,7 +122,8 @@ class TrainConfig:
     """Max gradient norm; 0 disables clipping."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     compile: bool = False
-    """torch.compile the model (Accelerate's inductor backend): pays on GPUs, not on small CPUs."""
+    """torch.compile the model (Accelerate's inductor backend) and, on the batched data path, the colour jitter: the
+    model's compile pays on GPUs, not on small CPUs; the jitter's is ~5x faster on both."""
 
     def __post_init__(self):
         _check(self.epochs >= 1, "train.epochs must be >= 1")

@@ -52,7 +52,8 @@ def main(cfg: PretrainConfig) -> Path:
     batched = use_batched(cfg.data.pipeline, source)
     if batched:
         train_set = IndexDataset(train_idx)
-        cached = CachedBatches(source, BatchAugment.from_aug_config(cfg.aug, img), accelerator.device)
+        cached = CachedBatches(source, BatchAugment.from_aug_config(cfg.aug, img, compile=cfg.train.compile),
+                               accelerator.device)
     else:
         train_set = TransformedImages(source, train_idx, pretrain_transform(cfg.aug, img))
     # Fixed masks for the held-out images: the validation loss and the grids compare like with like across epochs.

@@ -104,3 +104,13 @@ def test_batch_augment_from_config_is_seeded():
     assert torch.equal(first, augment(batch, torch.Generator().manual_seed(5)))
     with pytest.raises(SimsegError, match=r"aug.color_jitter=.*hue in \[0, 0.5\]"):
         BatchAugment(32, (0.5, 1), (0.75, 1.33), 0.5, (0.4, 0.4, 0.4, 0.7), 0.8, MEAN, STD)
+
+
+def test_compiled_jitter_matches_eager():
+    torch._dynamo.reset()
+    eager = BatchAugment.from_aug_config(AugConfig(), img_size=32)
+    compiled = BatchAugment.from_aug_config(AugConfig(), img_size=32, compile=True)
+    batch = images(8, 40, 48)
+    expected = eager(batch, torch.Generator().manual_seed(3))
+    assert torch.allclose(compiled(batch, torch.Generator().manual_seed(3)), expected, atol=1e-5)
+    torch._dynamo.reset()
