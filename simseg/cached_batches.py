@@ -50,8 +50,8 @@ class IndexDataset(Dataset):
         return self.indices[i]
 
     def __getitems__(self, positions: list[int]) -> list[int]:
-        """A whole batch in one gather (the DataLoader calls this when it exists): at batch 1024, 0.1 ms instead of
-        ~4 ms of per-item calls and collation on the main thread, which at GPU speed is a tenth of a step."""
+        """A whole batch in one gather (the DataLoader calls this when it exists): a batch of 1024 comes in ~0.5 ms
+        instead of ~4 ms of per-item calls and collation on the main thread, a tenth of a step at GPU speed."""
         return self.indices[positions].tolist()  # default_collate makes the list one (B,) int64 tensor
 
 

@@ -86,6 +86,12 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
             "images_per_s": images / seconds, "loader_wait": waited / seconds}, step
 
 
+def epoch_record(epoch: int, step: int, stats: dict, **scores: float) -> dict:
+    """An epoch's metrics.jsonl line from :func:`train_one_epoch`'s stats, plus the stage's own ``scores``."""
+    return {"epoch": epoch, "step": step, "train_loss": stats["loss"], **scores, "lr": stats["lr"],
+            **{key: stats[key] for key in ("images_per_s", "seconds", "loader_wait")}}
+
+
 def speed_summary(stats: dict) -> str:
     """An epoch's speed for its log line: images/s and the share of the epoch spent waiting for data."""
     return f"{stats['images_per_s']:.0f} images/s, waited for data {stats['loader_wait']:.0%} of the time"

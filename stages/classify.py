@@ -29,7 +29,14 @@ from simseg.classifier import Classifier, build_mixup, mix_batch
 from simseg.classify_config import ClassifyConfig
 from simseg.cli_utils import run_main, stage_config
 from simseg.config import flat_dict, to_dict
-from simseg.engine import evaluate_confusion, make_accelerator, peak_memory_mib, speed_summary, train_one_epoch
+from simseg.engine import (
+    epoch_record,
+    evaluate_confusion,
+    make_accelerator,
+    peak_memory_mib,
+    speed_summary,
+    train_one_epoch,
+)
 from simseg.errors import SimsegError
 from simseg.labelled import LabelledDataset, open_labelled
 from simseg.loaders import epoch_seed
@@ -106,9 +113,7 @@ def main(cfg: ClassifyConfig) -> Path:
         stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
                                       lr_at=lr_at, make_inputs=make_inputs, grad_clip=cfg.train.grad_clip,
                                       progress=cfg.log.progress)
-        record = {"epoch": epoch, "step": step, "train_loss": stats["loss"], "lr": stats["lr"],
-                  "images_per_s": stats["images_per_s"], "seconds": stats["seconds"],
-                  "loader_wait": stats["loader_wait"]}
+        record = epoch_record(epoch, step, stats)
         last = epoch == cfg.train.epochs - 1
         if last or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):
             confusion = evaluate_confusion(model, test_loader, accelerator, len(classes))

@@ -23,7 +23,7 @@ from simseg.checkpoint import atomic_write_json, export_encoder, save_weights
 from simseg.cli_utils import run_main, stage_config
 from simseg.config import PretrainConfig, flat_dict, to_dict
 from simseg.data import open_image_source, resolve_val_size, split_indices
-from simseg.engine import evaluate, make_accelerator, peak_memory_mib, speed_summary, train_one_epoch
+from simseg.engine import epoch_record, evaluate, make_accelerator, peak_memory_mib, speed_summary, train_one_epoch
 from simseg.loaders import TransformedImages, WithFixedMasks, epoch_seed
 from simseg.masking import masked_patch_count, random_unit_mask
 from simseg.optim import build_adamw, schedule_for
@@ -103,9 +103,7 @@ def main(cfg: PretrainConfig) -> Path:
                                       progress=cfg.log.progress)
         val_loss = evaluate(model, val_loader, accelerator,
                             make_inputs=lambda batch: {"images": batch[0], "mask": batch[1]})
-        record = {"epoch": epoch, "step": step, "train_loss": stats["loss"], "val_loss": val_loss, "lr": stats["lr"],
-                  "images_per_s": stats["images_per_s"], "seconds": stats["seconds"],
-                  "loader_wait": stats["loader_wait"]}
+        record = epoch_record(epoch, step, stats, val_loss=val_loss)
         accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}, val loss {val_loss:.4f}, "
                           f"{speed_summary(stats)}")
         accelerator.log(record, step=step)

@@ -35,7 +35,14 @@ from torch.utils.data import DataLoader
 from simseg.checkpoint import atomic_write_json, export_encoder, load_pretrained_encoder, read_weights, save_weights
 from simseg.cli_utils import run_main, stage_config
 from simseg.config import flat_dict, to_dict
-from simseg.engine import evaluate_confusion, make_accelerator, peak_memory_mib, speed_summary, train_one_epoch
+from simseg.engine import (
+    epoch_record,
+    evaluate_confusion,
+    make_accelerator,
+    peak_memory_mib,
+    speed_summary,
+    train_one_epoch,
+)
 from simseg.errors import SimsegError
 from simseg.heads import SegmentationModel
 from simseg.loaders import TransformedPairs, epoch_seed
@@ -125,9 +132,7 @@ def main(cfg: SegmentConfig) -> Path:
         stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
                                       lr_at=lr_at, make_inputs=lambda batch: {"images": batch[0], "mask": batch[1]},
                                       grad_clip=cfg.train.grad_clip, progress=cfg.log.progress, ema=ema)
-        record = {"epoch": epoch, "step": step, "train_loss": stats["loss"], "lr": stats["lr"],
-                  "images_per_s": stats["images_per_s"], "seconds": stats["seconds"],
-                  "loader_wait": stats["loader_wait"]}
+        record = epoch_record(epoch, step, stats)
         last = epoch == cfg.train.epochs - 1
         if last or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):
             confusion = evaluate_confusion(evaluated_model(), test_loader, accelerator, NUM_CLASSES)
