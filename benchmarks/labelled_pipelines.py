@@ -21,12 +21,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # stages/ is importable from a source checkout
+from pretrain_pipeline import timed_images_per_second  # noqa: E402 (this folder, as a script's own)
+
 from simseg.classifier import build_mixup, mix_batch  # noqa: E402
 from simseg.classify_config import ClassifyConfig  # noqa: E402
 from simseg.optim import build_adamw  # noqa: E402
@@ -74,16 +75,7 @@ def step_only(make, batch: int, images: int, device: str) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(2):
-        step()
-    steps = max(1, images // batch)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    return steps * batch / (time.perf_counter() - start)
+    return timed_images_per_second(step, batch, images, device)
 
 
 def end_to_end(name: str, source: str, args, out: Path) -> dict:
@@ -109,6 +101,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="simseg-bench-"))
     stages = {"classify": (classify_step, ClassifyConfig().train.batch_size),
               "segment": (segment_step, SegmentConfig().train.batch_size)}
+    largest_batch = max(batch for _, batch in stages.values())
+    if args.images < largest_batch:
+        raise SystemExit(f"--images {args.images} is less than one batch of the stages' default {largest_batch}: "
+                         f"give at least {largest_batch}")
     print(f"machine: {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; {args.images} training "
           f"images per stage, {args.workers} loader workers, last of {args.epochs} epochs")
     for name, (make, batch) in stages.items():

@@ -119,16 +119,21 @@ def step_only(images: int, batch: int, device: str, bf16: bool = False, compile:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(3):  # warm-up (and compilation)
+    return timed_images_per_second(step, batch, images, device)
+
+
+def timed_images_per_second(step, batch: int, images: int, device: str, warmup: int = 3) -> float:
+    """images/s of ``step()`` (one batch of ``batch``) over ``images`` images, after ``warmup`` untimed steps
+    (allocator, thread pools, compilation); the device is synchronised around the timed steps."""
+    for _ in range(warmup):
         step()
     steps = max(1, images // batch)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    sync()
     return steps * batch / (time.perf_counter() - start)
 
 
