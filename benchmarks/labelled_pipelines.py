@@ -28,10 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # stages/ is importable from a source checkout
 from pretrain_pipeline import timed_images_per_second  # noqa: E402 (this folder, as a script's own)
 
-from simseg.classifier import build_mixup, mix_batch  # noqa: E402
-from simseg.classify_config import ClassifyConfig  # noqa: E402
-from simseg.optim import build_adamw  # noqa: E402
-from simseg.segment_config import SegmentConfig  # noqa: E402
+from simseg.config.classify import ClassifyConfig  # noqa: E402
+from simseg.config.segment import SegmentConfig  # noqa: E402
+from simseg.models.classifier import build_mixup, mix_batch  # noqa: E402
+from simseg.training.optim import build_adamw  # noqa: E402
 from stages import classify as classify_stage  # noqa: E402
 from stages import segment as segment_stage  # noqa: E402
 

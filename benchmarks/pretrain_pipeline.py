@@ -34,13 +34,13 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from simseg.cache import build_cache
-from simseg.config import DataConfig, ModelConfig
-from simseg.data import open_image_source
-from simseg.masking import random_unit_mask
-from simseg.optim import build_adamw
-from simseg.simmim import SimMIM
-from simseg.vit import build_encoder
+from simseg.config.loader import DataConfig, ModelConfig
+from simseg.data.cache import build_cache
+from simseg.data.sources import open_image_source
+from simseg.models.masking import random_unit_mask
+from simseg.models.simmim import SimMIM
+from simseg.models.vit import build_encoder
+from simseg.training.optim import build_adamw
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-subset" / "train"
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendor's data sheets, matched against the device name.

@@ -23,11 +23,11 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.flop_counter import FlopCounterMode
 
-from simseg.config import ModelConfig
-from simseg.masking import random_unit_mask
-from simseg.optim import build_adamw
-from simseg.simmim import SimMIM
-from simseg.vit import build_encoder
+from simseg.config.loader import ModelConfig
+from simseg.models.masking import random_unit_mask
+from simseg.models.simmim import SimMIM
+from simseg.models.vit import build_encoder
+from simseg.training.optim import build_adamw
 
 
 def simseg_step(batch: int, ddp: bool = False, compile: bool = False):

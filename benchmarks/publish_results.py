@@ -17,9 +17,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from simseg.report import result_tables, summarise
-from simseg.results import read_results
-from simseg.sweep import cell_name
+from simseg.experiments.grid import cell_name
+from simseg.experiments.report import result_tables, summarise
+from simseg.experiments.results import read_results
 
 FIGURES = ("miou_vs_subset.png", "intermediate_delta.png", "miou_vs_time.png")
 WIDTH = 640  # px: legible on a page, ~100 kB a picture

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from simseg.cli_utils import run_main, stage_config
+from simseg.command_line import run_main, stage_config
 from simseg.errors import SimsegError
 
 # The demo: the study's recipes on built-in synthetic images, with the encoder cut to 4 of its 12 blocks, so that
@@ -55,21 +55,21 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def pretrain(argv: list[str]) -> Path:
-    from simseg.config import PretrainConfig
+    from simseg.config.loader import PretrainConfig
     from stages.pretrain import main as run_pretrain
 
     return run_pretrain(stage_config(PretrainConfig, argv, "pretrain"))
 
 
 def classify(argv: list[str]) -> Path:
-    from simseg.classify_config import ClassifyConfig
+    from simseg.config.classify import ClassifyConfig
     from stages.classify import main as run_classify
 
     return run_classify(stage_config(ClassifyConfig, argv, "classify"))
 
 
 def segment(argv: list[str]) -> Path:
-    from simseg.segment_config import SegmentConfig
+    from simseg.config.segment import SegmentConfig
     from stages.segment import main as run_segment
 
     return run_segment(stage_config(SegmentConfig, argv, "segment"))
@@ -77,8 +77,8 @@ def segment(argv: list[str]) -> Path:
 
 def chain(argv: list[str]) -> dict[str, Path]:
     """pretrain -> classify (optional) -> segment, each from the previous export; finished stages are skipped."""
-    from simseg.chain import __doc__ as chain_doc
-    from simseg.chain import run_chain
+    from simseg.experiments.chain import __doc__ as chain_doc
+    from simseg.experiments.chain import run_chain
 
     parser = argparse.ArgumentParser(prog="simseg chain", description=chain_doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,14 +92,14 @@ def chain(argv: list[str]) -> dict[str, Path]:
 
 def sweep(argv: list[str]) -> Path:
     """One segmentation run per init x subset x seed cell; see ``simseg sweep --help``."""
-    from simseg.sweep_runner import sweep as run_sweep
+    from simseg.experiments.sweep import sweep as run_sweep
 
     return run_sweep(argv)
 
 
 def report(argv: list[str]) -> Path:
     """Figures and report.md of a sweep folder, from its results and run folders."""
-    from simseg.report import build_report
+    from simseg.experiments.report import build_report
 
     parser = argparse.ArgumentParser(prog="simseg report", description=report.__doc__)
     parser.add_argument("sweep_dir", help="the --output-dir of simseg sweep")
@@ -121,15 +121,15 @@ def grid(argv: list[str]) -> Path:
 
     import torch
 
-    from simseg.checkpoint import read_weights
-    from simseg.config import DataConfig, PretrainConfig
-    from simseg.data import open_image_source
-    from simseg.masking import random_unit_mask
-    from simseg.plots import save_reconstruction_grid
-    from simseg.rundir import load_run_config
-    from simseg.simmim import SimMIM
-    from simseg.transforms import eval_transform
-    from simseg.vit import build_encoder
+    from simseg.config.loader import DataConfig, PretrainConfig
+    from simseg.data.sources import open_image_source
+    from simseg.data.transforms import eval_transform
+    from simseg.models.masking import random_unit_mask
+    from simseg.models.simmim import SimMIM
+    from simseg.models.vit import build_encoder
+    from simseg.training.export import read_weights
+    from simseg.training.plots import save_reconstruction_grid
+    from simseg.training.rundir import load_run_config
 
     run_dir = Path(args.checkpoint).expanduser()
     run_dir = run_dir.parent if run_dir.is_file() else run_dir
@@ -160,9 +160,9 @@ def grid(argv: list[str]) -> Path:
 def data(argv: list[str]) -> Path:
     """Data tools. ``simseg data cache``: decode every image of a source once into a uint8 cache at training
     resolution, for pretraining's batched path (data.source=DIR)."""
-    from simseg.cache import build_cache
-    from simseg.config import DataConfig
-    from simseg.data import open_image_source
+    from simseg.config.loader import DataConfig
+    from simseg.data.cache import build_cache
+    from simseg.data.sources import open_image_source
 
     parser = argparse.ArgumentParser(prog="simseg data", description=data.__doc__)
     tools = parser.add_subparsers(dest="tool", required=True)
@@ -185,10 +185,10 @@ def demo(argv: list[str]) -> Path:
     """The study's pipeline end to end on synthetic images: the chain's SimMIM pretraining and classification, then a
     small sweep (scratch, pretrained, pretrained + classify at two labelled-subset sizes) and its report; prints the
     test mIoUs and where the pictures are."""
-    from simseg.chain import run_chain
-    from simseg.report import build_report
-    from simseg.results import read_results
-    from simseg.sweep_runner import sweep as run_sweep
+    from simseg.experiments.chain import run_chain
+    from simseg.experiments.report import build_report
+    from simseg.experiments.results import read_results
+    from simseg.experiments.sweep import sweep as run_sweep
 
     parser = argparse.ArgumentParser(prog="simseg demo", description=demo.__doc__)
     parser.add_argument("--output-dir", default="outputs/demo", help="parent folder of the demo's runs")

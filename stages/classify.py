@@ -24,12 +24,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from simseg.checkpoint import atomic_write_json, export_encoder, load_pretrained_encoder, save_weights
-from simseg.classifier import Classifier, build_mixup, mix_batch
-from simseg.classify_config import ClassifyConfig
-from simseg.cli_utils import run_main, stage_config
-from simseg.config import flat_dict, to_dict
-from simseg.engine import (
+from simseg.command_line import run_main, stage_config
+from simseg.config.classify import ClassifyConfig
+from simseg.config.loader import flat_dict, to_dict
+from simseg.data.loaders import epoch_seed
+from simseg.data.scenes import LabelledDataset, open_labelled
+from simseg.data.transforms import eval_transform, pretrain_transform
+from simseg.errors import SimsegError
+from simseg.models.classifier import Classifier, build_mixup, mix_batch
+from simseg.models.vit import build_encoder
+from simseg.training.engine import (
     epoch_record,
     evaluate_confusion,
     make_accelerator,
@@ -37,12 +41,11 @@ from simseg.engine import (
     speed_summary,
     train_one_epoch,
 )
-from simseg.errors import SimsegError
-from simseg.labelled import LabelledDataset, open_labelled
-from simseg.loaders import epoch_seed
-from simseg.optim import build_adamw, schedule_for
-from simseg.plots import save_confusion_png
-from simseg.rundir import (
+from simseg.training.export import atomic_write_json, export_encoder, load_pretrained_encoder, save_weights
+from simseg.training.metrics import segmentation_metrics
+from simseg.training.optim import build_adamw, schedule_for
+from simseg.training.plots import save_confusion_png
+from simseg.training.rundir import (
     append_metrics,
     check_or_save_splits,
     prepare_run_dir,
@@ -50,9 +53,6 @@ from simseg.rundir import (
     save_state,
     start_or_resume,
 )
-from simseg.seg_metrics import segmentation_metrics
-from simseg.transforms import eval_transform, pretrain_transform
-from simseg.vit import build_encoder
 
 
 def main(cfg: ClassifyConfig) -> Path:

@@ -17,22 +17,29 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from simseg.batch_augment import BatchAugment
-from simseg.cached_batches import CachedBatches, IndexDataset, use_batched
-from simseg.checkpoint import atomic_write_json, export_encoder, save_weights
-from simseg.cli_utils import run_main, stage_config
-from simseg.config import PretrainConfig, flat_dict, to_dict
-from simseg.data import open_image_source, resolve_val_size, split_indices
-from simseg.engine import epoch_record, evaluate, make_accelerator, peak_memory_mib, speed_summary, train_one_epoch
-from simseg.loaders import TransformedImages, WithFixedMasks, epoch_seed
-from simseg.masking import masked_patch_count, random_unit_mask
-from simseg.optim import build_adamw, schedule_for
-from simseg.plots import save_reconstruction_grid
-from simseg.rundir import append_metrics, prepare_run_dir, read_metrics, save_state, start_or_resume
-from simseg.simmim import SimMIM
+from simseg.command_line import run_main, stage_config
+from simseg.config.loader import PretrainConfig, flat_dict, to_dict
+from simseg.data.batch_augment import BatchAugment
+from simseg.data.batched import CachedBatches, IndexDataset, use_batched
+from simseg.data.loaders import TransformedImages, WithFixedMasks, epoch_seed
+from simseg.data.sources import open_image_source, resolve_val_size, split_indices
+from simseg.data.transforms import eval_transform, pretrain_transform
+from simseg.models.masking import masked_patch_count, random_unit_mask
+from simseg.models.simmim import SimMIM
+from simseg.models.vit import build_encoder
 from simseg.sizes import parse_size
-from simseg.transforms import eval_transform, pretrain_transform
-from simseg.vit import build_encoder
+from simseg.training.engine import (
+    epoch_record,
+    evaluate,
+    make_accelerator,
+    peak_memory_mib,
+    speed_summary,
+    train_one_epoch,
+)
+from simseg.training.export import atomic_write_json, export_encoder, save_weights
+from simseg.training.optim import build_adamw, schedule_for
+from simseg.training.plots import save_reconstruction_grid
+from simseg.training.rundir import append_metrics, prepare_run_dir, read_metrics, save_state, start_or_resume
 
 
 def main(cfg: PretrainConfig) -> Path:

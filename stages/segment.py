@@ -5,7 +5,7 @@
     python stages/segment.py data.subset=250 train.epochs=5     # from scratch on synthetic data, one process
     simseg segment ...                                           # the same, from the installed CLI
 
-Classes (simseg.pets): 0 background, 1 pet, 2 boundary (Oxford trimap values 2, 1 and 3).
+Classes (simseg.data.pets): 0 background, 1 pet, 2 boundary (Oxford trimap values 2, 1 and 3).
 
 Writes into ``output_dir``: config.yaml, lineage.json (where the encoder's weights came from), test_images.txt /
 train_images.txt / val_images.txt (the split, one item name per line), metrics.jsonl (per epoch: train loss, and
@@ -32,10 +32,17 @@ from accelerate import DistributedDataParallelKwargs
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
-from simseg.checkpoint import atomic_write_json, export_encoder, load_pretrained_encoder, read_weights, save_weights
-from simseg.cli_utils import run_main, stage_config
-from simseg.config import flat_dict, to_dict
-from simseg.engine import (
+from simseg.command_line import run_main, stage_config
+from simseg.config.loader import flat_dict, to_dict
+from simseg.config.segment import SegmentConfig
+from simseg.data.loaders import TransformedPairs, epoch_seed
+from simseg.data.pair_transforms import seg_eval_transform, seg_train_transform
+from simseg.data.pets import CLASS_NAMES, open_pairs_source, segmentation_splits
+from simseg.data.transforms import denormalize
+from simseg.errors import SimsegError
+from simseg.models.segmentation import SegmentationModel
+from simseg.models.vit import build_encoder
+from simseg.training.engine import (
     epoch_record,
     evaluate_confusion,
     make_accelerator,
@@ -43,13 +50,17 @@ from simseg.engine import (
     speed_summary,
     train_one_epoch,
 )
-from simseg.errors import SimsegError
-from simseg.heads import SegmentationModel
-from simseg.loaders import TransformedPairs, epoch_seed
-from simseg.optim import build_adamw, schedule_for
-from simseg.pets import CLASS_NAMES, open_pairs_source, segmentation_splits
-from simseg.plots import colour_masks, save_image_grid
-from simseg.rundir import (
+from simseg.training.export import (
+    atomic_write_json,
+    export_encoder,
+    load_pretrained_encoder,
+    read_weights,
+    save_weights,
+)
+from simseg.training.metrics import segmentation_metrics
+from simseg.training.optim import build_adamw, schedule_for
+from simseg.training.plots import colour_masks, save_image_grid
+from simseg.training.rundir import (
     append_metrics,
     check_or_save_splits,
     prepare_run_dir,
@@ -57,11 +68,6 @@ from simseg.rundir import (
     save_state,
     start_or_resume,
 )
-from simseg.seg_metrics import segmentation_metrics
-from simseg.seg_transforms import seg_eval_transform, seg_train_transform
-from simseg.segment_config import SegmentConfig
-from simseg.transforms import denormalize
-from simseg.vit import build_encoder
 
 NUM_CLASSES = len(CLASS_NAMES)
 SYNTHETIC_POOL = 10_000  # synthetic images besides the test set (rendered only when used)
@@ -198,7 +204,7 @@ def main(cfg: SegmentConfig) -> Path:
 
 
 def open_source(cfg: SegmentConfig):
-    """The image/trimap pairs ``cfg.data`` names (see :func:`simseg.pets.open_pairs_source`)."""
+    """The image/trimap pairs ``cfg.data`` names (see :func:`simseg.data.pets.open_pairs_source`)."""
     test_size, subset, val_size = cfg.data.sizes()
     # A synthetic source's size must not depend on the subset, or the test set and the nesting would change with it.
     synthetic_count = test_size + max(SYNTHETIC_POOL, val_size + (subset or 0))

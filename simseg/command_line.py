@@ -1,0 +1,64 @@
+"""What every entry point shares: ``-c FILE key=value ...`` parsing and one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import typing
+from collections.abc import Callable
+
+from simseg.config.loader import load_config
+from simseg.errors import SimsegError, one_line
+
+
+def stage_config(cls: type, argv: list[str], stage: str):
+    """Parse ``[-c FILE] [section.key=value ...]`` into a config of type ``cls``."""
+    parser = argparse.ArgumentParser(
+        prog=f"simseg {stage}", description=f"Run the {stage} stage. Config: defaults <- -c FILE <- key=value.",
+        epilog="config keys:\n" + "\n".join(f"  {k} (default {v!r})" for k, v in config_keys(cls)),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", help="YAML file with the differences from the defaults")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.epochs=10 data.subset=1k")
+    args = parser.parse_args(argv)
+    return load_config(cls, args.config, args.overrides)
+
+
+def config_keys(cls: type, prefix: str = "") -> list[tuple[str, typing.Any]]:
+    """(dotted key, default) for every field, for ``--help``."""
+    keys = []
+    defaults = cls()
+    for field in dataclasses.fields(cls):
+        value = getattr(defaults, field.name)
+        if dataclasses.is_dataclass(value):
+            keys += config_keys(type(value), f"{prefix}{field.name}.")
+        else:
+            keys.append((f"{prefix}{field.name}", value))
+    return keys
+
+
+def check_trackers_installed(trackers: list[str]) -> None:
+    """Accelerate only warns about a tracker whose package is missing; a user who asked for one wants to know."""
+    import importlib.util
+
+    packages = {"tensorboard": "tensorboard", "wandb": "wandb", "comet_ml": "comet_ml", "mlflow": "mlflow",
+                "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
+    for tracker in trackers:
+        package = packages.get(tracker, tracker)
+        if importlib.util.find_spec(package) is None:
+            raise SimsegError(f"log.trackers=[{tracker}] needs the '{package}' package: pip install {package}")
+
+
+def run_main(main: Callable[[list[str]], object], argv: list[str]) -> None:
+    """Run ``main(argv)``; a user-caused failure prints one line and exits 2, Ctrl-C exits 130 with a hint."""
+    try:
+        main(argv)
+    except SimsegError as err:
+        if os.environ.get("RANK", "0") == "0":  # under torchrun/accelerate every rank fails alike: say it once
+            print(f"simseg: error: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("simseg: interrupted; rerun the same command with resume=true to continue from the last epoch",
+              file=sys.stderr)
+        sys.exit(130)

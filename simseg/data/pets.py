@@ -1,0 +1,337 @@
+"""Labelled image/trimap pairs for the segmentation stage, and the seeded splits that every run of a sweep shares.
+
+Trimap mapping. Oxford-IIIT Pet trimaps store 1 = pet, 2 = background, 3 = boundary (not classified); the
+segmentation stage predicts class ids::
+
+    Oxford trimap value   class id   class name
+    1                     1          pet
+    2                     0          background
+    3                     2          boundary
+
+Any other value in a trimap is an error naming the file. A mask whose size differs from its image is an error too,
+never resized: Oxford trimaps always match their images pixel for pixel, so a mismatch means a wrong or damaged pair,
+and resizing it would quietly train on misaligned labels.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zlib
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from simseg.data.sources import DatasetSource, SyntheticSource, is_table_folder, looks_local, read_rgb
+from simseg.data.synthetic import SHAPE_CLASSES
+from simseg.errors import SimsegError
+from simseg.sizes import format_size
+from simseg.training.export import atomic_write_text
+
+BACKGROUND, PET, BOUNDARY = 0, 1, 2
+CLASS_NAMES = ("background", "pet", "boundary")
+_UNMAPPED = 255
+_OXFORD_TO_CLASS = np.full(256, _UNMAPPED, dtype=np.uint8)  # lookup table indexed by the trimap value
+_OXFORD_TO_CLASS[[1, 2, 3]] = PET, BACKGROUND, BOUNDARY
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_MASK_NAMES = ("mask", "masks", "trimap", "trimaps", "annotation", "annotations", "label", "labels",
+               "segmentation", "segmentation_mask")
+_NAME_COLUMNS = ("file_name", "filename", "image_id", "name", "id")
+
+
+def trimap_to_classes(trimap: np.ndarray, name: str = "trimap") -> np.ndarray:
+    """(H, W) Oxford trimap (values 1/2/3) -> (H, W) uint8 class ids; ``name`` identifies the file in the error."""
+    classes = _OXFORD_TO_CLASS[trimap if trimap.dtype == np.uint8 else np.clip(trimap, 0, 255).astype(np.uint8)]
+    bad = np.unique(trimap[classes == _UNMAPPED]).tolist()
+    if not bad:
+        return classes
+    shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
+    raise SimsegError(f"trimap {name} holds values {shown} besides the Oxford trimap values 1 (pet), 2 (background) "
+                      f"and 3 (boundary): replace the file or remove the pair")
+
+
+class PairSource(Protocol):
+    """Labelled pairs: ``names`` are stable item names (image stem, a dataset's name column or row number),
+    ``groups`` the breed or shape class per item for stratified splits (None where unknown)."""
+
+    name: str
+    names: list[str]
+    groups: list[str] | None
+
+    def __len__(self) -> int: ...
+
+    def pair(self, index: int) -> tuple[Image.Image, np.ndarray]:
+        """(RGB image, (H, W) uint8 class ids) of item ``index``; the mask is the image's size."""
+        ...
+
+
+def _mask_array(image: Image.Image, name: str) -> np.ndarray:
+    """The stored values of a single-channel mask image (a palette image gives its indices, not its colours)."""
+    if image.mode in ("RGB", "RGBA", "LA"):  # saved as grey colours: accept if every channel is equal
+        rgb = np.asarray(image.convert("RGB"))
+        if (rgb != rgb[..., :1]).any():
+            raise SimsegError(f"trimap {name} is a colour image: save it with one channel of values 1/2/3")
+        return rgb[..., 0]
+    return np.asarray(image)
+
+
+def _labelled(image: Image.Image, trimap: np.ndarray, name: str) -> tuple[Image.Image, np.ndarray]:
+    """(image, class ids of ``trimap``), refusing a trimap of another size than its image."""
+    if trimap.shape != (image.height, image.width):
+        raise SimsegError(f"trimap {name} is {trimap.shape[1]}x{trimap.shape[0]} but its image is "
+                          f"{image.width}x{image.height}: the pair does not match; replace one of them")
+    return image, trimap_to_classes(trimap, name)
+
+
+def _read_trimap(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return _mask_array(image, str(path))
+    except SimsegError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise SimsegError(f"trimap {path} cannot be read ({err.__class__.__name__}): delete or replace "
+                          f"the file") from None
+
+
+class OxfordPetsSource:
+    """Oxford-IIIT Pet as torchvision lays it out: ``images/NAME.jpg`` with ``annotations/trimaps/NAME.png``.
+
+    ``root`` is that folder or a parent holding ``oxford-iiit-pet/``. Images (.jpg/.jpeg/.png in any case) and
+    trimaps (.png) pair by stem; hidden files (``.*``, including macOS ``._*``) are ignored. Unpaired files are an
+    error unless ``skip_unpaired``, which skips them and counts them in ``skipped``.
+    """
+
+    def __init__(self, root: Path, skip_unpaired: bool = False):
+        found = self.find_root(Path(root))
+        if found is None:
+            raise SimsegError(f"data.source {root} is not an Oxford-IIIT Pet folder: it needs images/ and "
+                              f"annotations/trimaps/ (or an oxford-iiit-pet/ folder holding them)")
+        self.root, self.name = found, str(found)
+        images = self._stems(found / "images", _IMAGE_EXTENSIONS)
+        trimaps = self._stems(found / "annotations" / "trimaps", (".png",))
+        no_trimap = [images[s] for s in images if s not in trimaps]
+        no_image = [trimaps[s] for s in trimaps if s not in images]
+        if (no_trimap or no_image) and not skip_unpaired:
+            first = f"{no_trimap[0]} has no trimap" if no_trimap else f"{no_image[0]} has no image"
+            raise SimsegError(f"{first} ({len(no_trimap):,} images without a trimap and {len(no_image):,} trimaps "
+                              f"without an image in {found}): add the missing files or set data.skip_unpaired=true "
+                              f"to skip them")
+        self.skipped = len(no_trimap) + len(no_image)
+        self.names = sorted(s for s in images if s in trimaps)
+        if not self.names:
+            raise SimsegError(f"data.source {found} holds no image/trimap pairs: check images/ and "
+                              f"annotations/trimaps/")
+        self.image_files = [images[s] for s in self.names]
+        self.trimap_files = [trimaps[s] for s in self.names]
+        self.groups = [re.sub(r"_\d+$", "", s) for s in self.names]  # breed: american_bulldog_151 -> american_bulldog
+
+    @staticmethod
+    def find_root(path: Path) -> Path | None:
+        """``path`` or ``path/oxford-iiit-pet``, whichever holds images/ and annotations/trimaps/; else None."""
+        for root in (path, path / "oxford-iiit-pet"):
+            if (root / "images").is_dir() and (root / "annotations" / "trimaps").is_dir():
+                return root
+        return None
+
+    @staticmethod
+    def _stems(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
+        stems: dict[str, Path] = {}
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") or path.suffix.lower() not in extensions:
+                continue
+            if path.stem in stems:
+                raise SimsegError(f"{stems[path.stem]} and {path.name} share the name {path.stem}: keep one")
+            stems[path.stem] = path
+        return stems
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def pair(self, index: int) -> tuple[Image.Image, np.ndarray]:
+        return _labelled(read_rgb(self.image_files[index]), _read_trimap(self.trimap_files[index]),
+                         str(self.trimap_files[index]))
+
+
+class DatasetPairsSource:
+    """A ``datasets`` dataset with an image column and a mask column of Oxford trimap values 1/2/3.
+
+    Empty column names are detected: the image is the first Image column not named like a mask, the mask an Image
+    column named mask/trimap/annotation/label(s)/segmentation, else the other Image column. ``names`` come from a
+    unique string column file_name/filename/image_id/name/id, else the row number; ``groups`` from the first
+    ClassLabel column (e.g. the breed), else None.
+    """
+
+    def __init__(self, dataset, image_column: str, mask_column: str, name: str):
+        import datasets
+
+        features, columns = dataset.features, dataset.column_names
+        for key, column in (("image_column", image_column), ("mask_column", mask_column)):
+            if column and column not in columns:
+                raise SimsegError(f"data.{key}='{column}' is not a column of {name}; it has {', '.join(columns)}")
+        pictures = [k for k in columns if isinstance(features[k], datasets.Image)]
+        if not image_column and not pictures:
+            raise SimsegError(f"{name} has no column of Image type: set data.image_column "
+                              f"(columns: {', '.join(columns)})")
+        maskish = [k for k in pictures if k.lower() in _MASK_NAMES]
+        image_column = image_column or next((k for k in pictures if k not in maskish), pictures[0])
+        others = [k for k in maskish + pictures if k != image_column]
+        if mask_column == image_column or not (mask_column or others):
+            raise SimsegError(f"{name} has no mask column besides '{image_column}': set data.mask_column "
+                              f"(columns: {', '.join(columns)})")
+        self.dataset, self.name = dataset, name
+        self.image_column, self.mask_column = image_column, mask_column or others[0]
+        self._images = DatasetSource(dataset.select_columns([image_column]), image_column, name)
+        self._masks = dataset.select_columns([self.mask_column])
+        names = next((list(dataset[k]) for k in _NAME_COLUMNS
+                      if k in columns and getattr(features[k], "dtype", None) == "string"), None)
+        unique = names is not None and len(set(names)) == len(names)
+        self.names = [str(v) for v in names] if unique else [str(i) for i in range(len(dataset))]
+        labels = next((k for k in columns if isinstance(features[k], datasets.ClassLabel)), None)
+        self.groups = [features[labels].int2str(int(v)) for v in dataset[labels]] if labels else None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def pair(self, index: int) -> tuple[Image.Image, np.ndarray]:
+        image, where = self._images.image(index), f"{self.name}[{index}] column '{self.mask_column}'"
+        try:
+            value = self._masks[int(index)][self.mask_column]
+            if isinstance(value, dict):  # undecoded Image feature: {"bytes": ..., "path": ...}
+                value = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
+            values = _mask_array(value, where) if isinstance(value, Image.Image) else np.asarray(value)
+        except SimsegError:
+            raise
+        except Exception as err:
+            raise SimsegError(f"{where} cannot be read as a mask ({type(err).__name__}): fix or drop that "
+                              f"row") from None
+        return _labelled(image, values, where)
+
+
+class SyntheticPairsSource:
+    """``count`` synthetic images with their trimaps as class ids; ``groups`` are the shape names."""
+
+    def __init__(self, count: int, seed: int, size: int):
+        self._source = SyntheticSource(count, seed, size)
+        self.name = f"synthetic({count})"
+        self.names = [f"synthetic_{i:05d}" for i in range(count)]
+
+    @cached_property
+    def groups(self) -> list[str]:
+        # make_sample's first draw is the label; repeated here so the split need not render every image
+        # (tests/test_pets.py pins that the two agree)
+        return [SHAPE_CLASSES[int(np.random.default_rng([self._source.seed, i]).integers(len(SHAPE_CLASSES)))]
+                for i in range(len(self))]
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def pair(self, index: int) -> tuple[Image.Image, np.ndarray]:
+        sample = self._source.sample(index)
+        return _labelled(Image.fromarray(sample.image), sample.trimap, self.names[index])
+
+
+def open_pairs_source(source: str, *, stream: str, synthetic_count: int, synthetic_seed: int, synthetic_size: int,
+                      skip_unpaired: bool, split: str, image_column: str, mask_column: str) -> PairSource:
+    """The pair source named by ``source``; ``stream`` separates the synthetic images of different stages."""
+    if source == "synthetic":
+        seed = zlib.crc32(f"{stream}:{synthetic_seed}".encode())  # the rule of data.open_image_source
+        return SyntheticPairsSource(synthetic_count, seed, synthetic_size)
+    path = Path(source).expanduser()
+    if path.is_dir() and OxfordPetsSource.find_root(path) is not None:
+        return OxfordPetsSource(path, skip_unpaired)
+    if path.is_dir() and not is_table_folder(path):
+        raise SimsegError(f"data.source {source} is neither an Oxford-IIIT Pet folder (images/ and "
+                          f"annotations/trimaps/, or a parent of oxford-iiit-pet/) nor a datasets dataset: "
+                          f"check the folder")
+    if not path.exists() and looks_local(source):
+        raise SimsegError(f"data.source {source} does not exist: check the path")
+    # DatasetSource loads the dataset and picks the split; the columns are chosen again here, with the mask's in view
+    loaded = (DatasetSource.from_local(path, split, image_column) if path.exists() else
+              DatasetSource.from_hub(source, split, image_column))
+    return DatasetPairsSource(loaded.dataset, image_column, mask_column, loaded.name)
+
+
+def segmentation_splits(count: int, test_size: int, subset: int | None, seed: int, groups: list[str] | None,
+                        val_size: int = 0, source_name: str = "the source",
+                        test_seed: int | None = None) -> dict[str, np.ndarray]:
+    """Seeded index arrays ``test``, ``val`` and ``train`` over ``count`` items.
+
+    ``test`` (sorted) is a draw of ``test_size`` items, stratified by ``groups`` when given; it depends only on
+    (count, test_size, test_seed, groups), so every run of a sweep tests on the same images (``test_seed`` defaults
+    to ``seed``; give it to keep one test set across training seeds). The other items are put in
+    one order that is stratified at every prefix: ``val`` is its first ``val_size`` items and ``train`` the next
+    ``subset`` (all if None), so smaller subsets are nested in larger ones. Groups of one item are pooled for the test
+    draw; when even that cannot be stratified (fewer test items than groups) the draw is plain random.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if groups is not None and len(groups) != count:
+        raise ValueError(f"{len(groups)} groups for {count} items")
+    if not 1 <= test_size < count:
+        raise SimsegError(f"data.test_size={test_size:,} asks for {test_size:,} test images but {source_name} has "
+                          f"{count:,}: choose 1 <= data.test_size < {count:,}")
+    test_seed = seed if test_seed is None else test_seed
+    _, test = train_test_split(np.arange(count), test_size=test_size, random_state=test_seed,
+                               stratify=_test_strata(groups, test_size))
+    test = np.sort(test)
+    left = count - test_size
+    if not 0 <= val_size < left:
+        raise SimsegError(f"data.val_size={val_size:,} leaves no training images in {source_name} ({left:,} left "
+                          f"after the {test_size:,}-image test set): choose data.val_size < {left:,}")
+    if subset is not None and not 1 <= subset <= left - val_size:
+        held = f" (and {val_size:,} for validation)" if val_size else ""
+        raise SimsegError(f"data.subset={format_size(subset)} asks for {subset:,} training images but {source_name} "
+                          f"has only {left - val_size:,} left after the {test_size:,}-image test set{held}: choose "
+                          f"data.subset <= {left - val_size:,}")
+    rest = np.setdiff1d(np.arange(count), test)
+    order = _stratified_order(rest, None if groups is None else [groups[i] for i in rest],
+                              np.random.default_rng([seed, 1]))
+    val, train = order[:val_size], order[val_size:None if subset is None else val_size + subset]
+    if np.intersect1d(test, order[:val_size + len(train)]).size:  # kept under python -O, unlike assert
+        raise AssertionError("the test set overlaps the training or validation images")
+    return {"test": test, "train": train, "val": val}
+
+
+def _test_strata(groups: list[str] | None, test_size: int) -> np.ndarray | None:
+    """Group codes for stratifying the test draw with single-item groups pooled, or None if it cannot be done."""
+    if groups is None:
+        return None
+    _, codes, sizes = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    codes = np.where(sizes[codes] < 2, -1, codes)  # train_test_split needs two members per group
+    sizes = np.unique(codes, return_counts=True)[1]
+    return codes if sizes.min() >= 2 and len(sizes) <= min(test_size, len(codes) - test_size) else None
+
+
+def _stratified_order(items: np.ndarray, labels: list[str] | None, rng: np.random.Generator) -> np.ndarray:
+    """``items`` shuffled so that every prefix holds each label in about its overall share (within an item).
+
+    Each group is shuffled, its k-th member gets the key (k + 0.5) / group size, and items are sorted by key, ties
+    broken at random: the groups interleave like evenly spaced points on [0, 1].
+    """
+    if labels is None:
+        return rng.permutation(items)
+    codes = np.unique(np.asarray(labels), return_inverse=True)[1]
+    key = np.empty(len(items))
+    for code in range(codes.max() + 1):
+        members = rng.permutation(np.flatnonzero(codes == code))
+        key[members] = (np.arange(len(members)) + 0.5) / len(members)
+    return items[np.lexsort((rng.random(len(items)), key))]
+
+
+def save_split(path: str | Path, names: list[str]) -> None:
+    """Write item names one per line (atomically), e.g. the test set into a run folder."""
+    if any("\n" in n or "\r" in n for n in names):
+        raise ValueError("split item names cannot contain line breaks")
+    atomic_write_text(path, "".join(f"{n}\n" for n in names))
+
+
+def load_split(path: str | Path) -> list[str]:
+    """The item names :func:`save_split` wrote."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise SimsegError(f"split file {path} does not exist: check the run folder") from None

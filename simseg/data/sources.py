@@ -1,0 +1,235 @@
+"""Image sources shared by all stages: an image folder, a Hugging Face ``datasets`` dataset, or ``synthetic``.
+
+A source is an indexable collection of RGB PIL images with a way to name each item in error messages. Splitting
+(held-out validation, seeded subsets) works on indices, so every source behaves the same.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from simseg.errors import SimsegError
+from simseg.sizes import format_size, parse_size
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+_DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+_TABLE_EXTENSIONS = (".parquet", ".arrow")
+
+
+class ImageSource(Protocol):
+    name: str
+
+    def __len__(self) -> int: ...
+
+    def image(self, index: int) -> Image.Image:
+        """The RGB image at ``index``; a :class:`SimsegError` naming the item if it cannot be read."""
+        ...
+
+
+def open_image_source(data_cfg, stream: str) -> ImageSource:
+    """The source named by ``data_cfg.source`` (an image cache made by ``simseg data cache`` included).
+
+    ``stream`` separates the synthetic images of different stages, so the demo never pretrains on the images it
+    later tests segmentation on.
+    """
+    source = data_cfg.source
+    if source == "synthetic":
+        seed = zlib.crc32(f"{stream}:{data_cfg.synthetic_seed}".encode())
+        return SyntheticSource(data_cfg.synthetic_size, seed, data_cfg.synthetic_image_size)
+    path = Path(source).expanduser()
+    from simseg.data.cache import is_cache, open_cache  # the cache module builds on this one
+
+    if is_cache(path):
+        return open_cache(path)
+    if path.is_dir() and not is_table_folder(path):
+        return FolderSource(path)
+    if path.exists() or looks_local(source):
+        if not path.exists():
+            raise SimsegError(f"data.source {source} does not exist: check the path")
+        return DatasetSource.from_local(path, data_cfg.split, data_cfg.image_column)
+    return DatasetSource.from_hub(source, data_cfg.split, data_cfg.image_column)
+
+
+def split_indices(count: int, val_size: int, subset: int | None, seed: int,
+                  source_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, val) index arrays.
+
+    The validation images are held out first, so they are the same for every subset size of one seed, and the
+    training subset is a prefix of one permutation, so smaller subsets are nested in larger ones.
+    """
+    if val_size >= count:
+        raise SimsegError(f"data.val_size={val_size} leaves no training images in {source_name} ({count:,} images)")
+    order = np.random.default_rng(seed).permutation(count)
+    val, rest = order[:val_size], order[val_size:]
+    if subset is not None:
+        if subset > len(rest):
+            raise SimsegError(
+                f"data.subset={format_size(subset)} asks for {subset:,} training images but {source_name} has "
+                f"{count:,} "
+                f"({len(rest):,} after holding out {val_size} for validation): choose a smaller data.subset")
+        rest = rest[:subset]
+    return rest, val
+
+
+def default_val_size(count: int) -> int:
+    """min(1% of the images, 500), at least one."""
+    return max(1, min(round(0.01 * count), 500))
+
+
+def resolve_val_size(data_cfg, count: int) -> int:
+    return default_val_size(count) if data_cfg.val_size is None else parse_size(data_cfg.val_size, "data.val_size")
+
+
+def looks_local(source: str) -> bool:
+    """Whether ``source`` is meant as a local path (so a missing one is an error, never a hub look-up)."""
+    return source.startswith(("/", "./", "../", "~")) or source.lower().endswith(IMAGE_EXTENSIONS + _TABLE_EXTENSIONS)
+
+
+def is_table_folder(path: Path) -> bool:
+    """Whether folder ``path`` holds a ``datasets`` dataset (``save_to_disk`` output, or parquet/arrow files and no
+    images) rather than image files."""
+    if any((path / marker).exists() for marker in _DATASET_MARKERS):
+        return True
+    return any(p.suffix in _TABLE_EXTENSIONS for p in path.iterdir()) and not any(
+        p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir())
+
+
+def read_rgb(path: Path) -> Image.Image:
+    """Decode an image file to RGB, or fail in one line naming it."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise SimsegError(f"image {path} disappeared while reading the data: restore it or rebuild the "
+                          f"file list") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise SimsegError(f"image {path} cannot be read ({err.__class__.__name__}): delete or replace "
+                          f"the file") from None
+
+
+class FolderSource:
+    """Every image below ``root``: ImageFolder layout (class folders; labels ignored here) or a flat folder.
+
+    Extensions .jpg/.jpeg/.png/.webp in any case; files are sorted so indices are stable across machines.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.name = str(root)
+        files = []
+        for folder, subfolders, names in os.walk(root, followlinks=True):
+            subfolders.sort()
+            files += [Path(folder) / n for n in sorted(names)
+                      if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
+        if not files:
+            raise SimsegError(f"data.source {root} holds no images ({', '.join(IMAGE_EXTENSIONS)}): check the folder")
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def image(self, index: int) -> Image.Image:
+        return read_rgb(self.files[index])
+
+
+class DatasetSource:
+    """A Hugging Face ``datasets`` dataset: saved with ``save_to_disk``, parquet/arrow files, or a hub name."""
+
+    def __init__(self, dataset, column: str, name: str):
+        self.dataset, self.column, self.name = dataset, column, name
+
+    @classmethod
+    def from_local(cls, path: Path, split: str, image_column: str) -> DatasetSource:
+        import datasets
+
+        try:
+            if path.is_dir() and any((path / marker).exists() for marker in _DATASET_MARKERS):
+                dataset = datasets.load_from_disk(str(path))
+            else:
+                files = ([str(path)] if not path.is_dir() else
+                         sorted(str(p) for p in path.iterdir() if p.suffix in _TABLE_EXTENSIONS))
+                kind = "parquet" if files[0].endswith(".parquet") else "arrow"
+                dataset = datasets.load_dataset(kind, data_files=files, split="train")
+        except SimsegError:
+            raise
+        except Exception as err:  # datasets raises many types; the user needs the path and the reason
+            raise SimsegError(f"data.source {path} is not a readable datasets dataset ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}): save it with save_to_disk or "
+                              f"give parquet files") from None
+        return cls._pick(dataset, split, image_column, str(path))
+
+    @classmethod
+    def from_hub(cls, name: str, split: str, image_column: str) -> DatasetSource:
+        import datasets
+
+        try:
+            dataset = datasets.load_dataset(name, split=split)
+        except Exception as err:  # offline, unknown name, gated: all end the same way for the user
+            raise SimsegError(f"data.source '{name}' is not a local path and could not be loaded from the hub "
+                              f"({type(err).__name__}): check the path, or the name and network for hub "
+                              f"datasets") from None
+        return cls._pick(dataset, split, image_column, name)
+
+    @classmethod
+    def _pick(cls, dataset, split: str, image_column: str, name: str) -> DatasetSource:
+        import datasets
+
+        if isinstance(dataset, datasets.DatasetDict):
+            if split not in dataset:
+                raise SimsegError(f"data.split='{split}' is not in {name}; it has {', '.join(dataset)}")
+            dataset = dataset[split]
+        if len(dataset) == 0:
+            raise SimsegError(f"data.source {name} is empty")
+        if image_column:
+            if image_column not in dataset.column_names:
+                raise SimsegError(f"data.image_column='{image_column}' is not a column of {name}; it has "
+                                  f"{', '.join(dataset.column_names)}")
+            column = image_column
+        else:
+            images = [k for k, v in dataset.features.items() if isinstance(v, datasets.Image)]
+            if not images:
+                raise SimsegError(f"{name} has no column of Image type: set data.image_column "
+                                  f"(columns: {', '.join(dataset.column_names)})")
+            column = images[0]
+        return cls(dataset, column, name)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def image(self, index: int) -> Image.Image:
+        try:
+            value = self.dataset[int(index)][self.column]
+            if isinstance(value, dict):  # undecoded Image feature: {"bytes": ..., "path": ...}
+                import io
+                value = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
+            return value.convert("RGB")
+        except SimsegError:
+            raise
+        except Exception as err:
+            raise SimsegError(f"{self.name}[{index}] column '{self.column}' cannot be read as an image "
+                              f"({type(err).__name__}): fix or drop that row") from None
+
+
+class SyntheticSource:
+    """``count`` images generated on the fly from (seed, index): same seed, same images, nothing on disk."""
+
+    def __init__(self, count: int, seed: int, size: int):
+        self.count, self.seed, self.size = count, seed, size
+        self.name = f"synthetic({count})"
+
+    def __len__(self) -> int:
+        return self.count
+
+    def sample(self, index: int):
+        from simseg.data.synthetic import make_sample
+
+        return make_sample(self.seed, int(index), self.size)
+
+    def image(self, index: int) -> Image.Image:
+        return Image.fromarray(self.sample(index).image)

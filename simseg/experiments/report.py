@@ -1,0 +1,279 @@
+"""``simseg report SWEEP_DIR``: figures and ``report.md`` of a finished (or partial) sweep.
+
+Reads ``results.csv`` (else ``results.jsonl``), the optional ``sweep.json`` and whatever pictures the cell and init
+run folders hold, and writes into the sweep folder (each file atomically)::
+
+    report.md                 tables of mean ± std mIoU, gains over scratch, training cost; the figures; provenance
+    miou_vs_subset.png        test mIoU vs labelled images, one line per init
+    intermediate_delta.png    ΔmIoU of intermediate classification (only when an intermediate init's base is swept)
+    miou_vs_time.png          mIoU vs training minutes per cell (only when the rows hold train_seconds)
+    figures/                  copies of each init's latest reconstruction grid and the best cell's examples
+
+Rows come from :mod:`simseg.experiments.results`; the summarising functions are pure; the figures live in
+:mod:`simseg.experiments.report_figures`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import yaml
+
+from simseg.experiments.grid import cell_name
+from simseg.experiments.results import Row, read_results, read_sweep, results_path
+from simseg.sizes import format_size, parse_size
+from simseg.training.export import atomic_write_text
+from simseg.training.plots import GRID_COLUMNS
+
+MISSING = "—"
+
+
+class Summary(NamedTuple):
+    """Mean and sample std (ddof=1; None for one value) of one metric over the n seeds of an (init, subset)."""
+    mean: float
+    std: float | None
+    n: int
+
+
+class InitInfo(NamedTuple):
+    """What the rows say about one init label (first non-empty value wins)."""
+    path: str | None  # run folder, "scratch", or None when the rows do not say
+    pretrain_images: int | None
+    intermediate: bool
+    base_init: str | None
+
+    @property
+    def scratch(self) -> bool:
+        return self.path == "scratch"
+
+
+def summarise(rows: list[Row], metric: str = "miou") -> dict[tuple[str, int], Summary]:
+    """(init, subset) -> :class:`Summary` of ``metric`` over the rows (seeds) that have it."""
+    values: dict[tuple[str, int], list[float]] = {}
+    for row in rows:
+        if row.get(metric) is not None:
+            values.setdefault((row["init"], row["subset"]), []).append(row[metric])
+    return {key: Summary(float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None, len(v))
+            for key, v in values.items()}
+
+
+def init_info(rows: list[Row]) -> dict[str, InitInfo]:
+    """Init label -> :class:`InitInfo` gathered from its rows; a label ``scratch`` without a path is scratch."""
+    info: dict[str, InitInfo] = {}
+    for row in rows:
+        old = info.get(row["init"], InitInfo("scratch" if row["init"] == "scratch" else None, None, False, None))
+        info[row["init"]] = InitInfo(row["init_path"] or old.path, old.pretrain_images or row["pretrain_images"],
+                                     old.intermediate or row["intermediate"], old.base_init or row["base_init"])
+    return info
+
+
+def init_order(rows: list[Row]) -> list[str]:
+    """Init labels as tables and legends list them: scratch first, then pretraining inits by pretraining images
+    (unknown last, ties by label), each followed by the intermediate inits built from it, then orphan intermediates."""
+    info = init_info(rows)
+
+    def by_size(label: str) -> tuple:
+        size = info[label].pretrain_images
+        return (size is None, size or 0, label)
+
+    bases = sorted((label for label, i in info.items() if not i.intermediate and not i.scratch), key=by_size)
+    intermediates = sorted((label for label, i in info.items() if i.intermediate), key=by_size)
+    order = [label for label, i in info.items() if i.scratch and not i.intermediate]
+    for base in bases:
+        order += [base, *(label for label in intermediates if info[label].base_init == base)]
+    return order + [label for label in intermediates if label not in order]
+
+
+def intermediate_deltas(rows: list[Row]) -> dict[str, dict[int, float]]:
+    """Intermediate init -> {subset: mean mIoU(intermediate) - mean mIoU(its base_init)}, for the intermediate
+    inits whose base init is in the rows and the subset sizes both have."""
+    stats, info = summarise(rows), init_info(rows)
+    deltas: dict[str, dict[int, float]] = {}
+    for label in init_order(rows):
+        base = info[label].base_init
+        if not info[label].intermediate or base not in info:
+            continue
+        shared = sorted(s for (init, s) in stats if init == label and (base, s) in stats)
+        if shared:
+            deltas[label] = {s: stats[label, s].mean - stats[base, s].mean for s in shared}
+    return deltas
+
+
+def missing_cells(rows: list[Row], sweep: dict | None) -> tuple[list[str], int, int]:
+    """Names of the grid's cells without a row (in grid order), the grid's size, and how many rows lie outside it
+    (cells of earlier commands). The grid is sweep.json's when there is one, else every combination of the inits,
+    subsets and seeds the rows hold."""
+    grid = (sweep or {}).get("grid") or {}
+    if grid:
+        labels = [*(grid.get("inits") or {}), *(grid.get("intermediate") or {})]
+        subsets = sorted(parse_size(s, "sweep.json subsets") for s in grid.get("subsets") or [])
+        seeds = [int(s) for s in grid.get("seeds") or []]
+    else:
+        labels = init_order(rows)
+        subsets, seeds = sorted({r["subset"] for r in rows}), sorted({r["seed"] for r in rows})
+    done = {(r["init"], r["subset"], r["seed"]) for r in rows}
+    expected = [(label, s, seed) for s in subsets for label in labels for seed in seeds]  # expand_grid's order
+    outside = len(done - set(expected))
+    return [cell_name(*cell) for cell in expected if cell not in done], len(expected), outside
+
+
+def format_summary(summary: Summary) -> str:
+    """``0.412 ± 0.013 (n=3)``, or ``0.412`` for a single seed."""
+    if summary.std is None:
+        return f"{summary.mean:.3f}"
+    return f"{summary.mean:.3f} ± {summary.std:.3f} (n={summary.n})"
+
+
+def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+    """Lines of a markdown table; the first column left-aligned, the others right-aligned (numbers)."""
+    escape = [[cell.replace("|", "\\|") for cell in row] for row in [header, *body]]
+    rule = "| :--- | " + " | ".join("---:" for _ in header[1:]) + " |"
+    return ["| " + " | ".join(escape[0]) + " |", rule, *("| " + " | ".join(row) + " |" for row in escape[1:])]
+
+
+def _count(images: int | None) -> str:
+    if images is None:
+        return MISSING
+    text = format_size(images)
+    return f"{images:,}" if text.isdigit() else text  # 7349 -> "7,349"; 45000 -> "45k"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def overview_line(rows: list[Row], sweep: dict | None) -> str:
+    """How many cells, inits, subsets and seeds, and whether the grid is complete (missing cells named, up to 10)."""
+    subsets, seeds = sorted({r["subset"] for r in rows}), sorted({r["seed"] for r in rows})
+    missing, expected, outside = missing_cells(rows, sweep)
+    grid = "sweep.json's grid" if (sweep or {}).get("grid") else "the grid the rows span (no sweep.json)"
+    inits = len(init_order(rows))
+    text = (f"**{_plural(len(rows), 'cell')}** finished: {_plural(inits, 'init')}, "
+            f"{_plural(len(subsets), 'subset size')} ({', '.join(map(format_size, subsets))}), "
+            f"{_plural(len(seeds), 'seed')} ({', '.join(map(str, seeds))}). ")
+    if outside:
+        text += f"{outside} of them lie outside {grid} (earlier commands). "
+    if not missing:
+        return text + f"Grid complete: all {expected} cells of {grid}."
+    shown = ", ".join(f"`{name}`" for name in missing[:10]) + (f" and {len(missing) - 10} more" * (len(missing) > 10))
+    return text + f"Grid incomplete: {len(missing)} of {expected} cells of {grid} missing: {shown}."
+
+
+def result_tables(rows: list[Row]) -> list[str]:
+    """The mean ± std mIoU table, the gain over scratch and the training cost, with their footnotes."""
+    order, info, stats = init_order(rows), init_info(rows), summarise(rows)
+    subsets = sorted({r["subset"] for r in rows})
+    columns = [format_size(s) for s in subsets]
+    best = {s: max(m.mean for (_, size), m in stats.items() if size == s) for s in subsets}
+    contested = {s for s in subsets if sum(size == s for _, size in stats) > 1}  # bold a best only among several
+
+    def miou_cell(label: str, s: int) -> str:
+        if (label, s) not in stats:
+            return MISSING
+        text = format_summary(stats[label, s])
+        return f"**{text}**" if s in contested and stats[label, s].mean == best[s] else text
+
+    lines = ["## Test mIoU", "", *markdown_table(
+        ["init", "pretraining images", *columns],
+        [[label, _count(info[label].pretrain_images), *(miou_cell(label, s) for s in subsets)] for label in order]),
+        "", "Mean ± sample standard deviation (ddof=1) over seeds; n = seeds; bold = best init for that subset size; "
+        f"{MISSING} = no finished cell.", "", "## Gain over scratch", ""]
+    scratch = next((label for label in order if info[label].scratch), None)
+    if scratch is None or len(order) == 1:
+        lines.append("Not available: the results need a scratch init and another init.")
+    else:
+        def gain(label: str, s: int) -> str:
+            if (label, s) not in stats or (scratch, s) not in stats:
+                return MISSING
+            return f"{round(stats[label, s].mean - stats[scratch, s].mean, 3) + 0.0:+.3f}"  # + 0.0: no "-0.000"
+        lines += markdown_table(["init", *columns], [[label, *(gain(label, s) for s in subsets)]
+                                                     for label in order if label != scratch])
+        lines += ["", f"Mean test mIoU of the init minus that of `{scratch}` at the same subset size."]
+    seconds, speed = summarise(rows, "train_seconds"), summarise(rows, "images_per_s")
+    lines += ["", "## Training cost", ""]
+    if not seconds and not speed:
+        return lines + ["Not available: the results have no train_seconds or images_per_s."]
+
+    def cost(label: str, s: int) -> str:
+        parts = []
+        if (label, s) in seconds:
+            mean = seconds[label, s].mean
+            parts.append(f"{mean / 60:.1f} min" if mean >= 60 else f"{mean:.3g} s")  # tiny test sweeps: seconds
+        if (label, s) in speed:
+            parts.append(f"{speed[label, s].mean:.0f} img/s")
+        return ", ".join(parts) or MISSING
+
+    lines += markdown_table(["init", *columns], [[label, *(cost(label, s) for s in subsets)] for label in order])
+    return lines + ["", "Mean over seeds of a cell's training time and throughput (training images/s)."]
+
+
+def picture_sections(figures: dict[str, bool], recon: dict[str, tuple[str, str]], best: dict) -> list[str]:
+    """The figures, reconstruction grids and best cell's examples, as relative links with captions."""
+    lines = ["## Figures", "", "![mIoU vs subset](miou_vs_subset.png)", "",
+             "*Test mIoU against labelled training images: mean over seeds, ±1 sample std (band and bars) where a "
+             "cell has two or more seeds; dashed lines went through intermediate classification.*", ""]
+    if figures["intermediate_delta"]:
+        lines += ["![ΔmIoU of intermediate classification](intermediate_delta.png)", "",
+                  "*Mean mIoU with intermediate classification minus mean mIoU of the init it was built from.*", ""]
+    else:
+        lines += ["Intermediate classification: not applicable (no intermediate init whose base init is in the "
+                  "results).", ""]
+    if figures["miou_vs_time"]:
+        lines += ["![mIoU vs training time](miou_vs_time.png)", "",
+                  "*Test mIoU of every cell against its training time; larger markers = more labelled images.*", ""]
+    else:
+        lines += ["mIoU vs training time: not available (no row has train_seconds).", ""]
+    lines += ["## Reconstruction grids", ""]
+    for label, (path, when) in recon.items():
+        lines += [f"![reconstruction grid of {label}]({path})", "",
+                  f"*{label}: SimMIM reconstructions, {when} ({' | '.join(GRID_COLUMNS)}).*", ""]
+    if not recon:
+        lines += ["Not available: no init run folder with a grids/ folder was found.", ""]
+    summary = best["summary"]
+    lines += ["## Best cell", "", f"`{best['init']}` with {format_size(best['subset'])} labelled images: "
+              f"mean test mIoU {format_summary(summary)}.", ""]
+    if best["seed"] is None:
+        return lines + ["Example predictions: not available (no examples.png in that cell's run folders).", ""]
+    return lines + ["![best cell examples](figures/best_examples.png)", "",
+                    f"*Test images of seed {best['seed']} (mIoU {best['miou']:.3f}): image | ground truth | prediction "
+                    f"(background black, pet orange, boundary white).*", ""]
+
+
+def provenance(sweep: dict | None, source: str, rows: list[Row]) -> list[str]:
+    """The "How this was made" section: the sweep command(s) and the segmentation config as YAML."""
+    lines = ["## How this was made", "", f"From `{source}` ({len(rows)} rows), by `simseg report`.", ""]
+    if sweep is None:
+        return lines + ["hand-written results: no sweep.json"]
+    commands = [c for c in sweep.get("commands") or [] if c != sweep.get("command")]
+    lines += ["Command:", "", "```bash", str(sweep.get("command", "(not recorded)")), "```", ""]
+    if commands:
+        lines += ["Earlier commands into this folder:", "", "```bash", *commands, "```", ""]
+    if sweep.get("segment_config") is None:
+        return lines + ["Segmentation config: not recorded in sweep.json."]
+    config = yaml.safe_dump(sweep["segment_config"], sort_keys=False).rstrip()
+    return lines + ["Segmentation config:", "", "```yaml", config, "```"]
+
+
+def build_report(sweep_dir: str | Path) -> Path:
+    """Write the figures and ``report.md`` into ``sweep_dir``; returns the path of report.md."""
+    # report_figures uses this module's pure functions: importing it here keeps the import one-way
+    from simseg.experiments import report_figures as figures
+
+    sweep_dir = Path(sweep_dir)
+    rows, sweep = read_results(sweep_dir), read_sweep(sweep_dir)
+    drawn = {"intermediate_delta": bool(intermediate_deltas(rows)),
+             "miou_vs_time": any(r["train_seconds"] is not None for r in rows)}
+    figures.plot_miou_vs_subset(rows, sweep_dir / "miou_vs_subset.png")
+    if drawn["intermediate_delta"]:
+        figures.plot_intermediate_delta(rows, sweep_dir / "intermediate_delta.png")
+    if drawn["miou_vs_time"]:
+        figures.plot_miou_vs_time(rows, sweep_dir / "miou_vs_time.png")
+    recon = figures.copy_recon_grids(rows, sweep, sweep_dir)
+    best = figures.copy_best_examples(rows, sweep_dir)
+    text = "\n".join([f"# Sweep report: {sweep_dir.resolve().name}", "", overview_line(rows, sweep), "",
+                      *result_tables(rows), "", *picture_sections(drawn, recon, best),
+                      *provenance(sweep, results_path(sweep_dir).name, rows)])
+    atomic_write_text(sweep_dir / "report.md", text + "\n")
+    return sweep_dir / "report.md"

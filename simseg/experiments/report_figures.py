@@ -1,0 +1,226 @@
+"""The pictures of ``report.md``: three plots drawn from the results rows, and copies of the run folders' own
+pictures (reconstruction grids, the best cell's examples) into ``SWEEP_DIR/figures/``.
+
+Every plot gives an init the same colour: scratch neutral grey, pretraining inits a colour each in order of
+pretraining size, an intermediate init its base init's colour with dashed lines and square markers.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
+
+from simseg.experiments.report import init_info, init_order, intermediate_deltas, summarise
+from simseg.experiments.results import Row
+from simseg.sizes import format_size
+from simseg.training.export import atomic_write
+from simseg.training.plots import plt  # plots sets the Agg backend before pyplot loads
+
+DPI = 150  # plots.save_figure writes 100 dpi; 150 keeps a 6.5 in figure sharp at a page's text width
+FIGSIZE = (6.5, 4.2)  # inches
+STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
+         "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+         "grid.alpha": 0.35, "grid.linewidth": 0.5, "legend.frameon": False}
+SCRATCH_COLOUR = "#7a7a7a"
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+DASHES = ("--", "-.", ":")  # intermediate inits sharing a base colour: the 1st, 2nd, 3rd...
+HATCHES = {"--": "", "-.": "//", ":": ".."}  # ...and their bars in the delta figure
+
+
+def init_styles(rows: list[Row]) -> dict[str, dict]:
+    """Init label -> matplotlib line keywords (color, linestyle, marker), in :func:`init_order`."""
+    info, styles, free = init_info(rows), {}, iter(PALETTE * 4)
+    for label in init_order(rows):
+        base = info[label].base_init
+        if info[label].scratch:
+            colour = SCRATCH_COLOUR
+        elif info[label].intermediate and base in styles:
+            colour = styles[base]["color"]
+        else:
+            colour = next(free)
+        siblings = sum(s["color"] == colour and s["linestyle"] != "-" for s in styles.values())
+        styles[label] = {"color": colour, "linestyle": DASHES[siblings % len(DASHES)] if info[label].intermediate
+                         else "-", "marker": "s" if info[label].intermediate else "o"}
+    return styles
+
+
+def legend_label(label: str, rows: list[Row]) -> str:
+    """``pretrain-45k (45k images)``; intermediate inits say so; scratch and unknown sizes are the label alone."""
+    info = init_info(rows)[label]
+    if info.pretrain_images is None:
+        return label + " (intermediate)" * info.intermediate
+    size = format_size(info.pretrain_images)
+    size = f"{info.pretrain_images:,}" if size.isdigit() else size
+    return f"{label} ({size} images{', intermediate' * info.intermediate})"
+
+
+def save_png(fig, path: str | Path) -> None:
+    """:func:`simseg.training.plots.save_figure` at :data:`DPI`: lay out, render in memory, close, write atomically."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def _subset_axis(ax, subsets: list[int]) -> None:
+    """Log x axis with one tick per swept subset size, labelled 250, 1k, 1.5k."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(subsets))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: format_size(round(x))))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(min(subsets) / 1.3, max(subsets) * 1.3)
+    ax.set_xlabel("labelled training images (log scale)")
+
+
+def plot_miou_vs_subset(rows: list[Row], path: str | Path) -> None:
+    """Mean test mIoU over seeds vs labelled-subset size, one line per init; ±1 sample std as error bars and, between
+    neighbouring sizes that both have two or more seeds, a shaded band."""
+    stats, styles = summarise(rows), init_styles(rows)
+    subsets = sorted({r["subset"] for r in rows})
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        for label in init_order(rows):
+            xs = [s for s in subsets if (label, s) in stats]
+            means = np.array([stats[label, s].mean for s in xs])
+            stds = np.array([stats[label, s].std or 0.0 for s in xs])
+            seeded = np.array([stats[label, s].n >= 2 for s in xs])
+            style = styles[label]
+            ax.plot(xs, means, label=legend_label(label, rows), linewidth=1.6, markersize=5, **style)
+            if seeded.any():
+                ax.errorbar(np.array(xs)[seeded], means[seeded], stds[seeded], fmt="none", ecolor=style["color"],
+                            elinewidth=1, capsize=2.5)
+                ax.fill_between(xs, means - stds, means + stds, where=seeded, color=style["color"], alpha=0.15,
+                                linewidth=0)
+        _subset_axis(ax, subsets)
+        ax.set_ylabel("test mIoU")
+        ax.set_title("Segmentation mIoU vs labelled images")
+        ax.legend(loc="best", handlelength=3)  # long enough to tell -- from -. and :
+        save_png(fig, path)
+
+
+def plot_intermediate_delta(rows: list[Row], path: str | Path) -> None:
+    """Grouped bars of mean mIoU(intermediate) - mean mIoU(base init): a group per subset size, a bar per
+    intermediate init (see :func:`simseg.experiments.report.intermediate_deltas`)."""
+    deltas, styles, info = intermediate_deltas(rows), init_styles(rows), init_info(rows)
+    subsets = sorted({s for d in deltas.values() for s in d})
+    width = 0.8 / len(deltas)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        for k, (label, by_subset) in enumerate(deltas.items()):
+            slots = [i for i, s in enumerate(subsets) if s in by_subset]
+            values = [by_subset[subsets[i]] for i in slots]
+            bars = ax.bar([i + (k - (len(deltas) - 1) / 2) * width for i in slots], values, width * 0.9,
+                          color=styles[label]["color"], hatch=HATCHES[styles[label]["linestyle"]], edgecolor="white",
+                          linewidth=0, label=f"{label} − {info[label].base_init}")
+            if len(deltas) <= 2:  # more bars per group leave no room for the numbers
+                ax.bar_label(bars, labels=[f"{v:+.3f}".replace("-", "−") for v in values], fontsize=7, padding=2)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(subsets)), [format_size(s) for s in subsets])
+        ax.grid(axis="x", visible=False)
+        ax.margins(y=0.18)  # room for the value labels
+        ax.set_xlabel("labelled training images")
+        ax.set_ylabel("ΔmIoU (with − without intermediate)")
+        ax.set_title("Effect of intermediate classification on segmentation mIoU")
+        ax.legend(loc="best")
+        save_png(fig, path)
+
+
+def plot_miou_vs_time(rows: list[Row], path: str | Path) -> None:
+    """Test mIoU of every row that has train_seconds vs its training minutes (log x); colour = init, marker area
+    grows with the labelled-subset size (log)."""
+    timed = [r for r in rows if r["train_seconds"] is not None]
+    styles = init_styles(rows)
+    subsets = sorted({r["subset"] for r in timed})
+    span = math.log(subsets[-1] / subsets[0]) or 1.0
+
+    def area(subset: int) -> float:  # points^2
+        return 14 + 110 * math.log(subset / subsets[0]) / span
+
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        for label in init_order(rows):
+            points = [r for r in timed if r["init"] == label]
+            if points:
+                ax.scatter([r["train_seconds"] / 60 for r in points], [r["miou"] for r in points],
+                           s=[area(r["subset"]) for r in points], color=styles[label]["color"],
+                           marker=styles[label]["marker"], alpha=0.8, edgecolors="white", linewidths=0.5,
+                           label=legend_label(label, rows))
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("training time per cell (minutes, log scale)")
+        ax.set_ylabel("test mIoU")
+        ax.set_title("Segmentation mIoU vs training time")
+        # one legend placed where the points are not: inits at one marker size, then what the sizes mean
+        handles, _ = ax.get_legend_handles_labels()
+        shown = subsets if len(subsets) <= 3 else [subsets[0], subsets[len(subsets) // 2], subsets[-1]]
+        sizes = [ax.scatter([], [], s=area(s), color=SCRATCH_COLOUR, alpha=0.6, label=f"{format_size(s)} labelled")
+                 for s in shown]
+        legend = ax.legend(handles=[*handles, *sizes], loc="best", labelspacing=0.7)
+        for handle in legend.legend_handles[:len(handles)]:
+            handle.set_sizes([36])
+        save_png(fig, path)
+
+
+def latest_grid(run_dir: Path) -> tuple[Path, str] | None:
+    """The highest-epoch ``grids/epoch_NNN.png`` of a pretraining run (else ``grids/grid.png``) and its caption."""
+    epochs = [(int(m.group(1)), path) for path in (run_dir / "grids").glob("epoch_*.png")
+              if (m := re.fullmatch(r"epoch_(\d+)\.png", path.name))]
+    if epochs:
+        epoch, path = max(epochs)
+        return path, f"epoch {epoch}"
+    grid = run_dir / "grids" / "grid.png"
+    return (grid, "latest grid") if grid.is_file() else None
+
+
+def copy_file(source: Path, destination: Path) -> None:
+    """Copy bytes atomically (a reader of the report never sees half a picture)."""
+    data = source.read_bytes()
+    atomic_write(destination, lambda f: f.write(data))
+
+
+def sanitise(label: str) -> str:
+    """An init label as a file-name part: anything but letters, digits, '.', '_' and '-' becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label)
+
+
+def copy_recon_grids(rows: list[Row], sweep: dict | None, sweep_dir: Path) -> dict[str, tuple[str, str]]:
+    """Copy each init's latest reconstruction grid to ``figures/recon_<label>.png``; label -> (relative path,
+    caption) of those copied. Init folders come from the rows' init_path, else from sweep.json's grid."""
+    grid = (sweep or {}).get("grid") or {}
+    paths = {**(grid.get("inits") or {}), **(grid.get("intermediate") or {})}
+    info = init_info(rows)
+    copied = {}
+    for label in init_order(rows):
+        folder = info[label].path or paths.get(label)
+        if not folder or folder == "scratch":
+            continue
+        folder = Path(folder) if Path(folder).is_absolute() else sweep_dir / folder
+        found = latest_grid(folder)
+        if found:
+            relative = f"figures/recon_{sanitise(label)}.png"
+            copy_file(found[0], sweep_dir / relative)
+            copied[label] = (relative, found[1])
+    return copied
+
+
+def copy_best_examples(rows: list[Row], sweep_dir: Path) -> dict:
+    """Copy the best cell's ``examples.png`` to ``figures/best_examples.png``. Best = highest mean mIoU of an
+    (init, subset); of its seeds, the one with the highest mIoU whose folder has the picture. Returns what the
+    caption needs: init, subset, summary, and seed and miou of the copied picture (None when there was none)."""
+    stats = summarise(rows)
+    (init, subset), best = max(stats.items(), key=lambda item: item[1].mean)  # max keeps the first of ties
+    seeds = sorted((r for r in rows if (r["init"], r["subset"]) == (init, subset)), key=lambda r: -r["miou"])
+    for row in seeds:
+        examples = sweep_dir / (row["run_dir"] or f"cells/{row['cell']}") / "examples.png"
+        if examples.is_file():
+            copy_file(examples, sweep_dir / "figures" / "best_examples.png")
+            return {"init": init, "subset": subset, "summary": best, "seed": row["seed"], "miou": row["miou"]}
+    return {"init": init, "subset": subset, "summary": best, "seed": None, "miou": None}

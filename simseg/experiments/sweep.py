@@ -1,0 +1,322 @@
+"""``simseg sweep``: one segmentation run per (init x labelled subset x seed) cell, all on one fixed test set.
+
+    simseg sweep --subsets 250,500,1k,2k,4k,6k --init scratch,outputs/pretrain-45k [--intermediate outputs/classify]
+                 [--seeds 0,1,2] [--data data/oxford-iiit-pet] [-c configs/segment.yaml] [key=value ...]
+                 [--pretrain-subsets 45k,100k,all --pretrain-data /data/imagenet/train [pretrain.key=value ...]]
+                 [--output-dir outputs/sweep] [--shard i/n]
+
+Cells share the test set (``data.test_seed``) and, per seed, nested training subsets, so they are comparable.
+``--pretrain-subsets`` first runs (or reuses) one pretraining per unlabelled-set size and adds each as an init.
+Finished cells are never rerun; an interrupted one resumes from its state; ``results.csv``/``results.jsonl`` are
+rebuilt from the finished cell folders after every cell. ``--shard i/n`` runs the i-th of n disjoint parts (several
+machines writing into one shared folder); under ``accelerate launch -m simseg.cli sweep ...`` every cell runs on
+all processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from filelock import FileLock
+
+from simseg.config.loader import PretrainConfig, load_config, to_dict
+from simseg.config.segment import SegmentConfig
+from simseg.errors import SimsegError
+from simseg.experiments.grid import (
+    CELL_RECORD,
+    Cell,
+    Init,
+    expand_grid,
+    parse_list,
+    parse_seeds,
+    parse_shard,
+    parse_subsets,
+    read_cell_record,
+    result_row,
+    shard_cells,
+    write_cell_record,
+    write_results,
+)
+from simseg.experiments.inits import intermediate_init, resolve_init
+from simseg.sizes import format_size, parse_size
+from simseg.training.export import atomic_write_json
+from simseg.training.rundir import load_run_config, prepare_run_dir, run_is_finished
+
+SWEEP_SET = ("output_dir", "init", "seed", "resume", "data.subset")
+POLL_SECONDS = 30
+RESULTS_LOCK = ".results.lock"  # held while a process rebuilds results.csv / results.jsonl
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simseg sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subsets", required=True, help="labelled-subset sizes, e.g. 250,500,1k,2k")
+    parser.add_argument("--init", default="scratch",
+                        help="inits: scratch and run folders (LABEL=PATH to name one), e.g. scratch,small=runs/p45k")
+    parser.add_argument("--intermediate", help="classification runs (LABEL=PATH) to start from as well")
+    parser.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2")
+    parser.add_argument("--data", help="segmentation data (sets data.source)")
+    parser.add_argument("-c", "--config", help="segmentation config diff (YAML)")
+    parser.add_argument("--pretrain-subsets", help="also pretrain on these unlabelled-set sizes (or 'all') first")
+    parser.add_argument("--pretrain-data", help="unlabelled images for --pretrain-subsets (sets data.source)")
+    parser.add_argument("--pretrain-config", help="pretraining config diff (YAML) for --pretrain-subsets")
+    parser.add_argument("--output-dir", default="outputs/sweep", help="the sweep folder")
+    parser.add_argument("--shard", help="run only the i-th of n disjoint parts of the grid, e.g. 1/4")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="segmentation config keys; pretrain.key=value for the pretraining runs")
+    return parser
+
+
+def sweep(argv: list[str]) -> Path:
+    args = build_parser().parse_args(argv)
+    sweep_dir = Path(args.output_dir).expanduser()
+    subsets, seeds = parse_subsets(args.subsets), parse_seeds(args.seeds)
+    shard = parse_shard(args.shard)
+    seg_overrides = [o for o in args.overrides if not o.startswith("pretrain.")]
+    pre_overrides = [o.removeprefix("pretrain.") for o in args.overrides if o.startswith("pretrain.")]
+    refuse_sweep_keys(seg_overrides, "")
+    template = load_config(SegmentConfig, args.config,
+                           [*seg_overrides, *([f"data.source={args.data}"] if args.data else [])])
+
+    pretraining = plan_pretraining(args, sweep_dir, pre_overrides)
+    inits = [*(resolve_init(item, "--init") for item in parse_list(args.init, "--init")),
+             *(init for init, _ in pretraining)]
+    inits += [intermediate_init(resolve_init(item, "--intermediate"), inits)
+              for item in (parse_list(args.intermediate, "--intermediate") if args.intermediate else [])]
+    labels = [init.label for init in inits]
+    if len(set(labels)) < len(labels):
+        twice = next(label for label in labels if labels.count(label) > 1)
+        raise SimsegError(f"two inits are labelled '{twice}': name them apart with LABEL=PATH, e.g. --init a=PATH")
+    check_subsets_fit(template, subsets)
+    cells = expand_grid(inits, subsets, seeds)
+    configs = {cell: cell_config(template, cell, sweep_dir) for cell in cells}  # every cell's config is valid
+
+    if is_main_process():
+        record_sweep(sweep_dir, argv, template, inits, subsets, seeds, pretraining)
+    my_pretraining = shard_cells(pretraining, *shard)
+    my_cells = shard_cells(cells, *shard)
+    part = f" (shard {shard[0] + 1}/{shard[1]})" if shard[1] > 1 else ""
+    todo = []
+    for cell in my_cells:
+        if not run_is_finished(cell.run_dir(sweep_dir), template.train.epochs):
+            todo.append(cell)
+        elif is_main_process():  # reused only with the same config; cell.json may be missing after a kill
+            check_unchanged(configs[cell], sweep_dir)
+            write_cell_record(cell, sweep_dir)
+    todo_pre = [cfg for _, cfg in my_pretraining if not run_is_finished(Path(cfg.output_dir), cfg.train.epochs)]
+    if not todo and not todo_pre:
+        rows = collect_results(sweep_dir, labels)
+        print_main(f"sweep: all {len(my_cells)} cells{part} finished earlier in {sweep_dir}: nothing to run "
+                   f"(results.csv has {len(rows)} rows)")
+        return sweep_dir
+
+    for init, cfg in my_pretraining:
+        run_stage("pretrain", cfg, f"sweep: pretraining {init.label} -> {cfg.output_dir}")
+    run_cells(my_cells, configs, sweep_dir, labels, part)
+    return sweep_dir
+
+
+def refuse_sweep_keys(overrides: list[str], prefix: str) -> None:
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key in SWEEP_SET:
+            raise SimsegError(f"{prefix}{key} is set by the sweep for each cell: use --subsets, --seeds, --init or "
+                              f"--output-dir instead")
+
+
+def plan_pretraining(args, sweep_dir: Path, overrides: list[str]) -> list[tuple[Init, PretrainConfig]]:
+    """(init, config) of each pretraining run that ``--pretrain-subsets`` asks for, in ``sweep_dir/pretrain-<size>``."""
+    if args.pretrain_subsets is None:
+        if args.pretrain_data or args.pretrain_config or overrides:
+            raise SimsegError("--pretrain-data, --pretrain-config and pretrain.key=value need --pretrain-subsets")
+        return []
+    if not args.pretrain_data:
+        raise SimsegError("--pretrain-subsets needs --pretrain-data: the folder (or dataset) of unlabelled images")
+    refuse_sweep_keys(overrides, "pretrain.")
+    from simseg.data.sources import open_image_source, resolve_val_size
+
+    planned = []
+    for item in parse_list(args.pretrain_subsets, "--pretrain-subsets"):
+        subset = None if item == "all" else parse_size(item, "--pretrain-subsets")
+        label = f"pretrain-{'all' if subset is None else format_size(subset)}"
+        run_dir = sweep_dir / label
+        cfg = load_config(PretrainConfig, args.pretrain_config, [
+            *overrides, f"data.source={args.pretrain_data}", f"data.subset={'null' if subset is None else subset}",
+            f"output_dir={run_dir}", f"resume={str((run_dir / 'config.yaml').exists()).lower()}"])
+        if not planned:
+            source = open_image_source(cfg.data, stream="pretrain")
+            available = len(source) - resolve_val_size(cfg.data, len(source))
+        if subset is not None and subset > available:
+            raise SimsegError(f"--pretrain-subsets {item} asks for {subset:,} images but {source.name} has "
+                              f"{available:,} after the held-out images: use sizes up to {format_size(available)}")
+        images = available if subset is None else subset
+        planned.append((Init(label, str(run_dir.resolve()), images), cfg))
+    return planned
+
+
+def check_subsets_fit(template: SegmentConfig, subsets: list[int]) -> None:
+    """Refuse, before anything runs, a subset larger than the training images left after the test set."""
+    from stages.segment import open_source
+
+    source = open_source(template)
+    test_size, _, val_size = template.data.sizes()
+    if template.data.source == "synthetic":
+        return  # the synthetic source grows with the subset
+    available = len(source) - test_size - val_size
+    too_big = [s for s in subsets if s > available]
+    if too_big:
+        raise SimsegError(f"--subsets {format_size(too_big[0])} asks for {too_big[0]:,} labelled images but "
+                          f"{source.name} has {available:,} after the {test_size:,}-image test set"
+                          + (f" and {val_size:,} validation images" if val_size else "")
+                          + f": use sizes up to {format_size(available)}")
+
+
+def cell_config(template: SegmentConfig, cell: Cell, sweep_dir: Path) -> SegmentConfig:
+    from simseg.config.loader import build
+
+    tree = to_dict(template)
+    tree.update(output_dir=str(cell.run_dir(sweep_dir)), init=cell.init.path, seed=cell.seed, resume=False)
+    tree["data"]["subset"] = str(cell.subset)
+    return build(SegmentConfig, tree)
+
+
+def record_sweep(sweep_dir: Path, argv: list[str], template, inits, subsets, seeds, pretraining) -> None:
+    """``sweep.json``: the latest grid and config, and every distinct command run into this folder."""
+    path = sweep_dir / "sweep.json"
+    command = shlex.join(["simseg", "sweep", *argv])
+    commands = json.loads(path.read_text()).get("commands", []) if path.is_file() else []
+    atomic_write_json(path, {
+        "command": command, "commands": commands + [command] * (command not in commands),
+        "grid": {"subsets": subsets, "seeds": seeds,
+                 "inits": {i.label: i.path for i in inits if not i.intermediate},
+                 "intermediate": {i.label: i.path for i in inits if i.intermediate}},
+        "segment_config": {k: v for k, v in to_dict(template).items() if k not in ("output_dir", "init", "resume")},
+        "pretrain_config": to_dict(pretraining[0][1]) if pretraining else None,
+    })
+
+
+def run_cells(cells: list[Cell], configs: dict, sweep_dir: Path, labels: list[str], part: str) -> None:
+    """Run (or resume) each unfinished cell whose init is ready; wait for inits another shard is still making."""
+    epochs = next(iter(configs.values())).train.epochs
+    pending = [c for c in cells if not run_is_finished(c.run_dir(sweep_dir), epochs)]
+    done_before, total = len(cells) - len(pending), len(cells)
+    spent, units, started, waiting = 0.0, 0, time.perf_counter(), False
+    while pending:
+        cell = agree(lambda: next((c for c in pending if init_ready(c.init)), None))
+        if cell is None:
+            if not waiting:
+                print_main(f"sweep: waiting for {pending[0].init.label} (made by another shard) ...")
+            waiting = True
+            time.sleep(POLL_SECONDS)
+            continue
+        waiting = False
+        pending.remove(cell)
+        k = total - len(pending)
+        eta = f", ETA {format_seconds(spent / units * sum(c.subset for c in pending))}" if units else ""
+        saved_config = cell.run_dir(sweep_dir) / "config.yaml"
+        resume = agree(saved_config.exists)
+        print_main(f"sweep: [{k}/{total}]{part} {cell.name}{' (resuming)' if resume else ''}; "
+                   f"{format_seconds(time.perf_counter() - started)} elapsed{eta}")
+        cfg = replace(configs[cell], resume=resume)
+        tick = time.perf_counter()
+        run_stage("segment", cfg, None)
+        spent, units = spent + time.perf_counter() - tick, units + cell.subset
+        if is_main_process():
+            write_cell_record(cell, sweep_dir)  # after the run: the stage wants a new run's folder empty
+            collect_results(sweep_dir, labels)
+    print_main(f"sweep: {total - done_before} cells{part} run in {format_seconds(time.perf_counter() - started)} "
+               f"({done_before} finished earlier); results in {sweep_dir / 'results.csv'}")
+
+
+def check_unchanged(cfg, sweep_dir: Path) -> None:
+    """Refuse to reuse a finished run of this sweep folder that was made with other settings."""
+    try:
+        prepare_run_dir(replace(cfg, resume=True))
+    except SimsegError as err:
+        changed = str(err).partition(" but ")[2].partition(" differ")[0]
+        raise SimsegError(f"{sweep_dir} holds runs made with other settings (changed: {changed}; in "
+                          f"{cfg.output_dir}): rerun with the original settings or choose another --output-dir"
+                          ) from None
+
+
+def init_ready(init: Init) -> bool:
+    return init.path == "scratch" or (Path(init.path) / "encoder.safetensors").is_file()
+
+
+def run_stage(stage: str, cfg, message: str | None) -> Path:
+    """Run one stage in this process (all ranks), or only check a finished one's config."""
+    from simseg.training.engine import reset_accelerate_state
+
+    run_dir = Path(cfg.output_dir)
+    if run_is_finished(run_dir, cfg.train.epochs):
+        check_unchanged(cfg, run_dir.parent)  # a finished run is reused only with the same config
+        return run_dir
+    if message:
+        print_main(message)
+    if stage == "pretrain":
+        from stages.pretrain import main
+    else:
+        from stages.segment import main
+    main(cfg)
+    reset_accelerate_state()
+    return run_dir
+
+
+def collect_results(sweep_dir: Path, labels: list[str]) -> list[dict]:
+    """Rows of every finished cell folder under ``sweep_dir/cells``, in grid order; rewrites results.* if changed.
+
+    Shards running at once each rebuild the files after every cell: the lock makes each read-then-write whole, so
+    the last writer has seen every cell finished before it, and no shard's rewrite drops another's new row (shards on
+    several machines need a shared file system whose locks work, as local disks and NFSv4 do)."""
+    with FileLock(sweep_dir / RESULTS_LOCK):
+        return _collect_results(sweep_dir, labels)
+
+
+def _collect_results(sweep_dir: Path, labels: list[str]) -> list[dict]:
+    rows = []
+    for record in sorted((sweep_dir / "cells").glob(f"**/{CELL_RECORD}")):
+        run_dir, cell = record.parent, read_cell_record(record)
+        if cell.run_dir(sweep_dir) != run_dir:
+            continue  # a folder moved by hand: its name no longer says which cell it is
+        cfg = load_run_config(run_dir, SegmentConfig)
+        if run_is_finished(run_dir, cfg.train.epochs):
+            rows.append(result_row(cell, json.loads((run_dir / "metrics.json").read_text()), sweep_dir))
+    order = {label: i for i, label in enumerate(labels)}
+    rows.sort(key=lambda r: (r["subset"], order.get(r["init"], len(order)), r["init"], r["seed"]))
+    write_results(sweep_dir, rows)
+    return rows
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def print_main(message: str) -> None:
+    if is_main_process():
+        print(message, flush=True)
+
+
+def agree(decide):
+    """``decide()`` on the main process, broadcast to all: ranks reading the file system at slightly different
+    moments must still run the same cell."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    if PartialState().num_processes == 1:
+        return decide()
+    box = [decide() if PartialState().is_main_process else None]
+    broadcast_object_list(box)
+    return box[0]

@@ -1,0 +1,148 @@
+"""One training epoch and one evaluation pass, shared by every stage.
+
+Task models take keyword inputs and return a dict with ``"loss"`` (and, for evaluation, ``"loss_per_image"``), so
+these loops never branch on the task; ``make_inputs(batch)`` turns a loader batch into the model's keywords.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import ProjectConfiguration
+from tqdm.auto import tqdm
+
+from simseg.command_line import check_trackers_installed
+from simseg.errors import SimsegError
+from simseg.training.optim import set_lr
+
+LOG_EVERY = 10  # steps between loss read-outs: each one is a device sync
+
+
+def make_accelerator(cfg, **kwargs) -> Accelerator:
+    """The Accelerator of a stage run: mixed precision and trackers from the config, tracker logs in
+    ``output_dir/logs``, and a sampler whose shuffle is seeded by (seed, epoch), so a resumed epoch sees the batches
+    an uninterrupted one would. ``kwargs`` go to ``Accelerator`` (e.g. ``kwargs_handlers``)."""
+    check_trackers_installed(cfg.log.trackers)
+    return Accelerator(
+        mixed_precision=cfg.train.mixed_precision,
+        dynamo_backend="inductor" if cfg.train.compile else "no",
+        log_with=cfg.log.trackers or None,
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+        **kwargs,
+    )
+
+
+def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: int, lr_at: Callable[[int], float],
+                    make_inputs: Callable, grad_clip: float, progress: bool = True, ema=None) -> tuple[dict, int]:
+    """Train for one pass over ``loader``; returns ({loss, lr, images, seconds, images_per_s, loader_wait}, next
+    step). ``loader_wait``: the share of the epoch spent waiting for the loader's next batch (near 0 when loading
+    keeps up; on a GPU, time the device still had queued work hides part of a wait).
+
+    ``ema``: a ``timm.utils.ModelEmaV3`` of the unwrapped model, updated after every optimiser step."""
+    model.train()
+    loss_sum, batches, images = torch.zeros((), device=accelerator.device), 0, 0
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not a flood
+               disable=not (progress and accelerator.is_main_process))
+    start = time.perf_counter()
+    waited, asked = 0.0, start
+    for batch in loader:
+        waited += time.perf_counter() - asked  # since the previous step ended: time blocked on the loader
+        lr = lr_at(step)
+        set_lr(optimizer, lr)
+        inputs = make_inputs(batch)
+        loss = model(**inputs)["loss"]
+        accelerator.backward(loss)
+        if grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(accelerator.unwrap_model(model), step=step + 1)
+        loss_sum += loss.detach()
+        batches += 1
+        step += 1
+        images += len(next(iter(inputs.values()))) * accelerator.num_processes
+        if batches % LOG_EVERY == 0 or batches == len(loader):
+            mean_loss = loss_sum.item() / batches
+            if not math.isfinite(mean_loss):
+                raise SimsegError(f"training loss became {mean_loss} in epoch {epoch} before step {step}: lower "
+                                  f"train.lr or use train.mixed_precision=no; resume=true restarts from the last epoch")
+            speed = images / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{speed:.0f}", refresh=False)  # mininterval decides
+        bar.update(1)
+        asked = time.perf_counter()
+    bar.close()
+    seconds = time.perf_counter() - start
+    mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(batches, 1)
+    return {"loss": mean_loss, "lr": lr_at(step - 1), "images": images, "seconds": seconds,
+            "images_per_s": images / seconds, "loader_wait": waited / seconds}, step
+
+
+def epoch_record(epoch: int, step: int, stats: dict, **scores: float) -> dict:
+    """An epoch's metrics.jsonl line from :func:`train_one_epoch`'s stats, plus the stage's own ``scores``."""
+    return {"epoch": epoch, "step": step, "train_loss": stats["loss"], **scores, "lr": stats["lr"],
+            **{key: stats[key] for key in ("images_per_s", "seconds", "loader_wait")}}
+
+
+def speed_summary(stats: dict) -> str:
+    """An epoch's speed for its log line: images/s and the share of the epoch spent waiting for data."""
+    return f"{stats['images_per_s']:.0f} images/s, waited for data {stats['loader_wait']:.0%} of the time"
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator, make_inputs: Callable) -> float:
+    """Mean of the per-image losses over the whole loader (every process's share, padding removed)."""
+    model.eval()
+    losses = []
+    for batch in loader:
+        out = model(**make_inputs(batch))
+        losses.append(accelerator.gather_for_metrics(out["loss_per_image"].float()))
+    return torch.cat(losses).mean().item()
+
+
+@torch.no_grad()
+def evaluate_confusion(model, loader, accelerator, num_classes: int) -> torch.Tensor:
+    """Confusion matrix (C_target, C_pred) over every pixel of ``loader``'s (images, masks) batches.
+
+    ``model`` returns ``{"logits": (B, C, H, W)}``; it may be an unprepared module (an EMA copy), hence the explicit
+    autocast. Gathered over processes with the sampler's repeated padding dropped, so each image counts once.
+    """
+    from simseg.training.metrics import confusion_matrix
+
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=accelerator.device)
+    for images, masks in loader:
+        with accelerator.autocast():
+            pred = model(images=images)["logits"].argmax(1)  # (B, H, W)
+        pred, masks = accelerator.gather_for_metrics((pred, masks))
+        confusion += confusion_matrix(pred, masks, num_classes)
+    return confusion
+
+
+def reset_accelerate_state() -> None:
+    """Each stage builds its own Accelerator (mixed precision may differ per stage) but Accelerate keeps one state
+    per process: clear it between stages, keeping the process group (the partial state) for multi-GPU chains."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    """This process's peak memory so far, MiB: CUDA memory allocated on a GPU, resident set size on the CPU (over
+    the process's life, so runs sharing a process report the largest). None where the OS does not say."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux

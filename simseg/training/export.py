@@ -1,0 +1,174 @@
+"""Atomic writes and the handoff between stages.
+
+Every file is written next to its destination under a temporary name, flushed to disk and renamed over it, so a
+reader (or a run killed mid-save) sees either the old complete file or the new complete one. The export a stage
+hands to the next is ``encoder.safetensors``: encoder weights plus, in the file's metadata, the architecture that
+rebuilds them, so :func:`load_encoder` needs nothing but the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from simseg.errors import SimsegError
+
+EXPORT_FORMAT = "simseg-encoder/1"
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
+
+
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new hidden temporary file in ``path``'s folder, to be renamed onto ``path`` when complete.
+
+    mkstemp makes owner-only files; the temporary file gets the mode ``open()`` would give, so results written into
+    a shared sweep folder stay readable by the group.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, tmp
+
+
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_file_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise SimsegError(f"disk full while writing {path}: free space on that disk and rerun with resume=true "
+                              f"(files already written are intact)") from None
+        raise SimsegError(f"cannot write {path} ({err.strerror or err}): check the folder's permissions") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def atomic_write_json(path: str | Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Atomically save tensors (contiguous CPU copies) as safetensors with string metadata."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    payload = safetensors_bytes(tensors, metadata=metadata)
+    atomic_write(path, lambda f: f.write(payload))
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, or one line saying why it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise SimsegError(f"checkpoint {path} does not exist: give a run folder or its .safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            return {k: file.get_tensor(k) for k in file.keys()}, dict(file.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SimsegError(f"checkpoint {path} is not a readable safetensors file ({err}): "
+                          f"re-export it from its run") from None
+
+
+def export_encoder(path: str | Path, encoder: torch.nn.Module, model_cfg, extra: dict[str, str] | None = None) -> None:
+    """Write the encoder's weights with the architecture that rebuilds them."""
+    from simseg.config.loader import to_dict
+
+    metadata = {"format": EXPORT_FORMAT, "model": json.dumps(to_dict(model_cfg)), **(extra or {})}
+    save_weights(path, encoder.state_dict(), metadata)
+
+
+def export_path(path: str | Path, filename: str = "encoder.safetensors") -> Path:
+    """A run folder's ``filename``, or ``path`` itself when it is a file."""
+    path = Path(path).expanduser()
+    return path / filename if path.is_dir() else path
+
+
+def load_encoder(path: str | Path, expected=None, **model_overrides):
+    """Build the encoder saved at ``path`` (a run folder or its ``encoder.safetensors``) and load its weights.
+
+    ``expected`` is the :class:`ModelConfig` the caller will use; an export of another architecture is refused with
+    the differing fields named. ``model_overrides`` change non-architecture fields (e.g. ``drop_path_rate=0.1``).
+    Returns ``(encoder, model_cfg)``.
+    """
+    from simseg.config.loader import ModelConfig, build
+    from simseg.models.vit import build_encoder
+
+    file = export_path(path)
+    tensors, metadata = read_weights(file)
+    if metadata.get("format") != EXPORT_FORMAT or "model" not in metadata:
+        raise SimsegError(f"{file} is not a simseg encoder export (no '{EXPORT_FORMAT}' metadata): "
+                          f"use the encoder.safetensors a simseg stage wrote")
+    saved = json.loads(metadata["model"])
+    model_cfg = build(ModelConfig, {**saved, **model_overrides}, "model.")
+    if expected is not None:
+        mine, theirs = expected.architecture(), model_cfg.architecture()
+        differing = [f"{k}: export {theirs[k]}, config {mine[k]}" for k in mine if mine[k] != theirs[k]]
+        if differing:
+            raise SimsegError(f"{file} was trained with another architecture ({'; '.join(differing)}): "
+                              f"set those model.* keys to the export's values or export a matching encoder")
+    encoder = build_encoder(model_cfg)
+    missing, unexpected = encoder.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise SimsegError(f"{file} does not match its recorded architecture (missing {sorted(missing)[:3]}, "
+                          f"unexpected {sorted(unexpected)[:3]}): the file is damaged; re-export it")
+    return encoder, model_cfg
+
+
+def load_encoder_weights(model: torch.nn.Module, encoder_state: dict[str, torch.Tensor], source: str) -> None:
+    """Load an encoder's state dict into ``model.encoder`` and check, as MAE does, that exactly the model's
+    ``head_keys()`` were left missing and nothing was unexpected: a silent partial load is impossible."""
+    tensors = {f"encoder.{k}": v for k, v in encoder_state.items()}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if set(missing) != model.head_keys() or unexpected:
+        wrong = sorted(set(missing) - model.head_keys())
+        raise SimsegError(f"{source} does not fit the model's encoder (missing {wrong[:3]}, "
+                          f"unexpected {sorted(unexpected)[:3]}): give an encoder.safetensors a simseg stage wrote")
+
+
+def load_pretrained_encoder(model: torch.nn.Module, init: str | Path, model_cfg) -> dict:
+    """Put the encoder exported at ``init`` (a run folder or its ``encoder.safetensors``) into ``model.encoder``,
+    keeping ``model_cfg``'s dropout, and return the lineage record: which file, its hash, the stage and run config
+    that produced it. The model's head is left as it was initialised."""
+    file = export_path(init)
+    dropout = {k: getattr(model_cfg, k) for k in ("drop_rate", "attn_drop_rate", "drop_path_rate")}
+    encoder, _ = load_encoder(file, expected=model_cfg, **dropout)
+    load_encoder_weights(model, encoder.state_dict(), str(file))
+    _, metadata = read_weights(file)
+    lineage = {"init": str(init), "export": str(file.resolve()), "export_sha256": sha256(file),
+               "export_stage": metadata.get("stage", "unknown"), "export_model": json.loads(metadata["model"])}
+    run_config = file.parent / "config.yaml"
+    if run_config.is_file():  # the exporting run's resolved config: what produced these weights
+        lineage.update(export_config=str(run_config.resolve()), export_config_sha256=sha256(run_config))
+    return lineage
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,229 @@
+"""The run folder: a run describes itself and can be continued.
+
+    output_dir/
+      config.yaml         resolved config + git revision, package versions, command
+      metrics.jsonl       one line per finished epoch (each epoch exactly once, also after resumes)
+      metrics.json        final figures
+      state/              Accelerate state for resume (model, optimiser, RNG) + progress.json (epoch, step)
+      ...                 the stage's exports and pictures
+
+Training state is saved to ``state.tmp/`` and swapped in by renames, so a run killed at any moment finds
+``state/`` (or, killed mid-swap, ``state.old/``) complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import yaml
+
+from simseg.config.loader import diff_keys, load_yaml, to_dict
+from simseg.errors import SimsegError
+from simseg.training.export import atomic_write_json, atomic_write_text
+
+STATE, STATE_TMP, STATE_OLD = "state", "state.tmp", "state.old"
+PROGRESS = "progress.json"
+# Keys a resumed run may change: they do not alter what is computed.
+RESUMABLE_CHANGES = ("resume", "data.num_workers", "log.progress", "log.trackers", "log.grid_every")
+_PACKAGES = ("simseg", "torch", "torchvision", "timm", "accelerate", "datasets", "numpy")
+
+
+def prepare_run_dir(cfg) -> Path:
+    """Create ``cfg.output_dir`` for a new run, or check that a resumed run's config matches the saved one."""
+    run_dir = Path(cfg.output_dir).expanduser()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SimsegError(f"output_dir {run_dir} is a file: choose a folder")
+    saved = run_dir / "config.yaml"
+    if cfg.resume:
+        if saved.exists():
+            old = load_yaml(saved.read_text()) or {}
+            old.pop("meta", None)
+            changed = [k for k in diff_keys(with_new_defaults(old, type(cfg)), to_dict(cfg))
+                       if k not in RESUMABLE_CHANGES]
+            if changed:
+                raise SimsegError(f"resume=true but {', '.join(changed)} differ from {saved}: resume with the "
+                                  f"original values or start a new output_dir")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise SimsegError(f"output_dir {run_dir} is not empty: pass resume=true to continue that run, or choose "
+                          f"another output_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def with_new_defaults(saved: dict, cls: type) -> dict:
+    """A saved config tree with the current defaults of keys added since it was written, so a run folder made by an
+    earlier simseg still resumes; a tree the current ``cls`` refuses (a key since removed) is compared as it is."""
+    from simseg.config.loader import build
+
+    try:
+        return to_dict(build(cls, saved))
+    except SimsegError:
+        return saved
+
+
+def load_run_config(run_dir: Path, cls: type):
+    """The resolved config a run folder was made with."""
+    from simseg.config.loader import build
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise SimsegError(f"{run_dir} has no config.yaml: give a simseg run folder (the output_dir of a stage)")
+    tree = load_yaml(path.read_text()) or {}
+    tree.pop("meta", None)
+    return build(cls, tree)
+
+
+def write_config(run_dir: Path, cfg, command: list[str] | None = None) -> None:
+    """``config.yaml``: the resolved config plus what is needed to reproduce it."""
+    meta = {
+        "git_revision": git_revision(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(command if command is not None else sys.argv),
+        "versions": package_versions(),
+    }
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump({**to_dict(cfg), "meta": meta}, sort_keys=False))
+
+
+def git_revision() -> str:
+    """The source tree's commit (with ``-dirty`` if it has changes), or ``unknown`` outside a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def check_or_save_splits(run_dir: Path, names: dict[str, list[str]], write: bool) -> None:
+    """Save each split's item names (``test_images.txt``, ...); a resumed run must find the same names."""
+    from simseg.data.pets import load_split, save_split
+
+    for split, items in names.items():
+        path = run_dir / f"{split}_images.txt"
+        if path.exists():
+            if load_split(path) != items:
+                raise SimsegError(f"{path} lists other images than this run's {split} split: the data source "
+                                  f"changed since the run started; resume with the original data or start a new "
+                                  f"output_dir")
+        elif write and items:
+            save_split(path, items)
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------------
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    """Add one epoch's line to ``metrics.jsonl`` (rewritten whole and renamed, so a kill never leaves half a line)."""
+    lines = read_metrics(run_dir) + [record]
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in lines))
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_metrics(run_dir: Path, first_epoch: int) -> None:
+    """Drop lines of epochs >= ``first_epoch``: epochs logged after the last saved state are run again."""
+    kept = [r for r in read_metrics(run_dir) if r["epoch"] < first_epoch]
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+
+
+# --- training state ---------------------------------------------------------------------------------------------------
+
+
+def save_state(accelerator, run_dir: Path, progress: dict) -> None:
+    """Accelerate's full state plus ``progress`` (next epoch, step), swapped in atomically."""
+    tmp, final, old = run_dir / STATE_TMP, run_dir / STATE, run_dir / STATE_OLD
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp))
+    except Exception as err:  # OSError, or the serialiser's own error type wrapping ENOSPC
+        shutil.rmtree(tmp, ignore_errors=True)
+        text = str(err).strip()
+        reason = getattr(err, "strerror", None) or (text.splitlines()[0] if text else type(err).__name__)
+        raise SimsegError(f"cannot save training state to {tmp} ({reason}): free disk space and rerun with "
+                          f"resume=true (the previous state and all other files are intact)") from None
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        atomic_write_json(tmp / PROGRESS, progress)  # written last: its presence marks a complete state
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def start_or_resume(accelerator, run_dir: Path, cfg) -> tuple[int, int, bool]:
+    """Where a stage's loop starts: (first epoch, step, whether this is a new run).
+
+    With ``resume=true`` the newest complete state is restored and epochs logged after it are dropped from
+    ``metrics.jsonl`` (they run again); a new run writes ``config.yaml``.
+    """
+    progress = load_state(accelerator, run_dir) if cfg.resume else None
+    start_epoch, step = (progress["epoch"], progress["step"]) if progress else (0, 0)
+    if progress is not None:
+        epochs = cfg.train.epochs
+        accelerator.print(f"resuming {run_dir} at epoch {start_epoch} of {epochs}" if start_epoch < epochs
+                          else f"{run_dir} already finished all {epochs} epochs")
+    if accelerator.is_main_process:
+        truncate_metrics(run_dir, start_epoch)
+        if progress is None:
+            write_config(run_dir, cfg)
+    accelerator.wait_for_everyone()  # every process sees the truncated log
+    return start_epoch, step, progress is None
+
+
+def find_state(run_dir: Path) -> Path | None:
+    """The newest complete state folder, if any."""
+    for name in (STATE, STATE_OLD):
+        if (run_dir / name / PROGRESS).exists():
+            return run_dir / name
+    return None
+
+
+def load_state(accelerator, run_dir: Path) -> dict | None:
+    """Restore the newest complete state; returns its progress, or None when there is nothing to resume."""
+    state = find_state(run_dir)
+    if state is None:
+        return None
+    accelerator.load_state(str(state))
+    return json.loads((state / PROGRESS).read_text())
+
+
+def is_finished(cfg) -> bool:
+    """A stage run is finished when its last epoch's state, its final figures and its export are all on disk."""
+    return run_is_finished(Path(cfg.output_dir), cfg.train.epochs)
+
+
+def run_is_finished(run_dir: Path, epochs: int) -> bool:
+    """:func:`is_finished` for a run folder found on disk (its saved ``output_dir`` may be relative to elsewhere)."""
+    state = find_state(run_dir)
+    if state is None or not (run_dir / "metrics.json").exists() or not (run_dir / "encoder.safetensors").exists():
+        return False
+    return json.loads((state / PROGRESS).read_text())["epoch"] >= epochs

@@ -1,0 +1,109 @@
+from pathlib import Path
+
+import pytest
+
+from simseg.config.loader import PretrainConfig, diff_keys, flat_dict, load_config, to_dict
+from simseg.errors import SimsegError
+
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = sorted(CONFIG_ROOT.rglob("*.yaml"))
+
+
+def test_defaults_are_the_study_recipe():
+    cfg = load_config(PretrainConfig)
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.epochs, cfg.train.grad_clip) == (1e-4, 0.05, 100, 5.0)
+    assert cfg.train.milestones == [0.5, 0.85] and cfg.train.lr_decay == 0.1
+    assert (cfg.mask.ratio, cfg.mask.unit) == (0.5, 16)
+    assert cfg.model.architecture() == dict(img_size=128, patch_size=16, embed_dim=128, depth=12, num_heads=8,
+                                            mlp_dim=512)
+
+
+def test_yaml_diff_then_overrides(tmp_path):
+    path = tmp_path / "diff.yaml"
+    path.write_text("train:\n  epochs: 7\n  lr: 2.0e-4\ndata:\n  subset: 1k\n")
+    cfg = load_config(PretrainConfig, path, ["train.lr=1e-3", "mask.unit=32", "train.milestones=[3,5]",
+                                             "aug.crop_scale=[0.5,1]", "resume=true", "data.subset=45k"])
+    assert cfg.train.epochs == 7 and cfg.train.lr == 1e-3  # command line wins over the file
+    assert cfg.mask.unit == 32 and cfg.train.milestones == [3.0, 5.0] and cfg.aug.crop_scale == (0.5, 1.0)
+    assert cfg.resume is True and cfg.data.subset == "45k"
+
+
+def test_yes_no_on_off_stay_strings_for_choices_and_still_work_for_booleans(tmp_path):
+    # YAML 1.1 reads `no` as False, which made the documented `train.mixed_precision=no` an error.
+    cfg = load_config(PretrainConfig, None, ["train.mixed_precision=no", "train.compile=no", "log.progress=off"])
+    assert cfg.train.mixed_precision == "no" and cfg.train.compile is False and cfg.log.progress is False
+    diff = tmp_path / "diff.yaml"
+    diff.write_text("train:\n  mixed_precision: no\n  compile: yes\n")
+    cfg = load_config(PretrainConfig, diff)
+    assert cfg.train.mixed_precision == "no" and cfg.train.compile is True
+
+
+def test_required_key_names_exist():
+    cfg = load_config(PretrainConfig)
+    for key in ("output_dir", "seed", "resume", "data.source", "data.subset", "train.epochs", "train.batch_size",
+                "train.lr", "mask.ratio", "mask.unit"):
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.lrr=1", "unknown config key 'train.lrr' (did you mean 'train.lr'?)"),
+    ("trian.lr=1", "unknown config key 'trian'"),
+    ("mask.ratio=1.5", "mask.ratio must be in (0, 1)"),
+    ("train.epochs=ten", "train.epochs must be an integer, got 'ten'"),
+    ("train.epochs=2.5", "train.epochs must be an integer"),
+    ("train.mixed_precision=fp8", "train.mixed_precision='fp8' is not allowed; choose one of no, bf16, fp16"),
+    ("mask.unit=24", "mask.unit=24 must be a multiple of model.patch_size=16"),
+    ("data.subset=lots", "data.subset='lots' is not a size"),
+    ("resume=maybe", "resume must be true or false"),
+    ("model.name=vit_huge", "model.name 'vit_huge' is unknown"),
+    ("aug.crop_scale=[0.5]", "aug.crop_scale must have 2 values"),
+    ("train", "override 'train' is not of the form section.key=value"),
+    ("train=3", "config section 'train' must be a mapping"),
+    ("log.trackers=[tensorbored]", "log.trackers: 'tensorbored' is not an Accelerate tracker"),
+])
+def test_bad_keys_and_values_fail_in_one_line_naming_them(override, message):
+    with pytest.raises(SimsegError) as err:
+        load_config(PretrainConfig, None, [override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_yaml_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: [1\n")
+    with pytest.raises(SimsegError, match="bad.yaml line .* is not valid YAML"):
+        load_config(PretrainConfig, bad)
+    with pytest.raises(SimsegError, match="does not exist"):
+        load_config(PretrainConfig, tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(CONFIG_ROOT)) for p in CONFIGS])
+def test_every_shipped_config_loads_and_starts_with_its_command(path):
+    from simseg.config.classify import ClassifyConfig
+    from simseg.config.segment import SegmentConfig
+
+    stage_configs = {"stages/pretrain.py": PretrainConfig, "stages/classify.py": ClassifyConfig,
+                     "stages/segment.py": SegmentConfig}
+    command = path.read_text().splitlines()[0]
+    if "simseg chain" in command:  # a chain file: every stage's config must resolve
+        from simseg.experiments.chain import load_chain, stage_configs
+        root, stages = load_chain(path, [])
+        assert len(stage_configs(root, stages)) == 3
+        return
+    stages = [stage for stage in stage_configs if stage in command]
+    assert command.startswith("#") and len(stages) == 1, f"{path.name} must open with the command that runs it"
+    load_config(stage_configs[stages[0]], path)
+
+
+def test_to_dict_round_trip_and_diff():
+    cfg = load_config(PretrainConfig, None, ["train.epochs=3"])
+    tree = to_dict(cfg)
+    assert load_config(PretrainConfig, None, []).train.epochs == 100
+    assert diff_keys(to_dict(load_config(PretrainConfig)), tree) == ["train.epochs"]
+
+
+def test_flat_dict_for_trackers_has_only_scalars():
+    flat = flat_dict(to_dict(load_config(PretrainConfig)))
+    assert flat["train.lr"] == 1e-4 and flat["train.milestones"] == "[0.5, 0.85]" and flat["data.subset"] == "None"
+    assert all(isinstance(v, (int, float, str, bool)) for v in flat.values())

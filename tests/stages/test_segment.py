@@ -1,0 +1,226 @@
+"""End-to-end runs of stage 3 on tiny synthetic data (seconds each): files, splits, pretrained init, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import stages.pretrain as pretrain_stage
+import stages.segment as segment_stage
+from simseg.config.loader import load_config
+from simseg.config.segment import SegmentConfig
+from simseg.data.pets import CLASS_NAMES, load_split, save_split
+from simseg.errors import SimsegError
+from simseg.training.export import load_encoder, read_weights
+from simseg.training.metrics import segmentation_metrics
+from simseg.training.rundir import check_or_save_splits
+from tests.helpers import interrupted_then_resumed
+
+# A 2-block encoder, 8 test and 16 training images of 48 px (resized to the model's 128): a run takes seconds.
+SEG_TINY = ["model.depth=2", "data.test_size=8", "data.subset=16", "data.synthetic_image_size=48",
+            "data.num_workers=0", "train.epochs=2", "train.batch_size=8", "log.progress=false", "log.examples=2",
+            "eval.every=1"]
+
+
+@pytest.fixture
+def seg_config(tmp_path):
+    def make(*overrides: str, output_dir: Path | None = None) -> SegmentConfig:
+        out = output_dir or tmp_path / "seg"
+        return load_config(SegmentConfig, None, [*SEG_TINY, f"output_dir={out}", *overrides])
+    return make
+
+
+@pytest.fixture
+def pretrained(tiny_config, tmp_path) -> Path:
+    """A 1-epoch pretraining run folder with the segmentation tests' encoder architecture."""
+    return pretrain_stage.main(tiny_config("train.epochs=1", "log.grid_every=0", output_dir=tmp_path / "pretrain"))
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_defaults_are_the_study_fine_tuning_recipe():
+    cfg = load_config(SegmentConfig)
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.epochs) == (2e-3, 1e-4, 100)
+    assert cfg.train.milestones == [70, 90, 95] and cfg.train.lr_decay == 0.5 and cfg.train.warmup_epochs == 0
+    assert cfg.model.drop_rate == 0.1 and cfg.aug.crop_scale == (0.5, 1.0)
+    assert (cfg.init, cfg.head, cfg.loss, cfg.data.test_size, cfg.data.val_size) == ("scratch", "linear", "ce", "1k",
+                                                                                      "0")
+    assert (cfg.train.ema, cfg.train.layer_decay, cfg.train.freeze_encoder_epochs) == (0, 1, 0)
+    # a section's other defaults survive overriding one of its keys
+    cfg = load_config(SegmentConfig, None, ["model.depth=2", "aug.hflip=0.3", "train.epochs=3"])
+    assert cfg.model.drop_rate == 0.1 and cfg.aug.crop_scale == (0.5, 1.0) and cfg.train.lr == 2e-3
+
+
+def test_run_writes_every_file_of_the_run_folder(seg_config):
+    run_dir = segment_stage.main(seg_config())
+    for name in ("config.yaml", "lineage.json", "metrics.jsonl", "metrics.json", "confusion.json", "examples.png",
+                 "test_images.txt", "train_images.txt", "encoder.safetensors", "model.safetensors",
+                 "state/progress.json"):
+        assert (run_dir / name).is_file(), name
+    assert not (run_dir / "val_images.txt").exists() and not (run_dir / "best.safetensors").exists()
+    lines = jsonl(run_dir / "metrics.jsonl")
+    assert [r["epoch"] for r in lines] == [0, 1] and all("test_miou" in r and "val_miou" not in r for r in lines)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    confusion = json.loads((run_dir / "confusion.json").read_text())
+    assert confusion["classes"] == list(CLASS_NAMES) and sum(map(sum, confusion["matrix"])) == 8 * 128 * 128
+    recomputed = segmentation_metrics(torch.tensor(confusion["matrix"]), list(CLASS_NAMES))
+    assert metrics["miou"] == recomputed["miou"] == lines[-1]["test_miou"]  # no validation: the last epoch
+    for key in ("iou", "pixel_accuracy", "mean_pixel_accuracy", "dice", "fwiou", "parameters", "train_seconds",
+                "images_per_s", "peak_memory_mib"):
+        assert metrics[key] is not None, key
+    assert set(metrics["iou"]) == set(CLASS_NAMES) and metrics["selected_on"] == "last epoch"
+    assert (metrics["train_images"], metrics["test_images"], metrics["reported_epoch"]) == (16, 8, 1)
+    assert json.loads((run_dir / "lineage.json").read_text()) == {"init": "scratch"}
+    encoder, _ = load_encoder(run_dir)
+    weights, meta = read_weights(run_dir / "model.safetensors")
+    assert torch.equal(encoder.pos_embed, weights["encoder.pos_embed"]) and meta["head"] == "linear"
+    assert not list(run_dir.glob("**/*.tmp"))
+
+
+def test_splits_in_the_run_folder_are_fixed_nested_and_disjoint(seg_config, tmp_path):
+    small = segment_stage.main(seg_config("train.epochs=1", "data.subset=6", "data.val_size=3",
+                                          output_dir=tmp_path / "small"))
+    large = segment_stage.main(seg_config("train.epochs=1", "data.val_size=3", output_dir=tmp_path / "large"))
+    test, train, val = (load_split(small / f"{s}_images.txt") for s in ("test", "train", "val"))
+    assert (len(test), len(train), len(val)) == (8, 6, 3)
+    assert not set(test) & (set(train) | set(val)) and not set(train) & set(val)
+    assert load_split(large / "test_images.txt") == test  # the test set does not depend on the subset
+    assert load_split(large / "val_images.txt") == val
+    assert set(train) <= set(load_split(large / "train_images.txt"))  # nested subsets
+
+
+def test_val_split_picks_the_reported_epoch_and_options_run(seg_config):
+    run_dir = segment_stage.main(seg_config("train.epochs=3", "data.val_size=4", "head=linear_upsample",
+                                            "loss=ce+dice", "train.ema=0.9", "train.layer_decay=0.75",
+                                            "train.freeze_encoder_epochs=1"))
+    lines = jsonl(run_dir / "metrics.jsonl")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    best = max(lines, key=lambda r: r["val_miou"])
+    assert metrics["selected_on"] == "val_miou" and metrics["reported_epoch"] == best["epoch"]
+    assert metrics["best_val_miou"] == best["val_miou"] and metrics["miou"] == best["test_miou"]
+    best_weights, _ = read_weights(run_dir / "best.safetensors")
+    model_weights, _ = read_weights(run_dir / "model.safetensors")
+    assert all(torch.equal(best_weights[k], model_weights[k]) for k in best_weights)
+
+
+def test_pretrained_init_changes_the_encoder_and_leaves_the_head_as_from_scratch(seg_config, pretrained):
+    torch.manual_seed(0)
+    scratch, lineage = segment_stage.build_model(seg_config())
+    assert lineage == {"init": "scratch"}
+    torch.manual_seed(0)
+    model, lineage = segment_stage.build_model(seg_config(f"init={pretrained}"))
+    export, _ = read_weights(pretrained / "encoder.safetensors")
+    assert all(torch.equal(model.encoder.state_dict()[k], export[k]) for k in export)
+    assert not torch.equal(model.encoder.pos_embed, scratch.encoder.pos_embed)
+    assert torch.equal(model.head.weight, scratch.head.weight) and torch.equal(model.head.bias, scratch.head.bias)
+    assert model.encoder.blocks[0].mlp.drop1.p == 0.1  # the segmentation config's dropout, not the export's 0
+    assert lineage["export"] == str((pretrained / "encoder.safetensors").resolve())
+    assert lineage["export_stage"] == "pretrain" and len(lineage["export_sha256"]) == 64
+    assert lineage["export_config"] == str((pretrained / "config.yaml").resolve())
+
+    run_dir = segment_stage.main(seg_config(f"init={pretrained / 'encoder.safetensors'}", "train.epochs=1"))
+    assert json.loads((run_dir / "lineage.json").read_text())["export_sha256"] == lineage["export_sha256"]
+    assert json.loads((run_dir / "metrics.json").read_text())["init"].endswith("encoder.safetensors")
+
+
+def test_wrong_exports_are_refused_in_one_line(seg_config, pretrained, tmp_path):
+    with pytest.raises(SimsegError, match="trained with another architecture .*depth: export 2, config 3"):
+        segment_stage.build_model(seg_config(f"init={pretrained}", "model.depth=3"))
+    with pytest.raises(SimsegError, match="is not a simseg encoder export"):
+        segment_stage.build_model(seg_config(f"init={pretrained / 'model.safetensors'}"))
+    with pytest.raises(SimsegError, match="does not exist"):
+        segment_stage.build_model(seg_config(f"init={tmp_path / 'nowhere'}"))
+
+
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(seg_config, tmp_path, monkeypatch):
+    overrides = ("train.epochs=3", "train.milestones=[2]", "data.val_size=4", "data.num_workers=1", "train.ema=0.9",
+                 "train.layer_decay=0.75", "train.freeze_encoder_epochs=1", "model.drop_path_rate=0.1")
+    whole = segment_stage.main(seg_config(*overrides, output_dir=tmp_path / "whole"))
+
+    split = interrupted_then_resumed(segment_stage, seg_config, overrides, tmp_path / "split", monkeypatch)
+
+    for name in ("model.safetensors", "best.safetensors", "encoder.safetensors"):
+        a, _ = read_weights(whole / name)
+        b, _ = read_weights(split / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    timing = ("seconds", "images_per_s", "loader_wait")
+    strip = [{k: v for k, v in r.items() if k not in timing} for r in jsonl(whole / "metrics.jsonl")]
+    assert strip == [{k: v for k, v in r.items() if k not in timing} for r in jsonl(split / "metrics.jsonl")]
+    assert [r["epoch"] for r in jsonl(split / "metrics.jsonl")] == [0, 1, 2]
+    assert (json.loads((whole / "confusion.json").read_text()) == json.loads((split / "confusion.json").read_text()))
+
+
+def test_resume_refuses_a_changed_test_set(tmp_path):
+    save_split(tmp_path / "test_images.txt", ["a", "b"])
+    check_or_save_splits(tmp_path, {"test": ["a", "b"], "train": ["c"], "val": []}, write=True)
+    assert load_split(tmp_path / "train_images.txt") == ["c"] and not (tmp_path / "val_images.txt").exists()
+    with pytest.raises(SimsegError, match="test_images.txt lists other images than this run's test split"):
+        check_or_save_splits(tmp_path, {"test": ["a", "x"], "train": ["c"], "val": []}, write=True)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("head=conv", "head='conv' is not allowed; choose one of linear, linear_upsample"),
+    ("loss=dice", "loss='dice' is not allowed; choose one of ce, ce+dice"),
+    ("train.ema=1.5", "train.ema must be 0 (off) or a decay in (0, 1)"),
+    ("train.layer_decay=0", "train.layer_decay must be in (0, 1]"),
+    ("train.freeze_encoder_epochs=2", "train.freeze_encoder_epochs must be in [0, train.epochs)"),
+    ("data.test_size=lots", "data.test_size='lots' is not a size"),
+    ("data.val_size=-3", "data.val_size='-3' is not a size"),
+    ("eval.every=-1", "eval.every must be >= 0"),
+    ("log.examples=0", "log.examples must be >= 1"),
+    ("init=", "init must be 'scratch' or the path"),
+    ("data.mask_colum=x", "unknown config key 'data.mask_colum' (did you mean 'data.mask_column'?)"),
+])
+def test_bad_keys_and_values_fail_in_one_line_naming_them(override, message):
+    with pytest.raises(SimsegError) as err:
+        load_config(SegmentConfig, None, [*SEG_TINY, override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_stage_refuses_impossible_splits(seg_config, tmp_path):
+    with pytest.raises(SimsegError, match="data.source=synthetic needs data.subset"):
+        segment_stage.main(seg_config("data.subset=null"))
+    with pytest.raises(SimsegError, match="data.test_size=30 asks for 30 test images but .* has 20"):
+        segment_stage.main(seg_config("data.source=" + str(_pets_folder(tmp_path, 20)), "data.test_size=30",
+                                      "data.subset=null", output_dir=tmp_path / "other"))
+
+
+def _pets_folder(tmp_path: Path, count: int) -> Path:
+    """An Oxford-IIIT Pet layout of ``count`` small pairs."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "oxford-iiit-pet"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations" / "trimaps").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / "images" / f"cat_{i}.jpg")
+        trimap = np.full((40, 48), 2, dtype=np.uint8)
+        trimap[8:32, 10:38], trimap[10:30, 12:36] = 3, 1
+        Image.fromarray(trimap).save(root / "annotations" / "trimaps" / f"cat_{i}.png")
+    return tmp_path
+
+
+def test_oxford_folder_run(seg_config, tmp_path):
+    source = _pets_folder(tmp_path, 14)
+    run_dir = segment_stage.main(seg_config(f"data.source={source}", "data.test_size=4", "data.subset=null",
+                                            "train.epochs=1"))
+    assert len(load_split(run_dir / "train_images.txt")) == 10
+    assert all(name.startswith("cat_") for name in load_split(run_dir / "test_images.txt"))
+
+
+def test_segment_command_and_its_help(capsys, seg_config, tmp_path):
+    from simseg.cli import main as cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main(["segment", "--help"])
+    out = capsys.readouterr().out
+    assert "init (default 'scratch')" in out and "data.test_size (default '1k')" in out and "train.ema" in out
+    cli_main(["segment", *SEG_TINY, "train.epochs=1", f"output_dir={tmp_path / 'cli'}"])
+    assert (tmp_path / "cli" / "metrics.json").is_file()

@@ -1,0 +1,55 @@
+"""The shared training loop's bookkeeping: the share of an epoch spent waiting for data."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from simseg.training.engine import reset_accelerate_state, speed_summary, train_one_epoch
+
+
+class Numbers(Dataset):
+    """Eight one-number items, each ``delay`` seconds to load."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        time.sleep(self.delay)
+        return torch.tensor([float(i)])
+
+
+class Regression(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": self.weight(x).square().mean()}
+
+
+def one_epoch(delay: float) -> dict:
+    reset_accelerate_state()
+    accelerator = Accelerator(cpu=True)
+    model = Regression()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, DataLoader(Numbers(delay), batch_size=2))
+    stats, step = train_one_epoch(model, loader, optimizer, accelerator, epoch=0, step=0, lr_at=lambda _: 0.01,
+                                  make_inputs=lambda batch: {"x": batch}, grad_clip=1.0, progress=False)
+    assert step == 4 and stats["images"] == 8
+    return stats
+
+
+def test_loader_wait_is_the_share_of_the_epoch_spent_loading():
+    slow = one_epoch(delay=0.05)  # 0.1 s of loading per batch against a step of well under a millisecond
+    assert slow["loader_wait"] > 0.8 and slow["seconds"] >= 0.4
+    fast = one_epoch(delay=0.0)
+    assert 0 <= fast["loader_wait"] < slow["loader_wait"]
+    assert "waited for data" in speed_summary(slow)
