@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from simseg.config.loader import DataConfig, ModelConfig
 from simseg.data.cache import build_cache
-from simseg.data.sources import open_image_source
+from simseg.data.unlabelled import open_image_source
 from simseg.models.masking import random_unit_mask
 from simseg.models.simmim import SimMIM
 from simseg.models.vit import build_encoder

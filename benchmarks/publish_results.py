@@ -18,8 +18,9 @@ from pathlib import Path
 from PIL import Image
 
 from simseg.experiments.grid import cell_name
-from simseg.experiments.report import result_tables, summarise
+from simseg.experiments.report import result_tables
 from simseg.experiments.results import read_results
+from simseg.experiments.summary import summarise
 
 FIGURES = ("miou_vs_subset.png", "intermediate_delta.png", "miou_vs_time.png")
 WIDTH = 640  # px: legible on a page, ~100 kB a picture

@@ -122,8 +122,8 @@ def grid(argv: list[str]) -> Path:
     import torch
 
     from simseg.config.loader import DataConfig, PretrainConfig
-    from simseg.data.sources import open_image_source
     from simseg.data.transforms import eval_transform
+    from simseg.data.unlabelled import open_image_source
     from simseg.models.masking import random_unit_mask
     from simseg.models.simmim import SimMIM
     from simseg.models.vit import build_encoder
@@ -162,7 +162,7 @@ def data(argv: list[str]) -> Path:
     resolution, for pretraining's batched path (data.source=DIR)."""
     from simseg.config.loader import DataConfig
     from simseg.data.cache import build_cache
-    from simseg.data.sources import open_image_source
+    from simseg.data.unlabelled import open_image_source
 
     parser = argparse.ArgumentParser(prog="simseg data", description=data.__doc__)
     tools = parser.add_subparsers(dest="tool", required=True)

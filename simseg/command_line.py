@@ -38,18 +38,6 @@ def config_keys(cls: type, prefix: str = "") -> list[tuple[str, typing.Any]]:
     return keys
 
 
-def check_trackers_installed(trackers: list[str]) -> None:
-    """Accelerate only warns about a tracker whose package is missing; a user who asked for one wants to know."""
-    import importlib.util
-
-    packages = {"tensorboard": "tensorboard", "wandb": "wandb", "comet_ml": "comet_ml", "mlflow": "mlflow",
-                "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
-    for tracker in trackers:
-        package = packages.get(tracker, tracker)
-        if importlib.util.find_spec(package) is None:
-            raise SimsegError(f"log.trackers=[{tracker}] needs the '{package}' package: pip install {package}")
-
-
 def run_main(main: Callable[[list[str]], object], argv: list[str]) -> None:
     """Run ``main(argv)``; a user-caused failure prints one line and exits 2, Ctrl-C exits 130 with a hint."""
     try:

@@ -27,21 +27,22 @@ from torch.utils.data import DataLoader
 from simseg.command_line import run_main, stage_config
 from simseg.config.classify import ClassifyConfig
 from simseg.config.loader import flat_dict, to_dict
-from simseg.data.loaders import epoch_seed
 from simseg.data.scenes import LabelledDataset, open_labelled
 from simseg.data.transforms import eval_transform, pretrain_transform
 from simseg.errors import SimsegError
+from simseg.files import atomic_write_json
 from simseg.models.classifier import Classifier, build_mixup, mix_batch
 from simseg.models.vit import build_encoder
 from simseg.training.engine import (
     epoch_record,
+    epoch_seed,
     evaluate_confusion,
     make_accelerator,
     peak_memory_mib,
     speed_summary,
     train_one_epoch,
 )
-from simseg.training.export import atomic_write_json, export_encoder, load_pretrained_encoder, save_weights
+from simseg.training.export import export_encoder, load_pretrained_encoder, save_weights
 from simseg.training.metrics import segmentation_metrics
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import save_confusion_png

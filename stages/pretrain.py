@@ -21,22 +21,24 @@ from simseg.command_line import run_main, stage_config
 from simseg.config.loader import PretrainConfig, flat_dict, to_dict
 from simseg.data.batch_augment import BatchAugment
 from simseg.data.batched import CachedBatches, IndexDataset, use_batched
-from simseg.data.loaders import TransformedImages, WithFixedMasks, epoch_seed
-from simseg.data.sources import open_image_source, resolve_val_size, split_indices
+from simseg.data.loaders import TransformedImages, WithFixedMasks
 from simseg.data.transforms import eval_transform, pretrain_transform
+from simseg.data.unlabelled import open_image_source, resolve_val_size, split_indices
+from simseg.files import atomic_write_json
 from simseg.models.masking import masked_patch_count, random_unit_mask
 from simseg.models.simmim import SimMIM
 from simseg.models.vit import build_encoder
 from simseg.sizes import parse_size
 from simseg.training.engine import (
     epoch_record,
+    epoch_seed,
     evaluate,
     make_accelerator,
     peak_memory_mib,
     speed_summary,
     train_one_epoch,
 )
-from simseg.training.export import atomic_write_json, export_encoder, save_weights
+from simseg.training.export import export_encoder, save_weights
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import save_reconstruction_grid
 from simseg.training.rundir import append_metrics, prepare_run_dir, read_metrics, save_state, start_or_resume

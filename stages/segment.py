@@ -35,28 +35,25 @@ from torch.utils.data import DataLoader
 from simseg.command_line import run_main, stage_config
 from simseg.config.loader import flat_dict, to_dict
 from simseg.config.segment import SegmentConfig
-from simseg.data.loaders import TransformedPairs, epoch_seed
+from simseg.data.loaders import TransformedPairs
 from simseg.data.pair_transforms import seg_eval_transform, seg_train_transform
-from simseg.data.pets import CLASS_NAMES, open_pairs_source, segmentation_splits
+from simseg.data.pets import CLASS_NAMES, open_pairs_source
+from simseg.data.splits import segmentation_splits
 from simseg.data.transforms import denormalize
 from simseg.errors import SimsegError
+from simseg.files import atomic_write_json
 from simseg.models.segmentation import SegmentationModel
 from simseg.models.vit import build_encoder
 from simseg.training.engine import (
     epoch_record,
+    epoch_seed,
     evaluate_confusion,
     make_accelerator,
     peak_memory_mib,
     speed_summary,
     train_one_epoch,
 )
-from simseg.training.export import (
-    atomic_write_json,
-    export_encoder,
-    load_pretrained_encoder,
-    read_weights,
-    save_weights,
-)
+from simseg.training.export import export_encoder, load_pretrained_encoder, read_weights, save_weights
 from simseg.training.metrics import segmentation_metrics
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import colour_masks, save_image_grid

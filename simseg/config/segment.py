@@ -2,8 +2,8 @@
 100 epochs, LR x 0.5 at epochs 70, 90 and 95, dropout 0.1, crops of 50-100% of the image).
 
 The shared sections of :mod:`simseg.config.loader` are reused where they fit. Where only a default differs
-(dropout, crop scale, LR) a subclass redeclares that one field: ``build`` makes each section from its class, so a default given
-through ``default_factory`` would be lost as soon as the user set any other key of the section.
+(dropout, crop scale, LR) a subclass redeclares that one field: ``build`` makes each section from its class, so a
+default given through ``default_factory`` would be lost as soon as the user set any other key of the section.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from simseg.data.sources import ImageSource
 from simseg.errors import SimsegError, one_line
-from simseg.training.export import temp_file_beside
+from simseg.files import temp_file_beside
 
 CACHE_FORMAT = "simseg-uint8-cache"
 CACHE_VERSION = 1

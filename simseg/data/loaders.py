@@ -1,4 +1,4 @@
-"""torch Datasets over an image source, and the seeding that makes a run reproducible across resumes."""
+"""torch Datasets over an image or pair source: the per-image path's transforms applied item by item."""
 
 from __future__ import annotations
 
@@ -50,6 +50,3 @@ class WithFixedMasks(Dataset):
         return self.images[i], self.masks[i]
 
 
-def epoch_seed(seed: int, epoch: int, process_index: int = 0) -> int:
-    """The seed of one epoch on one process: a run resumed at ``epoch`` draws what an uninterrupted run draws."""
-    return (seed * 1_000_003 + epoch * 7_919 + process_index * 104_729) % (2**63)

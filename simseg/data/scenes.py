@@ -21,8 +21,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from simseg.data.pets import SyntheticPairsSource, _stratified_order, segmentation_splits
+from simseg.data.pets import SyntheticPairsSource
 from simseg.data.sources import IMAGE_EXTENSIONS, DatasetSource, SyntheticSource, looks_local, read_rgb
+from simseg.data.splits import stratified_order, segmentation_splits
 from simseg.data.synthetic import SHAPE_CLASSES
 from simseg.errors import SimsegError
 from simseg.sizes import format_size
@@ -104,7 +105,7 @@ def draw(source: LabelledImages, size: int | None, rng: np.random.Generator, key
     if size is not None and size > len(source):
         raise SimsegError(f"{key}={format_size(size)} asks for {size:,} images but {source.name} has "
                           f"{len(source):,}: choose a smaller {key}")
-    order = _stratified_order(np.arange(len(source)), [str(c) for c in source.labels], rng)
+    order = stratified_order(np.arange(len(source)), [str(c) for c in source.labels], rng)
     return order[:size]
 
 

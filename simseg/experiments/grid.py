@@ -1,4 +1,5 @@
-"""The sweep's grid: initialisations x labelled-subset sizes x seeds, its shards, and its results table.
+"""The sweep's grid: initialisations x labelled-subset sizes x seeds, its shards and its cells' records (the results
+table they make: :mod:`simseg.experiments.results`).
 
 Pure functions and small records; :mod:`simseg.experiments.sweep` runs the cells. A sweep folder holds::
 
@@ -13,22 +14,15 @@ two shards writing into one folder, or a rerun can neither lose nor duplicate a 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from simseg.errors import SimsegError
+from simseg.files import atomic_write_text
 from simseg.sizes import format_size, parse_size
-from simseg.training.export import atomic_write_text
 
 CELL_RECORD = "cell.json"
-RESULT_COLUMNS = (
-    "cell", "init", "init_path", "pretrain_images", "intermediate", "base_init", "subset", "seed",
-    "miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", "iou_background", "iou_pet", "iou_boundary",
-    "train_seconds", "images_per_s", "epochs", "train_images", "test_images", "run_dir",
-)
 
 
 @dataclass(frozen=True)
@@ -114,20 +108,6 @@ def shard_cells(cells: list, index: int, count: int) -> list:
     return cells[index::count]
 
 
-def result_row(cell: Cell, metrics: dict, sweep_dir: Path) -> dict:
-    """One results row (keys :data:`RESULT_COLUMNS`) from a cell and its run's ``metrics.json``."""
-    iou = metrics.get("iou", {})
-    return {
-        "cell": cell.name, "init": cell.init.label, "init_path": cell.init.path,
-        "pretrain_images": cell.init.pretrain_images, "intermediate": cell.init.intermediate,
-        "base_init": cell.init.base_init, "subset": cell.subset, "seed": cell.seed,
-        **{k: metrics.get(k) for k in ("miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou")},
-        **{f"iou_{name}": iou.get(name) for name in ("background", "pet", "boundary")},
-        **{k: metrics.get(k) for k in ("train_seconds", "images_per_s", "epochs", "train_images", "test_images")},
-        "run_dir": cell.run_dir(sweep_dir).relative_to(sweep_dir).as_posix(),
-    }
-
-
 def write_cell_record(cell: Cell, sweep_dir: Path) -> None:
     """``cell.json`` in the cell's folder: what the cell is, so results can be rebuilt from the folders alone."""
     atomic_write_text(cell.run_dir(sweep_dir) / CELL_RECORD,
@@ -139,18 +119,3 @@ def read_cell_record(path: Path) -> Cell:
     return Cell(Init(**record["init"]), int(record["subset"]), int(record["seed"]))
 
 
-def write_results(sweep_dir: Path, rows: list[dict]) -> bool:
-    """Rewrite ``results.csv`` and ``results.jsonl`` whole and atomically; False when they already hold ``rows``."""
-    jsonl = "".join(json.dumps(row) + "\n" for row in rows)
-    path = sweep_dir / "results.jsonl"
-    if path.is_file() and path.read_text() == jsonl and (sweep_dir / "results.csv").is_file():
-        return False
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else str(v).lower() if isinstance(v, bool) else v)
-                         for k, v in row.items()})
-    atomic_write_text(sweep_dir / "results.csv", text.getvalue())
-    atomic_write_text(path, jsonl)
-    return True

@@ -1,5 +1,6 @@
-"""The inits of a sweep: ``scratch``, ``PATH`` or ``LABEL=PATH`` resolved to
-:class:`~simseg.experiments.grid.Init`, with the pretraining size and intermediate-step parent read from the run folders' ``lineage.json`` and ``metrics.json``."""
+"""The inits of a sweep: ``scratch``, ``PATH`` or ``LABEL=PATH`` resolved to :class:`~simseg.experiments.grid.Init`,
+with the pretraining size and intermediate-step parent read from the run folders' ``lineage.json`` and
+``metrics.json``."""
 
 from __future__ import annotations
 

@@ -16,89 +16,17 @@ Rows come from :mod:`simseg.experiments.results`; the summarising functions are 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
 import yaml
 
 from simseg.experiments.grid import cell_name
 from simseg.experiments.results import Row, read_results, read_sweep, results_path
+from simseg.experiments.summary import Summary, init_info, init_order, intermediate_deltas, summarise
+from simseg.files import atomic_write_text
 from simseg.sizes import format_size, parse_size
-from simseg.training.export import atomic_write_text
 from simseg.training.plots import GRID_COLUMNS
 
 MISSING = "—"
-
-
-class Summary(NamedTuple):
-    """Mean and sample std (ddof=1; None for one value) of one metric over the n seeds of an (init, subset)."""
-    mean: float
-    std: float | None
-    n: int
-
-
-class InitInfo(NamedTuple):
-    """What the rows say about one init label (first non-empty value wins)."""
-    path: str | None  # run folder, "scratch", or None when the rows do not say
-    pretrain_images: int | None
-    intermediate: bool
-    base_init: str | None
-
-    @property
-    def scratch(self) -> bool:
-        return self.path == "scratch"
-
-
-def summarise(rows: list[Row], metric: str = "miou") -> dict[tuple[str, int], Summary]:
-    """(init, subset) -> :class:`Summary` of ``metric`` over the rows (seeds) that have it."""
-    values: dict[tuple[str, int], list[float]] = {}
-    for row in rows:
-        if row.get(metric) is not None:
-            values.setdefault((row["init"], row["subset"]), []).append(row[metric])
-    return {key: Summary(float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None, len(v))
-            for key, v in values.items()}
-
-
-def init_info(rows: list[Row]) -> dict[str, InitInfo]:
-    """Init label -> :class:`InitInfo` gathered from its rows; a label ``scratch`` without a path is scratch."""
-    info: dict[str, InitInfo] = {}
-    for row in rows:
-        old = info.get(row["init"], InitInfo("scratch" if row["init"] == "scratch" else None, None, False, None))
-        info[row["init"]] = InitInfo(row["init_path"] or old.path, old.pretrain_images or row["pretrain_images"],
-                                     old.intermediate or row["intermediate"], old.base_init or row["base_init"])
-    return info
-
-
-def init_order(rows: list[Row]) -> list[str]:
-    """Init labels as tables and legends list them: scratch first, then pretraining inits by pretraining images
-    (unknown last, ties by label), each followed by the intermediate inits built from it, then orphan intermediates."""
-    info = init_info(rows)
-
-    def by_size(label: str) -> tuple:
-        size = info[label].pretrain_images
-        return (size is None, size or 0, label)
-
-    bases = sorted((label for label, i in info.items() if not i.intermediate and not i.scratch), key=by_size)
-    intermediates = sorted((label for label, i in info.items() if i.intermediate), key=by_size)
-    order = [label for label, i in info.items() if i.scratch and not i.intermediate]
-    for base in bases:
-        order += [base, *(label for label in intermediates if info[label].base_init == base)]
-    return order + [label for label in intermediates if label not in order]
-
-
-def intermediate_deltas(rows: list[Row]) -> dict[str, dict[int, float]]:
-    """Intermediate init -> {subset: mean mIoU(intermediate) - mean mIoU(its base_init)}, for the intermediate
-    inits whose base init is in the rows and the subset sizes both have."""
-    stats, info = summarise(rows), init_info(rows)
-    deltas: dict[str, dict[int, float]] = {}
-    for label in init_order(rows):
-        base = info[label].base_init
-        if not info[label].intermediate or base not in info:
-            continue
-        shared = sorted(s for (init, s) in stats if init == label and (base, s) in stats)
-        if shared:
-            deltas[label] = {s: stats[label, s].mean - stats[base, s].mean for s in shared}
-    return deltas
 
 
 def missing_cells(rows: list[Row], sweep: dict | None) -> tuple[list[str], int, int]:

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
-from simseg.experiments.report import init_info, init_order, intermediate_deltas, summarise
 from simseg.experiments.results import Row
+from simseg.experiments.summary import init_info, init_order, intermediate_deltas, summarise
+from simseg.files import atomic_write
 from simseg.sizes import format_size
-from simseg.training.export import atomic_write
 from simseg.training.plots import plt  # plots sets the Agg backend before pyplot loads
 
 DPI = 150  # plots.save_figure writes 100 dpi; 150 keeps a 6.5 in figure sharp at a page's text width

@@ -1,4 +1,5 @@
-"""Reading a sweep's results: ``results.csv`` (else ``results.jsonl``) as typed rows, and ``sweep.json``.
+"""A sweep's results: the row each finished cell adds, ``results.csv`` / ``results.jsonl`` written from them, and
+read back as typed rows (with ``sweep.json``).
 
 Hand-written tables are welcome (the report works from them alone): only init, subset, seed and miou are required,
 image counts may be written as ``1k``, and every problem is one line naming the file, the line and the fix.
@@ -7,12 +8,14 @@ image counts may be written as ``1k``, and every problem is one line naming the 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 from simseg.errors import SimsegError
-from simseg.experiments.grid import RESULT_COLUMNS, cell_name
+from simseg.experiments.grid import Cell, cell_name
+from simseg.files import atomic_write_text
 from simseg.sizes import parse_size
 
 Row = dict[str, Any]
@@ -126,3 +129,41 @@ def read_sweep(sweep_dir: Path) -> dict | None:
     if not isinstance(sweep, dict):
         raise SimsegError(f"{path} is not a JSON object: fix or delete it")
     return sweep
+
+
+RESULT_COLUMNS = (
+    "cell", "init", "init_path", "pretrain_images", "intermediate", "base_init", "subset", "seed",
+    "miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", "iou_background", "iou_pet", "iou_boundary",
+    "train_seconds", "images_per_s", "epochs", "train_images", "test_images", "run_dir",
+)
+
+
+def result_row(cell: Cell, metrics: dict, sweep_dir: Path) -> dict:
+    """One results row (keys :data:`RESULT_COLUMNS`) from a cell and its run's ``metrics.json``."""
+    iou = metrics.get("iou", {})
+    return {
+        "cell": cell.name, "init": cell.init.label, "init_path": cell.init.path,
+        "pretrain_images": cell.init.pretrain_images, "intermediate": cell.init.intermediate,
+        "base_init": cell.init.base_init, "subset": cell.subset, "seed": cell.seed,
+        **{k: metrics.get(k) for k in ("miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou")},
+        **{f"iou_{name}": iou.get(name) for name in ("background", "pet", "boundary")},
+        **{k: metrics.get(k) for k in ("train_seconds", "images_per_s", "epochs", "train_images", "test_images")},
+        "run_dir": cell.run_dir(sweep_dir).relative_to(sweep_dir).as_posix(),
+    }
+
+
+def write_results(sweep_dir: Path, rows: list[dict]) -> bool:
+    """Rewrite ``results.csv`` and ``results.jsonl`` whole and atomically; False when they already hold ``rows``."""
+    jsonl = "".join(json.dumps(row) + "\n" for row in rows)
+    path = sweep_dir / "results.jsonl"
+    if path.is_file() and path.read_text() == jsonl and (sweep_dir / "results.csv").is_file():
+        return False
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else str(v).lower() if isinstance(v, bool) else v)
+                         for k, v in row.items()})
+    atomic_write_text(sweep_dir / "results.csv", text.getvalue())
+    atomic_write_text(path, jsonl)
+    return True

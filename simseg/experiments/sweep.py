@@ -37,14 +37,13 @@ from simseg.experiments.grid import (
     parse_shard,
     parse_subsets,
     read_cell_record,
-    result_row,
     shard_cells,
     write_cell_record,
-    write_results,
 )
 from simseg.experiments.inits import intermediate_init, resolve_init
+from simseg.experiments.results import result_row, write_results
+from simseg.files import atomic_write_json
 from simseg.sizes import format_size, parse_size
-from simseg.training.export import atomic_write_json
 from simseg.training.rundir import load_run_config, prepare_run_dir, run_is_finished
 
 SWEEP_SET = ("output_dir", "init", "seed", "resume", "data.subset")
@@ -138,7 +137,7 @@ def plan_pretraining(args, sweep_dir: Path, overrides: list[str]) -> list[tuple[
     if not args.pretrain_data:
         raise SimsegError("--pretrain-subsets needs --pretrain-data: the folder (or dataset) of unlabelled images")
     refuse_sweep_keys(overrides, "pretrain.")
-    from simseg.data.sources import open_image_source, resolve_val_size
+    from simseg.data.unlabelled import open_image_source, resolve_val_size
 
     planned = []
     for item in parse_list(args.pretrain_subsets, "--pretrain-subsets"):

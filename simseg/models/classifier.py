@@ -42,7 +42,8 @@ class Classifier(nn.Module):
 
     def group_matcher(self, coarse: bool = False) -> dict:
         """The encoder's layer groups under ``encoder.`` (as
-        :class:`simseg.models.segmentation.SegmentationModel`); the head matches none, which puts it in the last group, at the full LR."""
+        :class:`simseg.models.segmentation.SegmentationModel`); the head matches none, which puts it in the last
+        group, at the full LR."""
         return dict(stem=r"^encoder\.(?:cls_token|reg_token|pos_embed|patch_embed|norm_pre)",
                     blocks=[(r"^encoder\.blocks\.(\d+)", None), (r"^encoder\.norm", (99999,))])
 

@@ -17,7 +17,6 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import ProjectConfiguration
 from tqdm.auto import tqdm
 
-from simseg.command_line import check_trackers_installed
 from simseg.errors import SimsegError
 from simseg.training.optim import set_lr
 
@@ -146,3 +145,20 @@ def peak_memory_mib(device: torch.device) -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def epoch_seed(seed: int, epoch: int, process_index: int = 0) -> int:
+    """The seed of one epoch on one process: a run resumed at ``epoch`` draws what an uninterrupted run draws."""
+    return (seed * 1_000_003 + epoch * 7_919 + process_index * 104_729) % (2**63)
+
+
+def check_trackers_installed(trackers: list[str]) -> None:
+    """Accelerate only warns about a tracker whose package is missing; a user who asked for one wants to know."""
+    import importlib.util
+
+    packages = {"tensorboard": "tensorboard", "wandb": "wandb", "comet_ml": "comet_ml", "mlflow": "mlflow",
+                "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
+    for tracker in trackers:
+        package = packages.get(tracker, tracker)
+        if importlib.util.find_spec(package) is None:
+            raise SimsegError(f"log.trackers=[{tracker}] needs the '{package}' package: pip install {package}")

@@ -1,20 +1,13 @@
-"""Atomic writes and the handoff between stages.
+"""Weights on disk and the handoff between stages (every file written atomically, see :mod:`simseg.files`).
 
-Every file is written next to its destination under a temporary name, flushed to disk and renamed over it, so a
-reader (or a run killed mid-save) sees either the old complete file or the new complete one. The export a stage
-hands to the next is ``encoder.safetensors``: encoder weights plus, in the file's metadata, the architecture that
+The export a stage hands to the next is ``encoder.safetensors``: encoder weights plus, in the file's metadata, the architecture that
 rebuilds them, so :func:`load_encoder` needs nothing but the file.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import io
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,59 +15,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from simseg.errors import SimsegError
+from simseg.files import atomic_write
 
 EXPORT_FORMAT = "simseg-encoder/1"
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
-
-
-def temp_file_beside(path: Path) -> tuple[int, str]:
-    """(fd, name) of a new hidden temporary file in ``path``'s folder, to be renamed onto ``path`` when complete.
-
-    mkstemp makes owner-only files; the temporary file gets the mode ``open()`` would give, so results written into
-    a shared sweep folder stay readable by the group.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, 0o666 & ~_UMASK)
-    return fd, tmp
-
-
-def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise SimsegError(f"disk full while writing {path}: free space on that disk and rerun with resume=true "
-                              f"(files already written are intact)") from None
-        raise SimsegError(f"cannot write {path} ({err.strerror or err}): check the folder's permissions") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def atomic_write_json(path: str | Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from simseg.data.transforms import denormalize  # noqa: E402
+from simseg.files import atomic_write  # noqa: E402
 from simseg.models.masking import mask_to_pixels  # noqa: E402
-from simseg.training.export import atomic_write  # noqa: E402
 
 GRID_COLUMNS = ("original", "masked", "reconstruction", "reconstruction + visible")
 MASK_GREY = 0.5

@@ -25,7 +25,7 @@ import yaml
 
 from simseg.config.loader import diff_keys, load_yaml, to_dict
 from simseg.errors import SimsegError
-from simseg.training.export import atomic_write_json, atomic_write_text
+from simseg.files import atomic_write_json, atomic_write_text
 
 STATE, STATE_TMP, STATE_OLD = "state", "state.tmp", "state.old"
 PROGRESS = "progress.json"
@@ -116,7 +116,7 @@ def package_versions() -> dict[str, str]:
 
 def check_or_save_splits(run_dir: Path, names: dict[str, list[str]], write: bool) -> None:
     """Save each split's item names (``test_images.txt``, ...); a resumed run must find the same names."""
-    from simseg.data.pets import load_split, save_split
+    from simseg.data.splits import load_split, save_split
 
     for split, items in names.items():
         path = run_dir / f"{split}_images.txt"

@@ -10,7 +10,7 @@ from torchvision.transforms import v2
 from simseg.config.loader import DataConfig
 from simseg.data import cache
 from simseg.data.cache import build_cache, cache_memory_bytes, gather, is_cache, open_cache
-from simseg.data.sources import open_image_source
+from simseg.data.unlabelled import open_image_source
 from simseg.errors import SimsegError
 
 SIZE = 24

@@ -12,12 +12,10 @@ from simseg.data.pets import (
     DatasetPairsSource,
     OxfordPetsSource,
     SyntheticPairsSource,
-    load_split,
     open_pairs_source,
-    save_split,
-    segmentation_splits,
     trimap_to_classes,
 )
+from simseg.data.splits import load_split, save_split, segmentation_splits
 from simseg.data.synthetic import SHAPE_CLASSES, make_sample
 from simseg.errors import SimsegError
 from tests.helpers import trimap, write_pair

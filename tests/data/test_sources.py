@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from simseg.config.loader import DataConfig
-from simseg.data.sources import DatasetSource, FolderSource, default_val_size, open_image_source, split_indices
+from simseg.data.sources import DatasetSource, FolderSource
+from simseg.data.unlabelled import default_val_size, open_image_source, split_indices
 from simseg.errors import SimsegError
 from tests.helpers import write_images
 

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from simseg.errors import SimsegError
-from simseg.experiments.grid import RESULT_COLUMNS, write_results
-from simseg.experiments.report import build_report, init_order, intermediate_deltas, summarise
+from simseg.experiments.report import build_report
 from simseg.experiments.report_figures import DPI, FIGSIZE
-from simseg.experiments.results import read_results
+from simseg.experiments.results import RESULT_COLUMNS, read_results, write_results
+from simseg.experiments.summary import init_order, intermediate_deltas, summarise
 
 
 def write_csv(path: Path, header: str, *lines: str) -> None:

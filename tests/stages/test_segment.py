@@ -12,7 +12,8 @@ import stages.pretrain as pretrain_stage
 import stages.segment as segment_stage
 from simseg.config.loader import load_config
 from simseg.config.segment import SegmentConfig
-from simseg.data.pets import CLASS_NAMES, load_split, save_split
+from simseg.data.pets import CLASS_NAMES
+from simseg.data.splits import load_split, save_split
 from simseg.errors import SimsegError
 from simseg.training.export import load_encoder, read_weights
 from simseg.training.metrics import segmentation_metrics

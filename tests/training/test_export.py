@@ -8,8 +8,9 @@ from safetensors.torch import save_file
 
 from simseg.config.loader import ModelConfig, to_dict
 from simseg.errors import SimsegError
+from simseg.files import atomic_write, atomic_write_text
 from simseg.models.vit import build_encoder
-from simseg.training.export import atomic_write, atomic_write_text, export_encoder, load_encoder, save_weights
+from simseg.training.export import export_encoder, load_encoder, save_weights
 
 
 def test_export_then_load_is_lossless(tmp_path):
@@ -83,7 +84,7 @@ def test_disk_full_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
 def test_atomic_writes_get_the_mode_a_plain_open_would(tmp_path):
     import os
 
-    from simseg.training.export import atomic_write_text
+    from simseg.files import atomic_write_text
 
     atomic_write_text(tmp_path / "atomic.txt", "x")
     (tmp_path / "plain.txt").write_text("x")

@@ -1,0 +1,94 @@
+"""Seeded, reproducible splits of labelled data: a fixed test set, then nested training subsets stratified by
+group (breed or class), and the split files (one item name per line) a run folder keeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from simseg.errors import SimsegError
+from simseg.files import atomic_write_text
+from simseg.sizes import format_size
+
+
+def segmentation_splits(count: int, test_size: int, subset: int | None, seed: int, groups: list[str] | None,
+                        val_size: int = 0, source_name: str = "the source",
+                        test_seed: int | None = None) -> dict[str, np.ndarray]:
+    """Seeded index arrays ``test``, ``val`` and ``train`` over ``count`` items.
+
+    ``test`` (sorted) is a draw of ``test_size`` items, stratified by ``groups`` when given; it depends only on
+    (count, test_size, test_seed, groups), so every run of a sweep tests on the same images (``test_seed`` defaults
+    to ``seed``; give it to keep one test set across training seeds). The other items are put in
+    one order that is stratified at every prefix: ``val`` is its first ``val_size`` items and ``train`` the next
+    ``subset`` (all if None), so smaller subsets are nested in larger ones. Groups of one item are pooled for the test
+    draw; when even that cannot be stratified (fewer test items than groups) the draw is plain random.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if groups is not None and len(groups) != count:
+        raise ValueError(f"{len(groups)} groups for {count} items")
+    if not 1 <= test_size < count:
+        raise SimsegError(f"data.test_size={test_size:,} asks for {test_size:,} test images but {source_name} has "
+                          f"{count:,}: choose 1 <= data.test_size < {count:,}")
+    test_seed = seed if test_seed is None else test_seed
+    _, test = train_test_split(np.arange(count), test_size=test_size, random_state=test_seed,
+                               stratify=_test_strata(groups, test_size))
+    test = np.sort(test)
+    left = count - test_size
+    if not 0 <= val_size < left:
+        raise SimsegError(f"data.val_size={val_size:,} leaves no training images in {source_name} ({left:,} left "
+                          f"after the {test_size:,}-image test set): choose data.val_size < {left:,}")
+    if subset is not None and not 1 <= subset <= left - val_size:
+        held = f" (and {val_size:,} for validation)" if val_size else ""
+        raise SimsegError(f"data.subset={format_size(subset)} asks for {subset:,} training images but {source_name} "
+                          f"has only {left - val_size:,} left after the {test_size:,}-image test set{held}: choose "
+                          f"data.subset <= {left - val_size:,}")
+    rest = np.setdiff1d(np.arange(count), test)
+    order = stratified_order(rest, None if groups is None else [groups[i] for i in rest],
+                              np.random.default_rng([seed, 1]))
+    val, train = order[:val_size], order[val_size:None if subset is None else val_size + subset]
+    if np.intersect1d(test, order[:val_size + len(train)]).size:  # kept under python -O, unlike assert
+        raise AssertionError("the test set overlaps the training or validation images")
+    return {"test": test, "train": train, "val": val}
+
+
+def _test_strata(groups: list[str] | None, test_size: int) -> np.ndarray | None:
+    """Group codes for stratifying the test draw with single-item groups pooled, or None if it cannot be done."""
+    if groups is None:
+        return None
+    _, codes, sizes = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    codes = np.where(sizes[codes] < 2, -1, codes)  # train_test_split needs two members per group
+    sizes = np.unique(codes, return_counts=True)[1]
+    return codes if sizes.min() >= 2 and len(sizes) <= min(test_size, len(codes) - test_size) else None
+
+
+def stratified_order(items: np.ndarray, labels: list[str] | None, rng: np.random.Generator) -> np.ndarray:
+    """``items`` shuffled so that every prefix holds each label in about its overall share (within an item).
+
+    Each group is shuffled, its k-th member gets the key (k + 0.5) / group size, and items are sorted by key, ties
+    broken at random: the groups interleave like evenly spaced points on [0, 1].
+    """
+    if labels is None:
+        return rng.permutation(items)
+    codes = np.unique(np.asarray(labels), return_inverse=True)[1]
+    key = np.empty(len(items))
+    for code in range(codes.max() + 1):
+        members = rng.permutation(np.flatnonzero(codes == code))
+        key[members] = (np.arange(len(members)) + 0.5) / len(members)
+    return items[np.lexsort((rng.random(len(items)), key))]
+
+
+def save_split(path: str | Path, names: list[str]) -> None:
+    """Write item names one per line (atomically), e.g. the test set into a run folder."""
+    if any("\n" in n or "\r" in n for n in names):
+        raise ValueError("split item names cannot contain line breaks")
+    atomic_write_text(path, "".join(f"{n}\n" for n in names))
+
+
+def load_split(path: str | Path) -> list[str]:
+    """The item names :func:`save_split` wrote."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise SimsegError(f"split file {path} does not exist: check the run folder") from None
