@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from simseg.data.pets import SyntheticPairsSource
 from simseg.data.sources import IMAGE_EXTENSIONS, DatasetSource, SyntheticSource, looks_local, read_rgb
-from simseg.data.splits import stratified_order, segmentation_splits
+from simseg.data.splits import segmentation_splits, stratified_order
 from simseg.data.synthetic import SHAPE_CLASSES
 from simseg.errors import SimsegError
 from simseg.sizes import format_size

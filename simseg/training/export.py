@@ -1,7 +1,7 @@
 """Weights on disk and the handoff between stages (every file written atomically, see :mod:`simseg.files`).
 
-The export a stage hands to the next is ``encoder.safetensors``: encoder weights plus, in the file's metadata, the architecture that
-rebuilds them, so :func:`load_encoder` needs nothing but the file.
+The export a stage hands to the next is ``encoder.safetensors``: encoder weights plus, in the file's metadata, the
+architecture that rebuilds them, so :func:`load_encoder` needs nothing but the file.
 """
 
 from __future__ import annotations
