@@ -34,7 +34,8 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from simseg.config.loader import DataConfig, ModelConfig
+from simseg.config.pretrain import PretrainDataConfig
+from simseg.config.sections import ModelConfig
 from simseg.data.cache import build_cache
 from simseg.data.unlabelled import open_image_source
 from simseg.models.masking import random_unit_mask
@@ -178,8 +179,8 @@ def main() -> None:
         data, source = "random pixels", NoiseImages(args.noise_images + 8)
     else:
         data = args.data if Path(args.data).exists() else "synthetic"
-        source = FirstImages(open_image_source(DataConfig(source=data, synthetic_size=args.images + 8), "pretrain"),
-                             args.images + 8)
+        data_cfg = PretrainDataConfig(source=data, synthetic_size=args.images + 8)
+        source = FirstImages(open_image_source(data_cfg, "pretrain"), args.images + 8)
     if "per_image" in pipelines:
         folder = work / "images" / "all"
         folder.mkdir(parents=True)

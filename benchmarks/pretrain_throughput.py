@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.flop_counter import FlopCounterMode
 
-from simseg.config.loader import ModelConfig
+from simseg.config.sections import ModelConfig
 from simseg.models.masking import random_unit_mask
 from simseg.models.simmim import SimMIM
 from simseg.models.vit import build_encoder

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def pretrain(argv: list[str]) -> Path:
-    from simseg.config.loader import PretrainConfig
+    from simseg.config.pretrain import PretrainConfig
     from stages.pretrain import main as run_pretrain
 
     return run_pretrain(stage_config(PretrainConfig, argv, "pretrain"))
@@ -121,7 +121,7 @@ def grid(argv: list[str]) -> Path:
 
     import torch
 
-    from simseg.config.loader import DataConfig, PretrainConfig
+    from simseg.config.pretrain import PretrainConfig, PretrainDataConfig
     from simseg.data.transforms import eval_transform
     from simseg.data.unlabelled import open_image_source
     from simseg.models.masking import random_unit_mask
@@ -142,7 +142,7 @@ def grid(argv: list[str]) -> Path:
     if missing or unexpected:
         raise SimsegError(f"{run_dir}/model.safetensors does not fit the run's config.yaml: "
                           f"was it copied from another run?")
-    source = open_image_source(DataConfig(source=args.data), stream="grid")
+    source = open_image_source(PretrainDataConfig(source=args.data), stream="grid")
     if args.n < 1:
         raise SimsegError("--n must be at least 1")
     generator = torch.Generator().manual_seed(args.seed)
@@ -160,7 +160,7 @@ def grid(argv: list[str]) -> Path:
 def data(argv: list[str]) -> Path:
     """Data tools. ``simseg data cache``: decode every image of a source once into a uint8 cache at training
     resolution, for pretraining's batched path (data.source=DIR)."""
-    from simseg.config.loader import DataConfig
+    from simseg.config.pretrain import PretrainDataConfig
     from simseg.data.cache import build_cache
     from simseg.data.unlabelled import open_image_source
 
@@ -175,7 +175,7 @@ def data(argv: list[str]) -> Path:
     cache.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
     cache.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
     args = parser.parse_args(argv)
-    source = open_image_source(DataConfig(source=args.source), stream="pretrain")
+    source = open_image_source(PretrainDataConfig(source=args.source), stream="pretrain")
     out = build_cache(source, args.out, size=args.size, workers=args.workers, overwrite=args.overwrite)
     print(f"wrote {out}: {len(source):,} images at {args.size} px; pretrain on it with data.source={out}")
     return out

@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from simseg.command_line import run_main, stage_config
-from simseg.config.loader import PretrainConfig, flat_dict, to_dict
+from simseg.config.loader import flat_dict, to_dict
+from simseg.config.pretrain import PretrainConfig
 from simseg.data.batch_augment import BatchAugment
 from simseg.data.batched import CachedBatches, IndexDataset, use_batched
 from simseg.data.loaders import TransformedImages, WithFixedMasks

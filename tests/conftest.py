@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from simseg.config.loader import PretrainConfig, load_config
+from simseg.config.loader import load_config
+from simseg.config.pretrain import PretrainConfig
 from tests.helpers import TINY
 
 

@@ -1,9 +1,5 @@
 """The segmentation stage's config: the study's fine-tuning recipe as defaults (AdamW LR 2e-3, weight decay 1e-4,
 100 epochs, LR x 0.5 at epochs 70, 90 and 95, dropout 0.1, crops of 50-100% of the image).
-
-The shared sections of :mod:`simseg.config.loader` are reused where they fit. Where only a default differs
-(dropout, crop scale, LR) a subclass redeclares that one field: ``build`` makes each section from its class, so a
-default given through ``default_factory`` would be lost as soon as the user set any other key of the section.
 """
 
 from __future__ import annotations
@@ -11,57 +7,48 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from simseg.config.loader import AugConfig, ModelConfig, TrainConfig, _check, check_trackers
+from simseg.config.loader import check
+from simseg.config.sections import (
+    EvalConfig,
+    FineTuneAugConfig,
+    FineTuneModelConfig,
+    LogConfig,
+    SourceConfig,
+    TrainConfig,
+)
 from simseg.sizes import parse_size
 
 
 @dataclasses.dataclass
-class SegDataConfig:
-    source: str = "synthetic"
-    """``synthetic``, an Oxford-IIIT Pet folder (``images/`` + ``annotations/trimaps/``, or its parent), a
-    ``save_to_disk`` dataset, parquet/arrow files or a hub name with an image and a mask column."""
+class SegDataConfig(SourceConfig):
+    """Labelled image/mask pairs: ``synthetic``, an Oxford-IIIT Pet folder (``images/`` + ``annotations/trimaps/``,
+    or its parent), a ``save_to_disk`` dataset, parquet/arrow files or a hub name with an image and a mask column.
+    ``subset`` is drawn from the images left after the test set, stratified by breed where known; null = all the
+    rest (required for ``synthetic``). The synthetic source holds the test set plus 10k images (more if val_size +
+    subset need them), each rendered only when used, so test set and nested subsets behave as on a real dataset."""
+
     test_size: str = "1k"
     """Seeded random test set (saved as ``test_images.txt``), the same for every subset and seed."""
     test_seed: int = 0
     """Seeds the test draw only, so runs of every ``seed`` are scored on the same images; ``seed`` draws the
     training subset (nested for one seed), the head's initialisation and the training randomness."""
-    subset: str | None = None
-    """Labelled training images drawn from the rest: ``250``, ``500``, ``1k``, ...; nested for one seed and stratified
-    by breed where known; null = all the rest (required for ``synthetic``)."""
     val_size: str = "0"
     """Validation images (held out of training, never from the test set) on which the best epoch is chosen;
     0 = none: the last epoch is reported."""
-    image_column: str = ""
-    """Image column of a ``datasets`` source; empty = detected (see ``simseg.data.pets.DatasetPairsSource``)."""
     mask_column: str = ""
     """Mask column (Oxford trimap values 1/2/3) of a ``datasets`` source; empty = detected."""
-    split: str = "train"
-    """Split of a ``datasets`` source that has several."""
     skip_unpaired: bool = False
     """Skip (and count) Oxford images without a trimap and trimaps without an image instead of failing."""
-    synthetic_image_size: int = 160
-    synthetic_seed: int = 0
-    """Which synthetic images. The synthetic source holds the test set plus 10k images (more if val_size + subset
-    need them), each rendered only when used, so test set and nested subsets behave as on a real dataset."""
-    num_workers: int = 4
-    """DataLoader worker processes; 0 loads in the main process."""
 
     def __post_init__(self):
+        super().__post_init__()
         self.sizes()
-        _check(self.synthetic_image_size >= 32, "data.synthetic_image_size must be at least 32")
-        _check(self.num_workers >= 0, "data.num_workers must be >= 0")
 
     def sizes(self) -> tuple[int, int | None, int]:
         """(test images, training subset or None = all the rest, validation images)."""
         val = 0 if str(self.val_size).strip() == "0" else parse_size(self.val_size, "data.val_size")
         subset = None if self.subset is None else parse_size(self.subset, "data.subset")
         return parse_size(self.test_size, "data.test_size"), subset, val
-
-
-@dataclasses.dataclass
-class SegModelConfig(ModelConfig):
-    drop_rate: float = 0.1
-    """Dropout after the embedding, in attention output and MLPs (the study's fine-tuning dropout)."""
 
 
 @dataclasses.dataclass
@@ -83,37 +70,20 @@ class SegTrainConfig(TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check(self.ema == 0 or 0 < self.ema < 1, "train.ema must be 0 (off) or a decay in (0, 1), e.g. 0.999")
-        _check(0 < self.layer_decay <= 1, "train.layer_decay must be in (0, 1]; 1 = off")
-        _check(0 <= self.freeze_encoder_epochs < self.epochs,
+        check(self.ema == 0 or 0 < self.ema < 1, "train.ema must be 0 (off) or a decay in (0, 1), e.g. 0.999")
+        check(0 < self.layer_decay <= 1, "train.layer_decay must be in (0, 1]; 1 = off")
+        check(0 <= self.freeze_encoder_epochs < self.epochs,
                "train.freeze_encoder_epochs must be in [0, train.epochs): the encoder must train for some epochs")
 
 
 @dataclasses.dataclass
-class SegAugConfig(AugConfig):
-    crop_scale: tuple[float, float] = (0.5, 1.0)
-
-
-@dataclasses.dataclass
-class EvalConfig:
-    every: int = 5
-    """Epochs between test (and validation) evaluations; the last epoch is always evaluated; 0 = only the last."""
-
-    def __post_init__(self):
-        _check(self.every >= 0, "eval.every must be >= 0")
-
-
-@dataclasses.dataclass
-class SegLogConfig:
+class SegLogConfig(LogConfig):
     examples: int = 6
     """Rows (fixed test images) of ``examples.png``: image | ground truth | prediction."""
-    progress: bool = True
-    trackers: list[str] = dataclasses.field(default_factory=list)
-    """Accelerate trackers, e.g. [tensorboard]; logs go to ``output_dir/logs``."""
 
     def __post_init__(self):
-        check_trackers(self.trackers)
-        _check(self.examples >= 1, "log.examples must be >= 1")
+        super().__post_init__()
+        check(self.examples >= 1, "log.examples must be >= 1")
 
 
 @dataclasses.dataclass
@@ -130,11 +100,11 @@ class SegmentConfig:
     loss: Literal["ce", "ce+dice"] = "ce"
     """Per-pixel cross-entropy, or its mean with a soft Dice loss over the classes."""
     data: SegDataConfig = dataclasses.field(default_factory=SegDataConfig)
-    model: SegModelConfig = dataclasses.field(default_factory=SegModelConfig)
+    model: FineTuneModelConfig = dataclasses.field(default_factory=FineTuneModelConfig)
     train: SegTrainConfig = dataclasses.field(default_factory=SegTrainConfig)
-    aug: SegAugConfig = dataclasses.field(default_factory=SegAugConfig)
+    aug: FineTuneAugConfig = dataclasses.field(default_factory=FineTuneAugConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     log: SegLogConfig = dataclasses.field(default_factory=SegLogConfig)
 
     def __post_init__(self):
-        _check(bool(self.init.strip()), "init must be 'scratch' or the path of a run folder or encoder.safetensors")
+        check(bool(self.init.strip()), "init must be 'scratch' or the path of a run folder or encoder.safetensors")

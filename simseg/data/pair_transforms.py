@@ -20,7 +20,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from simseg.config.loader import IMAGENET_MEAN, IMAGENET_STD
+from simseg.config.sections import IMAGENET_MEAN, IMAGENET_STD
 from simseg.errors import SimsegError
 
 

@@ -56,7 +56,7 @@ def load_chain(path: str | Path | None, overrides: list[str]) -> tuple[Path, dic
 def stage_configs(root: Path, stages: dict[str, dict | None]) -> list[tuple[str, object]]:
     """The resolved config of every stage to run, in order, each ``init`` pointing at the previous run folder."""
     from simseg.config.classify import ClassifyConfig
-    from simseg.config.loader import PretrainConfig
+    from simseg.config.pretrain import PretrainConfig
     from simseg.config.segment import SegmentConfig
 
     classes = {"pretrain": PretrainConfig, "classify": ClassifyConfig, "segment": SegmentConfig}

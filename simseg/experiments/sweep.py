@@ -24,7 +24,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from simseg.config.loader import PretrainConfig, load_config, to_dict
+from simseg.config.loader import load_config, to_dict
+from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
 from simseg.experiments.grid import (

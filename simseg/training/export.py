@@ -61,7 +61,8 @@ def load_encoder(path: str | Path, expected=None, **model_overrides):
     the differing fields named. ``model_overrides`` change non-architecture fields (e.g. ``drop_path_rate=0.1``).
     Returns ``(encoder, model_cfg)``.
     """
-    from simseg.config.loader import ModelConfig, build
+    from simseg.config.loader import build
+    from simseg.config.sections import ModelConfig
     from simseg.models.vit import build_encoder
 
     file = export_path(path)

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from simseg.config.loader import PretrainConfig, diff_keys, flat_dict, load_config, to_dict
+from simseg.config.loader import diff_keys, flat_dict, load_config, to_dict
+from simseg.config.pretrain import PretrainConfig
 from simseg.errors import SimsegError
 
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from simseg.config.loader import AugConfig, ModelConfig
+from simseg.config.sections import AugConfig, ModelConfig
 from simseg.data.batch_augment import BatchAugment, CropParams, apply, reference_apply, sample_params
 from simseg.errors import SimsegError
 from simseg.models.masking import random_unit_mask

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import simseg.cli as cli
-from simseg.config.loader import AugConfig, ModelConfig
+from simseg.config.sections import AugConfig, ModelConfig
 from simseg.data.batch_augment import BatchAugment, reference_apply
 from simseg.data.batched import CachedBatches, IndexDataset, use_batched
 from simseg.data.cache import build_cache, open_cache

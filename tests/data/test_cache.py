@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from simseg.config.loader import DataConfig
+from simseg.config.pretrain import PretrainDataConfig
 from simseg.data import cache
 from simseg.data.cache import build_cache, cache_memory_bytes, gather, is_cache, open_cache
 from simseg.data.unlabelled import open_image_source
@@ -30,7 +30,7 @@ def folder(tmp_path):
 
 
 def source_of(folder):
-    return open_image_source(DataConfig(source=str(folder)), stream="pretrain")
+    return open_image_source(PretrainDataConfig(source=str(folder)), stream="pretrain")
 
 
 def expected(source, i):

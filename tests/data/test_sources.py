@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from simseg.config.loader import DataConfig
+from simseg.config.pretrain import PretrainDataConfig
 from simseg.data.sources import DatasetSource, FolderSource
 from simseg.data.unlabelled import default_val_size, open_image_source, split_indices
 from simseg.errors import SimsegError
@@ -9,7 +9,7 @@ from tests.helpers import write_images
 
 
 def source_for(path, **fields):
-    return open_image_source(DataConfig(source=str(path), **fields), stream="test")
+    return open_image_source(PretrainDataConfig(source=str(path), **fields), stream="test")
 
 
 def test_imagefolder_layout_with_mixed_case_extensions(tmp_path):
@@ -87,7 +87,7 @@ def test_dataset_dict_split_and_parquet_files(tmp_path, hf_dataset):
 
 
 def test_synthetic_source_is_deterministic_and_separates_streams():
-    cfg = DataConfig(source="synthetic", synthetic_size=10, synthetic_image_size=64)
+    cfg = PretrainDataConfig(source="synthetic", synthetic_size=10, synthetic_image_size=64)
     a, b = open_image_source(cfg, "pretrain"), open_image_source(cfg, "pretrain")
     assert len(a) == 10 and np.array_equal(np.asarray(a.image(3)), np.asarray(b.image(3)))
     other = open_image_source(cfg, "segment")

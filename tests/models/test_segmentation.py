@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simseg.config.loader import ModelConfig
+from simseg.config.sections import ModelConfig
 from simseg.errors import SimsegError
 from simseg.models.segmentation import SegmentationModel, soft_dice_loss
 from simseg.models.vit import build_encoder

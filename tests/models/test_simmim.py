@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from simseg.config.loader import ModelConfig
+from simseg.config.sections import ModelConfig
 from simseg.models.masking import mask_to_pixels, masked_patch_count, random_unit_mask
 from simseg.models.simmim import SimMIM, masked_l1_loss, masked_patch_l1
 from simseg.models.vit import build_encoder

@@ -3,7 +3,7 @@ import timm
 import torch
 
 import simseg.models.vit  # noqa: F401  (registers the models)
-from simseg.config.loader import ModelConfig
+from simseg.config.sections import ModelConfig
 from simseg.models.vit import build_encoder
 
 

@@ -13,7 +13,8 @@ from PIL import Image
 import stages.classify as classify_stage
 import stages.segment as segment_stage
 from simseg.config.classify import ClassifyConfig, MixupConfig
-from simseg.config.loader import ModelConfig, load_config
+from simseg.config.loader import load_config
+from simseg.config.sections import ModelConfig
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
 from simseg.models.classifier import Classifier, build_mixup, mix_batch
@@ -130,7 +131,7 @@ def test_classify_export_loads_into_segmentation_with_only_the_seg_head_missing(
 
 def test_classify_starts_from_a_pretraining_export(cls_config, tmp_path):
     import stages.pretrain as pretrain_stage
-    from simseg.config.loader import PretrainConfig
+    from simseg.config.pretrain import PretrainConfig
 
     pretrained = pretrain_stage.main(load_config(PretrainConfig, None, [
         "model.depth=2", "model.img_size=64", "model.patch_size=8", "mask.unit=8", "data.synthetic_size=24",

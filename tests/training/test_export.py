@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from simseg.config.loader import ModelConfig, to_dict
+from simseg.config.loader import to_dict
+from simseg.config.sections import ModelConfig
 from simseg.errors import SimsegError
 from simseg.files import atomic_write, atomic_write_text
 from simseg.models.vit import build_encoder

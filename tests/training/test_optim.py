@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from simseg.config.loader import ModelConfig, TrainConfig
+from simseg.config.sections import ModelConfig, TrainConfig
 from simseg.models.simmim import SimMIM
 from simseg.models.vit import build_encoder
 from simseg.training.optim import build_adamw, milestone_epochs, schedule_for, step_lr

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from simseg.config.loader import PretrainConfig, load_config
+from simseg.config.loader import load_config
+from simseg.config.pretrain import PretrainConfig
 from simseg.errors import SimsegError
 from simseg.training.rundir import (
     append_metrics,

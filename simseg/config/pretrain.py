@@ -1,0 +1,73 @@
+"""The pretraining stage's config: SimMIM on unlabelled images with the study's recipe as defaults (AdamW LR 1e-4,
+weight decay 0.05, 100 epochs, LR x 0.1 at half and 85% of the epochs, 50% of 16-pixel units masked)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from simseg.config.loader import check
+from simseg.config.sections import AugConfig, LogConfig, ModelConfig, SourceConfig, TrainConfig
+from simseg.sizes import parse_size
+
+
+@dataclasses.dataclass
+class PretrainDataConfig(SourceConfig):
+    """Unlabelled images: ``synthetic``, an image folder (ImageFolder or flat), an image cache made by ``simseg data
+    cache``, a ``save_to_disk`` dataset, parquet/arrow files or a hub name."""
+
+    val_size: str | None = None
+    """Held-out images for the validation loss and the grids; null = min(1% of the source, 500), at least 1."""
+    synthetic_size: int = 2000
+    """Number of images the ``synthetic`` source holds (each generated on the fly from ``seed`` and its index)."""
+    pipeline: Literal["auto", "per_image", "batched"] = "auto"
+    """Training batches: ``per_image`` (PIL transforms in the workers), ``batched`` (gathered from an image cache
+    made by ``simseg data cache`` and augmented as one batch on the device), ``auto`` = batched when
+    ``source`` is such a cache."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.val_size is not None:
+            parse_size(self.val_size, "data.val_size")
+        check(self.synthetic_size >= 2, "data.synthetic_size must be at least 2")
+
+
+@dataclasses.dataclass
+class MaskConfig:
+    ratio: float = 0.5
+    """Fraction of mask units replaced by the mask token (the count per image is exact)."""
+    unit: int = 16
+    """Side of a mask unit in pixels: a multiple of the patch size that divides the image size."""
+
+    def __post_init__(self):
+        check(0.0 < self.ratio < 1.0, f"mask.ratio must be in (0, 1), got {self.ratio}")
+        check(self.unit > 0, "mask.unit must be positive")
+
+
+@dataclasses.dataclass
+class PretrainLogConfig(LogConfig):
+    grid_every: int = 10
+    """Write a reconstruction grid every N epochs (and after the last); 0 = only after the last."""
+    grid_rows: int = 8
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.grid_every >= 0 and self.grid_rows >= 1, "log.grid_every must be >= 0 and log.grid_rows >= 1")
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    output_dir: str = "outputs/pretrain"
+    seed: int = 0
+    resume: bool = False
+    data: PretrainDataConfig = dataclasses.field(default_factory=PretrainDataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    mask: MaskConfig = dataclasses.field(default_factory=MaskConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    aug: AugConfig = dataclasses.field(default_factory=AugConfig)
+    log: PretrainLogConfig = dataclasses.field(default_factory=PretrainLogConfig)
+
+    def __post_init__(self):
+        unit, patch, size = self.mask.unit, self.model.patch_size, self.model.img_size
+        check(unit % patch == 0 and size % unit == 0,
+              f"mask.unit={unit} must be a multiple of model.patch_size={patch} and divide model.img_size={size}")

@@ -1,0 +1,174 @@
+"""Config sections more than one stage uses, each defined once: the data fields every stage has, the encoder, the
+optimiser and schedule, augmentation, evaluation and logging. Each stage's module (:mod:`simseg.config.pretrain`,
+:mod:`~simseg.config.classify`, :mod:`~simseg.config.segment`) adds its own fields to these.
+
+Where a stage only changes a default, a subclass redeclares that field: ``build`` makes each section from its class,
+so a default given through the parent's ``default_factory`` would be lost as soon as the user set any other key of
+the section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from simseg.config.loader import check
+from simseg.models.vit import ARCHITECTURES, DEFAULT_ARCHITECTURE
+from simseg.sizes import parse_size
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass
+class SourceConfig:
+    """The data fields every stage has; each stage's data section adds its own (test and validation sizes, columns).
+    What ``source`` may name depends on the stage: see its data section."""
+
+    source: str = "synthetic"
+    """``synthetic`` (built-in images, generated on the fly), a folder in the stage's layout, a ``save_to_disk``
+    dataset, parquet/arrow files or a hub name."""
+    subset: str | None = None
+    """Training images: a seeded subset (``250``, ``1k``, ``1.5k``, ``45k``); null = all. The labelled stages draw it
+    stratified (by class or breed) and nested, so for one seed the 250 images are among the 500."""
+    image_column: str = ""
+    """Image column of a ``datasets`` source; empty = detected (the first column of Image type)."""
+    split: str = "train"
+    """Training split of a ``datasets`` source that has several."""
+    synthetic_image_size: int = 160
+    synthetic_seed: int = 0
+    """Which synthetic images: each stage draws its own stream from this seed, so stages never share images."""
+    num_workers: int = 4
+    """DataLoader worker processes; 0 loads in the main process."""
+
+    def __post_init__(self):
+        if self.subset is not None:
+            parse_size(self.subset, "data.subset")
+        check(self.synthetic_image_size >= 32, "data.synthetic_image_size must be at least 32")
+        check(self.num_workers >= 0, "data.num_workers must be >= 0")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The encoder. Architecture fields left null take the values of the registered architecture ``name``."""
+
+    name: str = DEFAULT_ARCHITECTURE
+    img_size: int | None = None
+    patch_size: int | None = None
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_dim: int | None = None
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    pos_embed_init: Literal["random", "sincos"] = "random"
+    """Initial value of the (learned) position embedding: timm's small random values, or 2-D sin-cos as in MAE,
+    which lets masked tokens find their neighbours from the first step."""
+
+    def __post_init__(self):
+        check(self.name in ARCHITECTURES, f"model.name '{self.name}' is unknown; choose one of {sorted(ARCHITECTURES)}")
+        for key, value in ARCHITECTURES[self.name].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        check(self.img_size % self.patch_size == 0, "model.img_size must be a multiple of model.patch_size")
+        check(self.embed_dim % self.num_heads == 0, "model.embed_dim must be a multiple of model.num_heads")
+        for key in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+            check(0.0 <= getattr(self, key) < 1.0, f"model.{key} must be in [0, 1)")
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that decide the weights' shapes: an export from another architecture is refused on these."""
+        keys = ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")
+        return {key: getattr(self, key) for key in keys}
+
+
+@dataclasses.dataclass
+class FineTuneModelConfig(ModelConfig):
+    drop_rate: float = 0.1
+    """Dropout after the embedding, in attention output and MLPs (and before a classifier): the study's 0.1 for
+    both labelled stages."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 128
+    """Per-process batch size."""
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    """AdamW decay; none on norms, biases, embeddings and the mask token."""
+    milestones: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.85])
+    """Epochs after which the LR is multiplied by ``lr_decay``; values below 1 are fractions of ``epochs``."""
+    lr_decay: float = 0.1
+    warmup_epochs: float = 0.0
+    grad_clip: float = 5.0
+    """Max gradient norm; 0 disables clipping."""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    compile: bool = False
+    """torch.compile the model (Accelerate's inductor backend) and, on the batched data path, the colour jitter: the
+    model's compile pays on GPUs, not on small CPUs; the jitter's is ~5x faster on both."""
+
+    def __post_init__(self):
+        check(self.epochs >= 1, "train.epochs must be >= 1")
+        check(self.batch_size >= 1, "train.batch_size must be >= 1")
+        check(self.lr > 0, "train.lr must be positive")
+        check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
+        check(all(m > 0 for m in self.milestones), "train.milestones must be positive (epochs, or fractions below 1)")
+        check(0 < self.lr_decay <= 1, "train.lr_decay must be in (0, 1]")
+        check(0 <= self.warmup_epochs < self.epochs, "train.warmup_epochs must be in [0, train.epochs)")
+        check(self.grad_clip >= 0, "train.grad_clip must be >= 0")
+
+
+@dataclasses.dataclass
+class AugConfig:
+    crop_scale: tuple[float, float] = (0.67, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    """Brightness, contrast, saturation, hue."""
+    color_jitter_prob: float = 0.8
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self):
+        low, high = self.crop_scale
+        check(0 < low <= high <= 1, "aug.crop_scale must be two numbers with 0 < low <= high <= 1")
+        check(0 < self.crop_ratio[0] <= self.crop_ratio[1], "aug.crop_ratio must be two numbers with 0 < low <= high")
+        check(0 <= self.hflip <= 1 and 0 <= self.color_jitter_prob <= 1,
+              "aug.hflip and aug.color_jitter_prob are probabilities")
+        check(all(s > 0 for s in self.std), "aug.std must be positive")
+
+
+@dataclasses.dataclass
+class FineTuneAugConfig(AugConfig):
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    """The labelled stages' crops keep 50-100% of the image (the study's fine-tuning recipe)."""
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    every: int = 5
+    """Epochs between test (and validation) evaluations; the last epoch is always evaluated; 0 = only the last."""
+
+    def __post_init__(self):
+        check(self.every >= 0, "eval.every must be >= 0")
+
+
+@dataclasses.dataclass
+class LogConfig:
+    progress: bool = True
+    """A progress bar per epoch (in a log file, a line every 30 s)."""
+    trackers: list[str] = dataclasses.field(default_factory=list)
+    """Accelerate trackers, e.g. [tensorboard]; logs go to ``output_dir/logs``."""
+
+    def __post_init__(self):
+        check_trackers(self.trackers)
+
+
+def check_trackers(trackers: list[str]) -> None:
+    """``log.trackers`` must name Accelerate trackers."""
+    from accelerate.utils import LoggerType
+
+    known = sorted(t.value for t in LoggerType if t.value != "all")
+    for tracker in trackers:
+        check(tracker in known, f"log.trackers: '{tracker}' is not an Accelerate tracker; choose from {known}")
