@@ -21,6 +21,7 @@ from pathlib import Path
 
 from simseg.command_line import run_main, stage_config
 from simseg.errors import SimsegError
+from simseg.experiments.stage_table import STAGES, run_stage
 
 # The demo: the study's recipes on built-in synthetic images, with the encoder cut to 4 of its 12 blocks, so that
 # pretraining, classification and a six-cell sweep fit in ~4 minutes of a 2-core CPU. A higher LR with warmup than
@@ -43,8 +44,8 @@ DEMO_SUBSETS = "100,250"  # two sizes that keep the six cells near 1.5 minutes
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"pretrain": pretrain, "classify": classify, "segment": segment, "chain": chain, "sweep": sweep,
-                "report": report, "grid": grid, "data": data, "demo": demo}
+    commands = {**{name: stage_command(name) for name in STAGES}, "chain": chain, "sweep": sweep, "report": report,
+                "grid": grid, "data": data, "demo": demo}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):
@@ -54,25 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     run_main(commands[argv[0]], argv[1:])
 
 
-def pretrain(argv: list[str]) -> Path:
-    from simseg.config.pretrain import PretrainConfig
-    from stages.pretrain import main as run_pretrain
-
-    return run_pretrain(stage_config(PretrainConfig, argv, "pretrain"))
-
-
-def classify(argv: list[str]) -> Path:
-    from simseg.config.classify import ClassifyConfig
-    from stages.classify import main as run_classify
-
-    return run_classify(stage_config(ClassifyConfig, argv, "classify"))
-
-
-def segment(argv: list[str]) -> Path:
-    from simseg.config.segment import SegmentConfig
-    from stages.segment import main as run_segment
-
-    return run_segment(stage_config(SegmentConfig, argv, "segment"))
+def stage_command(name: str):
+    """``simseg pretrain|classify|segment [-c FILE] [key=value ...]``: one stage, in this process."""
+    def run(argv: list[str]) -> Path:
+        return run_stage(name, stage_config(STAGES[name].config, argv, name))
+    return run
 
 
 def chain(argv: list[str]) -> dict[str, Path]:

@@ -37,7 +37,7 @@ from simseg.config.loader import flat_dict, to_dict
 from simseg.config.segment import SegmentConfig
 from simseg.data.loaders import TransformedPairs
 from simseg.data.pair_transforms import seg_eval_transform, seg_train_transform
-from simseg.data.pets import CLASS_NAMES, open_pairs_source
+from simseg.data.pets import CLASS_NAMES, open_segmentation_pairs
 from simseg.data.splits import segmentation_splits
 from simseg.data.transforms import denormalize
 from simseg.errors import SimsegError
@@ -67,7 +67,6 @@ from simseg.training.rundir import (
 )
 
 NUM_CLASSES = len(CLASS_NAMES)
-SYNTHETIC_POOL = 10_000  # synthetic images besides the test set (rendered only when used)
 
 
 def main(cfg: SegmentConfig) -> Path:
@@ -82,7 +81,7 @@ def main(cfg: SegmentConfig) -> Path:
     test_size, subset, val_size = cfg.data.sizes()
     if cfg.data.source == "synthetic" and subset is None:
         raise SimsegError("data.source=synthetic needs data.subset: the number of training images to draw")
-    source = open_source(cfg)
+    source = open_segmentation_pairs(cfg.data)
     splits = segmentation_splits(len(source), test_size, subset, cfg.seed, source.groups, val_size, source.name,
                                  test_seed=cfg.data.test_seed)
     check_or_save_splits(run_dir, {k: [source.names[i] for i in v] for k, v in splits.items()},
@@ -198,17 +197,6 @@ def main(cfg: SegmentConfig) -> Path:
                           f"{metrics['pixel_accuracy']:.4f}; done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
     return run_dir
-
-
-def open_source(cfg: SegmentConfig):
-    """The image/trimap pairs ``cfg.data`` names (see :func:`simseg.data.pets.open_pairs_source`)."""
-    test_size, subset, val_size = cfg.data.sizes()
-    # A synthetic source's size must not depend on the subset, or the test set and the nesting would change with it.
-    synthetic_count = test_size + max(SYNTHETIC_POOL, val_size + (subset or 0))
-    return open_pairs_source(cfg.data.source, stream="segment", synthetic_count=synthetic_count,
-                             synthetic_seed=cfg.data.synthetic_seed, synthetic_size=cfg.data.synthetic_image_size,
-                             skip_unpaired=cfg.data.skip_unpaired, split=cfg.data.split,
-                             image_column=cfg.data.image_column, mask_column=cfg.data.mask_column)
 
 
 def build_model(cfg: SegmentConfig) -> tuple[SegmentationModel, dict]:

@@ -232,6 +232,20 @@ class SyntheticPairsSource:
         return _labelled(Image.fromarray(sample.image), sample.trimap, self.names[index])
 
 
+SYNTHETIC_POOL = 10_000  # synthetic images besides the test set (rendered only when used)
+
+
+def open_segmentation_pairs(data_cfg, stream: str = "segment") -> PairSource:
+    """The image/trimap pairs a segmentation stage's ``data`` section names (see :func:`open_pairs_source`)."""
+    test_size, subset, val_size = data_cfg.sizes()
+    # A synthetic source's size must not depend on the subset, or the test set and the nesting would change with it.
+    synthetic_count = test_size + max(SYNTHETIC_POOL, val_size + (subset or 0))
+    return open_pairs_source(data_cfg.source, stream=stream, synthetic_count=synthetic_count,
+                             synthetic_seed=data_cfg.synthetic_seed, synthetic_size=data_cfg.synthetic_image_size,
+                             skip_unpaired=data_cfg.skip_unpaired, split=data_cfg.split,
+                             image_column=data_cfg.image_column, mask_column=data_cfg.mask_column)
+
+
 def open_pairs_source(source: str, *, stream: str, synthetic_count: int, synthetic_seed: int, synthetic_size: int,
                       skip_unpaired: bool, split: str, image_column: str, mask_column: str) -> PairSource:
     """The pair source named by ``source``; ``stream`` separates the synthetic images of different stages."""

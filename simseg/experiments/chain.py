@@ -21,10 +21,9 @@ from pathlib import Path
 
 from simseg.config.loader import build, parse_value, read_yaml, set_dotted
 from simseg.errors import SimsegError
-from simseg.training.engine import reset_accelerate_state
+from simseg.experiments.stage_table import STAGES, run_stage
 from simseg.training.rundir import is_finished, prepare_run_dir
 
-STAGES = ("pretrain", "classify", "segment")
 _CHAIN_SET = ("output_dir", "init", "resume")
 
 
@@ -55,11 +54,6 @@ def load_chain(path: str | Path | None, overrides: list[str]) -> tuple[Path, dic
 
 def stage_configs(root: Path, stages: dict[str, dict | None]) -> list[tuple[str, object]]:
     """The resolved config of every stage to run, in order, each ``init`` pointing at the previous run folder."""
-    from simseg.config.classify import ClassifyConfig
-    from simseg.config.pretrain import PretrainConfig
-    from simseg.config.segment import SegmentConfig
-
-    classes = {"pretrain": PretrainConfig, "classify": ClassifyConfig, "segment": SegmentConfig}
     configs, previous = [], None
     for stage in STAGES:
         if stages[stage] is None:
@@ -68,7 +62,7 @@ def stage_configs(root: Path, stages: dict[str, dict | None]) -> list[tuple[str,
         tree = {**stages[stage], "output_dir": str(run_dir), "resume": (run_dir / "config.yaml").exists()}
         if previous is not None:
             tree["init"] = str(previous)
-        configs.append((stage, build(classes[stage], tree, f"{stage}.")))
+        configs.append((stage, build(STAGES[stage].config, tree, f"{stage}.")))
         previous = run_dir
     return configs
 
@@ -87,16 +81,6 @@ def run_chain(path: str | Path | None, overrides: list[str]) -> dict[str, Path]:
                 runs[stage] = run_dir
                 continue
         print(f"chain: [{index}/{len(plan)}] {stage} -> {run_dir}" + (" (resuming)" if cfg.resume else ""))
-        runs[stage] = _stage_main(stage)(cfg)
-        reset_accelerate_state()
+        runs[stage] = run_stage(stage, cfg)
     return runs
 
-
-def _stage_main(stage: str):
-    if stage == "pretrain":
-        from stages.pretrain import main
-    elif stage == "classify":
-        from stages.classify import main
-    else:
-        from stages.segment import main
-    return main

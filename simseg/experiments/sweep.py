@@ -27,6 +27,7 @@ from filelock import FileLock
 from simseg.config.loader import load_config, to_dict
 from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import SegmentConfig
+from simseg.data.pets import open_segmentation_pairs
 from simseg.errors import SimsegError
 from simseg.experiments.grid import (
     CELL_RECORD,
@@ -43,9 +44,10 @@ from simseg.experiments.grid import (
 )
 from simseg.experiments.inits import intermediate_init, resolve_init
 from simseg.experiments.results import result_row, write_results
+from simseg.experiments.stage_table import run_stage
 from simseg.files import atomic_write_json
 from simseg.sizes import format_size, parse_size
-from simseg.training.rundir import load_run_config, prepare_run_dir, run_is_finished
+from simseg.training.rundir import changed_keys, load_run_config, run_is_finished
 
 SWEEP_SET = ("output_dir", "init", "seed", "resume", "data.subset")
 POLL_SECONDS = 30
@@ -116,7 +118,7 @@ def sweep(argv: list[str]) -> Path:
         return sweep_dir
 
     for init, cfg in my_pretraining:
-        run_stage("pretrain", cfg, f"sweep: pretraining {init.label} -> {cfg.output_dir}")
+        run_unless_finished("pretrain", cfg, f"sweep: pretraining {init.label} -> {cfg.output_dir}")
     run_cells(my_cells, configs, sweep_dir, labels, part)
     return sweep_dir
 
@@ -161,9 +163,7 @@ def plan_pretraining(args, sweep_dir: Path, overrides: list[str]) -> list[tuple[
 
 def check_subsets_fit(template: SegmentConfig, subsets: list[int]) -> None:
     """Refuse, before anything runs, a subset larger than the training images left after the test set."""
-    from stages.segment import open_source
-
-    source = open_source(template)
+    source = open_segmentation_pairs(template.data)
     test_size, _, val_size = template.data.sizes()
     if template.data.source == "synthetic":
         return  # the synthetic source grows with the subset
@@ -224,7 +224,7 @@ def run_cells(cells: list[Cell], configs: dict, sweep_dir: Path, labels: list[st
                    f"{format_seconds(time.perf_counter() - started)} elapsed{eta}")
         cfg = replace(configs[cell], resume=resume)
         tick = time.perf_counter()
-        run_stage("segment", cfg, None)
+        run_unless_finished("segment", cfg, None)
         spent, units = spent + time.perf_counter() - tick, units + cell.subset
         if is_main_process():
             write_cell_record(cell, sweep_dir)  # after the run: the stage wants a new run's folder empty
@@ -235,36 +235,25 @@ def run_cells(cells: list[Cell], configs: dict, sweep_dir: Path, labels: list[st
 
 def check_unchanged(cfg, sweep_dir: Path) -> None:
     """Refuse to reuse a finished run of this sweep folder that was made with other settings."""
-    try:
-        prepare_run_dir(replace(cfg, resume=True))
-    except SimsegError as err:
-        changed = str(err).partition(" but ")[2].partition(" differ")[0]
-        raise SimsegError(f"{sweep_dir} holds runs made with other settings (changed: {changed}; in "
-                          f"{cfg.output_dir}): rerun with the original settings or choose another --output-dir"
-                          ) from None
+    changed = changed_keys(cfg)
+    if changed:
+        raise SimsegError(f"{sweep_dir} holds runs made with other settings (changed: {', '.join(changed)}; in "
+                          f"{cfg.output_dir}): rerun with the original settings or choose another --output-dir")
 
 
 def init_ready(init: Init) -> bool:
     return init.path == "scratch" or (Path(init.path) / "encoder.safetensors").is_file()
 
 
-def run_stage(stage: str, cfg, message: str | None) -> Path:
-    """Run one stage in this process (all ranks), or only check a finished one's config."""
-    from simseg.training.engine import reset_accelerate_state
-
+def run_unless_finished(stage: str, cfg, message: str | None) -> Path:
+    """Run one stage (see :func:`~simseg.experiments.stage_table.run_stage`), or only check a finished one's config."""
     run_dir = Path(cfg.output_dir)
     if run_is_finished(run_dir, cfg.train.epochs):
         check_unchanged(cfg, run_dir.parent)  # a finished run is reused only with the same config
         return run_dir
     if message:
         print_main(message)
-    if stage == "pretrain":
-        from stages.pretrain import main
-    else:
-        from stages.segment import main
-    main(cfg)
-    reset_accelerate_state()
-    return run_dir
+    return run_stage(stage, cfg)
 
 
 def collect_results(sweep_dir: Path, labels: list[str]) -> list[dict]:

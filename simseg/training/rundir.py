@@ -39,21 +39,27 @@ def prepare_run_dir(cfg) -> Path:
     run_dir = Path(cfg.output_dir).expanduser()
     if run_dir.exists() and not run_dir.is_dir():
         raise SimsegError(f"output_dir {run_dir} is a file: choose a folder")
-    saved = run_dir / "config.yaml"
     if cfg.resume:
-        if saved.exists():
-            old = load_yaml(saved.read_text()) or {}
-            old.pop("meta", None)
-            changed = [k for k in diff_keys(with_new_defaults(old, type(cfg)), to_dict(cfg))
-                       if k not in RESUMABLE_CHANGES]
-            if changed:
-                raise SimsegError(f"resume=true but {', '.join(changed)} differ from {saved}: resume with the "
-                                  f"original values or start a new output_dir")
+        changed = changed_keys(cfg)
+        if changed:
+            raise SimsegError(f"resume=true but {', '.join(changed)} differ from {run_dir / 'config.yaml'}: resume "
+                              f"with the original values or start a new output_dir")
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise SimsegError(f"output_dir {run_dir} is not empty: pass resume=true to continue that run, or choose "
                           f"another output_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def changed_keys(cfg) -> list[str]:
+    """Dotted keys whose values in ``cfg`` differ from those its run folder's ``config.yaml`` was made with, leaving
+    out the keys a resume may change; [] when the folder has no config yet."""
+    saved = Path(cfg.output_dir).expanduser() / "config.yaml"
+    if not saved.exists():
+        return []
+    old = load_yaml(saved.read_text()) or {}
+    old.pop("meta", None)
+    return [k for k in diff_keys(with_new_defaults(old, type(cfg)), to_dict(cfg)) if k not in RESUMABLE_CHANGES]
 
 
 def with_new_defaults(saved: dict, cls: type) -> dict:

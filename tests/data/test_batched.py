@@ -82,7 +82,7 @@ def test_the_pipeline_choice(cache):
 
 def test_pretraining_runs_on_a_cache_batched_and_per_image(cache, tmp_path, capsys):
     for pipeline in ("batched", "per_image"):
-        run = cli.pretrain([*TINY_RUN, f"data.source={cache.path}", f"data.pipeline={pipeline}",
+        run = cli.stage_command("pretrain")([*TINY_RUN, f"data.source={cache.path}", f"data.pipeline={pipeline}",
                             f"output_dir={tmp_path / pipeline}"])
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["pipeline"] == pipeline and metrics["train_images"] == 16
