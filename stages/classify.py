@@ -26,41 +26,31 @@ from torch.utils.data import DataLoader
 
 from simseg.command_line import run_main, stage_config
 from simseg.config.classify import ClassifyConfig
-from simseg.config.loader import flat_dict, to_dict
+from simseg.config.loader import to_dict
 from simseg.data.scenes import LabelledDataset, open_labelled
 from simseg.data.transforms import eval_transform, pretrain_transform
 from simseg.errors import SimsegError
 from simseg.files import atomic_write_json
 from simseg.models.classifier import Classifier, build_mixup, mix_batch
 from simseg.models.vit import build_encoder
-from simseg.training.engine import (
-    epoch_record,
-    epoch_seed,
-    evaluate_confusion,
-    make_accelerator,
-    peak_memory_mib,
-    speed_summary,
-    train_one_epoch,
-)
-from simseg.training.export import export_encoder, load_pretrained_encoder, save_weights
-from simseg.training.metrics import segmentation_metrics
+from simseg.training.engine import epoch_record, epoch_seed, evaluate_confusion, speed_summary, train_one_epoch
+from simseg.training.export import load_init
+from simseg.training.metrics import classification_metrics
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import save_confusion_png
-from simseg.training.rundir import (
-    append_metrics,
-    check_or_save_splits,
-    prepare_run_dir,
-    read_metrics,
-    save_state,
-    start_or_resume,
+from simseg.training.rundir import check_or_save_splits, read_metrics
+from simseg.training.stage_steps import (
+    begin_or_resume,
+    end_epoch,
+    init_name,
+    labelled_metrics,
+    start_run,
+    write_labelled_exports,
 )
 
 
 def main(cfg: ClassifyConfig) -> Path:
-    accelerator = make_accelerator(cfg)
-    run_dir = prepare_run_dir(cfg)  # every process checks, so a refusal stops all ranks instead of hanging them
-    accelerator.wait_for_everyone()
-    torch.manual_seed(cfg.seed)
+    accelerator, run_dir = start_run(cfg)
 
     # --- data: the test set (whole or a seeded draw) and a seeded, class-stratified training subset ---------------
     data = open_labelled(cfg.data, cfg.seed)
@@ -97,11 +87,7 @@ def main(cfg: ClassifyConfig) -> Path:
         return {"images": images, "targets": targets}  # targets: (B, K) soft, rows sum to one
 
     # --- resume ---------------------------------------------------------------------------------------------------
-    start_epoch, step, new_run = start_or_resume(accelerator, run_dir, cfg)
-    if new_run and accelerator.is_main_process:
-        atomic_write_json(run_dir / "lineage.json", lineage)
-    if cfg.log.trackers:
-        accelerator.init_trackers("classify", config=flat_dict(to_dict(cfg)))
+    start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "classify", lineage)
 
     # --- training loop ------------------------------------------------------------------------------------------
     start = time.perf_counter()
@@ -121,11 +107,8 @@ def main(cfg: ClassifyConfig) -> Path:
             record["test_top1"] = classification_metrics(confusion, classes)["top1"]
             last_test_confusion = confusion if last else None
         score = f", test top-1 {record['test_top1']:.4f}" if "test_top1" in record else ""
-        accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}{score}, {speed_summary(stats)}")
-        accelerator.log(record, step=step)
-        if accelerator.is_main_process:
-            append_metrics(run_dir, record)
-        save_state(accelerator, run_dir, {"epoch": epoch + 1, "step": step})
+        end_epoch(accelerator, run_dir, record,
+                  f"epoch {epoch}: train loss {stats['loss']:.4f}{score}, {speed_summary(stats)}")
 
     # --- final test evaluation, pictures and exports ----------------------------------------------------------------
     reported = accelerator.unwrap_model(model)
@@ -139,23 +122,14 @@ def main(cfg: ClassifyConfig) -> Path:
         atomic_write_json(run_dir / "confusion.json", {"classes": classes, "rows": "target", "columns": "prediction",
                                                        "matrix": matrix})
         save_confusion_png(run_dir / "confusion.png", matrix, classes,
-                           f"{cfg.init if cfg.init == 'scratch' else Path(cfg.init).name}: test top-1 "
-                           f"{metrics['top1']:.3f} ({len(train_set):,} training images)")
-        seconds = sum(r["seconds"] for r in history)
+                           f"{init_name(cfg.init)}: test top-1 {metrics['top1']:.3f} ({len(train_set):,} training "
+                           f"images)")
         atomic_write_json(run_dir / "metrics.json", {
             **metrics, "chance": 1 / len(classes), "classes": classes, "reported_epoch": history[-1]["epoch"],
-            "epochs": cfg.train.epochs, "init": cfg.init, "head": cfg.head, "mixup": to_dict(cfg.mixup),
-            "test_images": len(test_set), "train_images": len(train_set),
-            "final_train_loss": history[-1]["train_loss"],
-            "parameters": sum(p.numel() for p in reported.parameters()),
-            "encoder_parameters": sum(p.numel() for p in reported.encoder.parameters()),
-            "train_seconds": seconds, "images_per_s": sum(r["images_per_s"] * r["seconds"] for r in history) / seconds,
-            "peak_memory_mib": peak_memory_mib(accelerator.device),
+            "mixup": to_dict(cfg.mixup),
+            **labelled_metrics(cfg, reported, history, len(train_set), len(test_set), accelerator.device),
         })
-        export_encoder(run_dir / "encoder.safetensors", reported.encoder, cfg.model, {"stage": "classify"})
-        save_weights(run_dir / "model.safetensors", reported.state_dict(),
-                     {"stage": "classify", "head": cfg.head, "classes": json.dumps(classes),
-                      "model": json.dumps(to_dict(cfg.model))})
+        write_labelled_exports(run_dir, reported, cfg, "classify", classes=json.dumps(classes))
         accelerator.print(f"test top-1 {metrics['top1']:.4f}, mean per-class accuracy "
                           f"{metrics['mean_class_accuracy']:.4f}; done in {time.perf_counter() - start:.0f}s: "
                           f"{run_dir}")
@@ -163,23 +137,10 @@ def main(cfg: ClassifyConfig) -> Path:
     return run_dir
 
 
-def classification_metrics(confusion: torch.Tensor, classes: list[str]) -> dict:
-    """``top1``, ``mean_class_accuracy``, ``class_accuracy`` (name -> recall; None for a class absent from the test
-    set) and ``confusion`` (nested ints) of a (K_target, K_pred) confusion matrix."""
-    figures = segmentation_metrics(confusion, classes)  # the same matrix arithmetic, counted over images
-    return {"top1": figures["pixel_accuracy"], "mean_class_accuracy": figures["mean_pixel_accuracy"],
-            "class_accuracy": figures["class_accuracy"], "confusion": figures["confusion"]}
-
-
 def build_model(cfg: ClassifyConfig, num_classes: int) -> tuple[Classifier, dict]:
-    """The classifier, its encoder from scratch or from an export, and the lineage record saying which.
-
-    The head is initialised before the export is loaded, so a pretrained model's head equals a scratch model's of
-    the same seed and only the encoder differs.
-    """
+    """The classifier, its encoder from scratch or from an export, and the lineage record saying which."""
     model = Classifier(build_encoder(cfg.model), num_classes, cfg.head, cfg.train.label_smoothing)
-    lineage = {"init": "scratch"} if cfg.init == "scratch" else load_pretrained_encoder(model, cfg.init, cfg.model)
-    return model, lineage
+    return model, load_init(model, cfg.init, cfg.model)
 
 
 def check_or_save_classes(run_dir: Path, classes: list[str], write: bool) -> None:

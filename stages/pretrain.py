@@ -18,7 +18,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from simseg.command_line import run_main, stage_config
-from simseg.config.loader import flat_dict, to_dict
 from simseg.config.pretrain import PretrainConfig
 from simseg.data.batch_augment import BatchAugment
 from simseg.data.batched import CachedBatches, IndexDataset, use_batched
@@ -30,26 +29,16 @@ from simseg.models.masking import masked_patch_count, random_unit_mask
 from simseg.models.simmim import SimMIM
 from simseg.models.vit import build_encoder
 from simseg.sizes import parse_size
-from simseg.training.engine import (
-    epoch_record,
-    epoch_seed,
-    evaluate,
-    make_accelerator,
-    peak_memory_mib,
-    speed_summary,
-    train_one_epoch,
-)
+from simseg.training.engine import epoch_record, epoch_seed, evaluate, speed_summary, train_one_epoch
 from simseg.training.export import export_encoder, save_weights
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import save_reconstruction_grid
-from simseg.training.rundir import append_metrics, prepare_run_dir, read_metrics, save_state, start_or_resume
+from simseg.training.rundir import read_metrics
+from simseg.training.stage_steps import begin_or_resume, end_epoch, start_run, training_cost
 
 
 def main(cfg: PretrainConfig) -> Path:
-    accelerator = make_accelerator(cfg)
-    run_dir = prepare_run_dir(cfg)  # every process checks, so a refusal stops all ranks instead of hanging them
-    accelerator.wait_for_everyone()
-    torch.manual_seed(cfg.seed)
+    accelerator, run_dir = start_run(cfg)
 
     # --- data: held-out images first (fixed for every subset size), then the seeded training subset -------------
     source = open_image_source(cfg.data, stream="pretrain")
@@ -88,9 +77,7 @@ def main(cfg: PretrainConfig) -> Path:
     lr_at = schedule_for(cfg.train, len(train_loader))
 
     # --- resume ---------------------------------------------------------------------------------------------------
-    start_epoch, step, _ = start_or_resume(accelerator, run_dir, cfg)
-    if cfg.log.trackers:
-        accelerator.init_trackers("pretrain", config=flat_dict(to_dict(cfg)))
+    start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "pretrain")
 
     mask_generator = torch.Generator(accelerator.device)  # reseeded every epoch, on the device the batch is on
 
@@ -114,29 +101,24 @@ def main(cfg: PretrainConfig) -> Path:
         val_loss = evaluate(model, val_loader, accelerator,
                             make_inputs=lambda batch: {"images": batch[0], "mask": batch[1]})
         record = epoch_record(epoch, step, stats, val_loss=val_loss)
-        accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}, val loss {val_loss:.4f}, "
-                          f"{speed_summary(stats)}")
-        accelerator.log(record, step=step)
         last = epoch == cfg.train.epochs - 1
         if accelerator.is_main_process:
-            append_metrics(run_dir, record)
             write_exports(accelerator.unwrap_model(model), cfg, run_dir)
             if last or (cfg.log.grid_every and (epoch + 1) % cfg.log.grid_every == 0):
                 write_grid(accelerator.unwrap_model(model), val_set, cfg, run_dir / "grids" / f"epoch_{epoch:03d}.png",
                            f"epoch {epoch}, val loss {val_loss:.4f}")
-        save_state(accelerator, run_dir, {"epoch": epoch + 1, "step": step})
+        end_epoch(accelerator, run_dir, record,
+                  f"epoch {epoch}: train loss {stats['loss']:.4f}, val loss {val_loss:.4f}, {speed_summary(stats)}")
 
     # --- final figures ------------------------------------------------------------------------------------------
     if accelerator.is_main_process:
         history = read_metrics(run_dir)
-        seconds = sum(r["seconds"] for r in history)
         atomic_write_json(run_dir / "metrics.json", {
             "epochs": cfg.train.epochs, "train_images": len(train_set), "val_images": len(val_set),
             "final_train_loss": history[-1]["train_loss"], "final_val_loss": history[-1]["val_loss"],
             "best_val_loss": min(r["val_loss"] for r in history),
-            "train_seconds": seconds, "images_per_s": len(train_set) * len(history) / seconds,
             "encoder_parameters": sum(p.numel() for p in accelerator.unwrap_model(model).encoder.parameters()),
-            "pipeline": "batched" if batched else "per_image", "peak_memory_mib": peak_memory_mib(accelerator.device),
+            "pipeline": "batched" if batched else "per_image", **training_cost(history, accelerator.device),
         })
         accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()

@@ -22,7 +22,6 @@ are evaluated, reported and exported instead of the raw ones.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,6 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
 from simseg.command_line import run_main, stage_config
-from simseg.config.loader import flat_dict, to_dict
 from simseg.config.segment import SegmentConfig
 from simseg.data.loaders import TransformedPairs
 from simseg.data.pair_transforms import seg_eval_transform, seg_train_transform
@@ -44,26 +42,19 @@ from simseg.errors import SimsegError
 from simseg.files import atomic_write_json
 from simseg.models.segmentation import SegmentationModel
 from simseg.models.vit import build_encoder
-from simseg.training.engine import (
-    epoch_record,
-    epoch_seed,
-    evaluate_confusion,
-    make_accelerator,
-    peak_memory_mib,
-    speed_summary,
-    train_one_epoch,
-)
-from simseg.training.export import export_encoder, load_pretrained_encoder, read_weights, save_weights
+from simseg.training.engine import epoch_record, epoch_seed, evaluate_confusion, speed_summary, train_one_epoch
+from simseg.training.export import load_init, read_weights, save_weights
 from simseg.training.metrics import segmentation_metrics
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import colour_masks, save_image_grid
-from simseg.training.rundir import (
-    append_metrics,
-    check_or_save_splits,
-    prepare_run_dir,
-    read_metrics,
-    save_state,
-    start_or_resume,
+from simseg.training.rundir import check_or_save_splits, read_metrics
+from simseg.training.stage_steps import (
+    begin_or_resume,
+    end_epoch,
+    init_name,
+    labelled_metrics,
+    start_run,
+    write_labelled_exports,
 )
 
 NUM_CLASSES = len(CLASS_NAMES)
@@ -71,11 +62,8 @@ NUM_CLASSES = len(CLASS_NAMES)
 
 def main(cfg: SegmentConfig) -> Path:
     # A frozen encoder gets no gradients, which DDP must be told to expect.
-    accelerator = make_accelerator(cfg, kwargs_handlers=[
+    accelerator, run_dir = start_run(cfg, kwargs_handlers=[
         DistributedDataParallelKwargs(find_unused_parameters=cfg.train.freeze_encoder_epochs > 0)])
-    run_dir = prepare_run_dir(cfg)  # every process checks, so a refusal stops all ranks instead of hanging them
-    accelerator.wait_for_everyone()
-    torch.manual_seed(cfg.seed)
 
     # --- data: a test set fixed by data.test_seed, then nested stratified training subsets (and validation) ------
     test_size, subset, val_size = cfg.data.sizes()
@@ -114,12 +102,8 @@ def main(cfg: SegmentConfig) -> Path:
     lr_at = schedule_for(cfg.train, len(train_loader))
 
     # --- resume ---------------------------------------------------------------------------------------------------
-    start_epoch, step, new_run = start_or_resume(accelerator, run_dir, cfg)
-    if new_run and accelerator.is_main_process:
-        atomic_write_json(run_dir / "lineage.json", lineage)
+    start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "segment", lineage)
     best_val = max((r["val_miou"] for r in read_metrics(run_dir) if r.get("val_miou") is not None), default=None)
-    if cfg.log.trackers:
-        accelerator.init_trackers("segment", config=flat_dict(to_dict(cfg)))
 
     def evaluated_model():
         return ema.module if ema is not None else model
@@ -150,12 +134,8 @@ def main(cfg: SegmentConfig) -> Path:
                                      accelerator.unwrap_model(evaluated_model()).state_dict(),
                                      {"stage": "segment", "epoch": str(epoch)})
         scores = "".join(f", {k[:-5]} mIoU {record[k]:.4f}" for k in ("test_miou", "val_miou") if k in record)
-        accelerator.print(f"epoch {epoch}: train loss {stats['loss']:.4f}{scores}, "
-                          f"{speed_summary(stats)}")
-        accelerator.log(record, step=step)
-        if accelerator.is_main_process:
-            append_metrics(run_dir, record)
-        save_state(accelerator, run_dir, {"epoch": epoch + 1, "step": step})
+        end_epoch(accelerator, run_dir, record,
+                  f"epoch {epoch}: train loss {stats['loss']:.4f}{scores}, {speed_summary(stats)}")
 
     # --- final test evaluation of the reported weights, pictures and exports ---------------------------------------
     reported = accelerator.unwrap_model(evaluated_model())
@@ -174,25 +154,15 @@ def main(cfg: SegmentConfig) -> Path:
         metrics = segmentation_metrics(confusion, CLASS_NAMES)
         atomic_write_json(run_dir / "confusion.json", {"classes": list(CLASS_NAMES), "rows": "target",
                                                        "columns": "prediction", "matrix": metrics.pop("confusion")})
-        seconds = sum(r["seconds"] for r in history)
         atomic_write_json(run_dir / "metrics.json", {
             **metrics,
             "reported_epoch": reported_epoch, "selected_on": "val_miou" if val_loader is not None else "last epoch",
-            "best_val_miou": best_val, "epochs": cfg.train.epochs, "init": cfg.init, "head": cfg.head,
-            "loss": cfg.loss, "test_images": len(test_set), "train_images": len(train_set), "val_images": len(val_set),
-            "skipped_unpaired": skipped, "final_train_loss": history[-1]["train_loss"],
-            "parameters": sum(p.numel() for p in reported.parameters()),
-            "encoder_parameters": sum(p.numel() for p in reported.encoder.parameters()),
-            "train_seconds": seconds, "images_per_s": len(train_set) * len(history) / seconds,
-            "peak_memory_mib": peak_memory_mib(accelerator.device),
+            "best_val_miou": best_val, "loss": cfg.loss, "val_images": len(val_set), "skipped_unpaired": skipped,
+            **labelled_metrics(cfg, reported, history, len(train_set), len(test_set), accelerator.device),
         })
         write_examples(reported, test_set, cfg.log.examples, cfg, run_dir / "examples.png",
-                       f"{cfg.init if cfg.init == 'scratch' else Path(cfg.init).name}: test mIoU {metrics['miou']:.3f}"
-                       f" ({len(train_set):,} training images)")
-        export_encoder(run_dir / "encoder.safetensors", reported.encoder, cfg.model, {"stage": "segment"})
-        save_weights(run_dir / "model.safetensors", reported.state_dict(),
-                     {"stage": "segment", "head": cfg.head, "num_classes": str(NUM_CLASSES),
-                      "model": json.dumps(to_dict(cfg.model))})
+                       f"{init_name(cfg.init)}: test mIoU {metrics['miou']:.3f} ({len(train_set):,} training images)")
+        write_labelled_exports(run_dir, reported, cfg, "segment", num_classes=str(NUM_CLASSES))
         accelerator.print(f"test mIoU {metrics['miou']:.4f} (epoch {reported_epoch}), pixel accuracy "
                           f"{metrics['pixel_accuracy']:.4f}; done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
@@ -200,14 +170,9 @@ def main(cfg: SegmentConfig) -> Path:
 
 
 def build_model(cfg: SegmentConfig) -> tuple[SegmentationModel, dict]:
-    """The segmentation model, its encoder from scratch or from an export, and the lineage record saying which.
-
-    The head is initialised before the export is loaded, so a pretrained model's head equals a scratch model's of
-    the same seed and only the encoder differs.
-    """
+    """The segmentation model, its encoder from scratch or from an export, and the lineage record saying which."""
     model = SegmentationModel(build_encoder(cfg.model), NUM_CLASSES, cfg.head, cfg.loss)
-    lineage = {"init": "scratch"} if cfg.init == "scratch" else load_pretrained_encoder(model, cfg.init, cfg.model)
-    return model, lineage
+    return model, load_init(model, cfg.init, cfg.model)
 
 
 @torch.no_grad()

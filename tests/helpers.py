@@ -29,16 +29,18 @@ def write_images(folder: Path, names: list[str], size: tuple[int, int] = (40, 32
 
 def interrupted_then_resumed(stage, make_config, overrides, output_dir: Path, monkeypatch) -> Path:
     """Run ``stage.main`` until its first state is saved, "kill" it there, then resume it to the end."""
-    real_save = stage.save_state
+    from simseg.training import stage_steps
+
+    real_save = stage_steps.save_state
 
     def save_then_die(*args, **kwargs):  # the process dies right after epoch 0's state is on disk
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(stage, "save_state", save_then_die)
+    monkeypatch.setattr(stage_steps, "save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         stage.main(make_config(*overrides, output_dir=output_dir))
-    monkeypatch.setattr(stage, "save_state", real_save)
+    monkeypatch.setattr(stage_steps, "save_state", real_save)
     return stage.main(make_config(*overrides, "resume=true", output_dir=output_dir))
 
 

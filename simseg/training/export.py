@@ -97,6 +97,14 @@ def load_encoder_weights(model: torch.nn.Module, encoder_state: dict[str, torch.
                           f"unexpected {sorted(unexpected)[:3]}): give an encoder.safetensors a simseg stage wrote")
 
 
+def load_init(model: torch.nn.Module, init: str, model_cfg) -> dict:
+    """Start ``model``'s encoder from ``init`` (``scratch``: leave it as built) and return the lineage record.
+
+    Build the model, head included, before calling this: a pretrained model's head then equals a scratch model's of
+    the same seed, and only the encoder differs."""
+    return {"init": "scratch"} if init == "scratch" else load_pretrained_encoder(model, init, model_cfg)
+
+
 def load_pretrained_encoder(model: torch.nn.Module, init: str | Path, model_cfg) -> dict:
     """Put the encoder exported at ``init`` (a run folder or its ``encoder.safetensors``) into ``model.encoder``,
     keeping ``model_cfg``'s dropout, and return the lineage record: which file, its hash, the stage and run config

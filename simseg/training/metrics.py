@@ -103,3 +103,11 @@ def _value(x: Tensor) -> float | None:
 
 def _per_class(values: Tensor, class_names: list[str]) -> dict[str, float | None]:
     return {name: _value(v) for name, v in zip(class_names, values)}
+
+
+def classification_metrics(confusion: torch.Tensor, classes: list[str]) -> dict:
+    """``top1``, ``mean_class_accuracy``, ``class_accuracy`` (name -> recall; None for a class absent from the test
+    set) and ``confusion`` (nested ints) of a (K_target, K_pred) confusion matrix."""
+    figures = segmentation_metrics(confusion, classes)  # the same matrix arithmetic, counted over images
+    return {"top1": figures["pixel_accuracy"], "mean_class_accuracy": figures["mean_pixel_accuracy"],
+            "class_accuracy": figures["class_accuracy"], "confusion": figures["confusion"]}

@@ -7,9 +7,9 @@ import json
 import pytest
 
 import simseg.cli as cli
-import stages.classify as classify_stage
 from simseg.errors import SimsegError
 from simseg.experiments.chain import load_chain, run_chain
+from simseg.training import stage_steps
 
 SHARED = ["model.depth=2", "train.epochs=2", "train.batch_size=8", "data.num_workers=0", "log.progress=false"]
 TINY_CHAIN = [f"pretrain.{o}" for o in [*SHARED, "data.synthetic_size=24", "data.val_size=2", "log.grid_every=0"]] + \
@@ -50,16 +50,17 @@ def test_segment_null_stops_the_chain_after_classify_and_absent_means_defaults(t
 
 
 def test_an_interrupted_stage_resumes_and_earlier_stages_are_skipped(tmp_path, monkeypatch, capsys):
-    real_save = classify_stage.save_state
+    real_save = stage_steps.save_state
 
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
+    def save_then_die(accelerator, run_dir, progress):  # the classify stage dies after its first epoch
+        real_save(accelerator, run_dir, progress)
+        if run_dir.name == "classify":
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(classify_stage, "save_state", save_then_die)
+    monkeypatch.setattr(stage_steps, "save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_chain(None, [*TINY_CHAIN, f"output_dir={tmp_path}"])
-    monkeypatch.setattr(classify_stage, "save_state", real_save)
+    monkeypatch.setattr(stage_steps, "save_state", real_save)
     capsys.readouterr()
     runs = run_chain(None, [*TINY_CHAIN, f"output_dir={tmp_path}"])
     out = capsys.readouterr().out

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-import stages.segment as segment_stage
 from simseg.errors import SimsegError
 from simseg.experiments.grid import Cell, Init, expand_grid, parse_seeds, parse_shard, parse_subsets, shard_cells
 from simseg.experiments.sweep import RESULTS_LOCK, collect_results, sweep
+from simseg.training import stage_steps
 
 # A 2-block encoder on 48-px synthetic images; the same architecture for pretraining and segmentation.
 CELL = ["model.depth=2", "data.test_size=8", "data.synthetic_image_size=48", "data.num_workers=0",
@@ -90,7 +90,7 @@ def test_sweep_with_pretraining_sizes_then_a_rerun_does_nothing(tmp_path, capsys
 def test_a_killed_sweep_resumes_without_losing_or_duplicating_rows(tmp_path, monkeypatch):
     out = tmp_path / "sweep"
     argv = ["--subsets", "8,16", "--seeds", "0,1", "--output-dir", str(out), *CELL, "train.epochs=2"]
-    real_save, saves = segment_stage.save_state, []
+    real_save, saves = stage_steps.save_state, []
 
     def die_in_the_third_cell(*args, **kwargs):  # two cells finish; the third dies after its first epoch
         real_save(*args, **kwargs)
@@ -98,13 +98,13 @@ def test_a_killed_sweep_resumes_without_losing_or_duplicating_rows(tmp_path, mon
         if len(saves) == 5:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(segment_stage, "save_state", die_in_the_third_cell)
+    monkeypatch.setattr(stage_steps, "save_state", die_in_the_third_cell)
     with pytest.raises(KeyboardInterrupt):
         sweep(argv)
     assert [r["cell"] for r in rows(out)] == ["scratch/subset-8/seed-0", "scratch/subset-8/seed-1"]
     first = (out / "cells/scratch/subset-8/seed-0/metrics.json").stat().st_mtime_ns
 
-    monkeypatch.setattr(segment_stage, "save_state", real_save)
+    monkeypatch.setattr(stage_steps, "save_state", real_save)
     sweep(argv)
     table = rows(out)
     assert [r["cell"] for r in table] == [f"scratch/subset-{n}/seed-{s}" for n in (8, 16) for s in (0, 1)]

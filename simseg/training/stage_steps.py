@@ -1,0 +1,79 @@
+"""The steps every stage script takes, as plain functions: start a run, resume or begin it, close an epoch, and the
+final figures and exports. Each stage's loop stays in its own script (``stages/*.py``), where the stories differ;
+these are the lines they would otherwise repeat."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from simseg.config.loader import flat_dict, to_dict
+from simseg.files import atomic_write_json
+from simseg.training.engine import make_accelerator, peak_memory_mib
+from simseg.training.export import export_encoder, save_weights
+from simseg.training.rundir import append_metrics, prepare_run_dir, save_state, start_or_resume
+
+
+def start_run(cfg, **accelerator_kwargs):
+    """(accelerator, run folder) of a stage run, seeded with ``cfg.seed``; ``accelerator_kwargs`` go to
+    ``Accelerator`` (e.g. ``kwargs_handlers``). Every process checks the run folder, so a refusal (a non-empty
+    output_dir, a changed config) stops all ranks instead of leaving the others waiting."""
+    accelerator = make_accelerator(cfg, **accelerator_kwargs)
+    run_dir = prepare_run_dir(cfg)
+    accelerator.wait_for_everyone()
+    torch.manual_seed(cfg.seed)
+    return accelerator, run_dir
+
+
+def begin_or_resume(accelerator, run_dir: Path, cfg, stage: str, lineage: dict | None = None) -> tuple[int, int]:
+    """(first epoch, step) after restoring the newest state with ``resume=true``; a new run also writes
+    ``lineage.json`` (where its encoder's weights came from), and trackers start either way."""
+    start_epoch, step, new_run = start_or_resume(accelerator, run_dir, cfg)
+    if new_run and lineage is not None and accelerator.is_main_process:
+        atomic_write_json(run_dir / "lineage.json", lineage)
+    if cfg.log.trackers:
+        accelerator.init_trackers(stage, config=flat_dict(to_dict(cfg)))
+    return start_epoch, step
+
+
+def end_epoch(accelerator, run_dir: Path, record: dict, line: str) -> None:
+    """Close an epoch: its log line, its trackers' values, its ``metrics.jsonl`` line, then the resume state (last,
+    so a run killed before it repeats this epoch and logs it once)."""
+    accelerator.print(line)
+    accelerator.log(record, step=record["step"])
+    if accelerator.is_main_process:
+        append_metrics(run_dir, record)
+    save_state(accelerator, run_dir, {"epoch": record["epoch"] + 1, "step": record["step"]})
+
+
+def training_cost(history: list[dict], device: torch.device) -> dict:
+    """``train_seconds``, ``images_per_s`` (images trained over those seconds, every epoch of every resume) and
+    ``peak_memory_mib`` of a run, from its ``metrics.jsonl`` lines."""
+    seconds = sum(r["seconds"] for r in history)
+    images = sum(r["images_per_s"] * r["seconds"] for r in history)
+    return {"train_seconds": seconds, "images_per_s": images / seconds, "peak_memory_mib": peak_memory_mib(device)}
+
+
+def labelled_metrics(cfg, model: torch.nn.Module, history: list[dict], train_images: int, test_images: int,
+                     device: torch.device) -> dict:
+    """The ``metrics.json`` keys both labelled stages write beside their own scores."""
+    return {"epochs": cfg.train.epochs, "init": cfg.init, "head": cfg.head, "test_images": test_images,
+            "train_images": train_images, "final_train_loss": history[-1]["train_loss"],
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "encoder_parameters": sum(p.numel() for p in model.encoder.parameters()),
+            **training_cost(history, device)}
+
+
+def write_labelled_exports(run_dir: Path, model: torch.nn.Module, cfg, stage: str, **metadata: str) -> None:
+    """``encoder.safetensors`` (the export the next stage loads) and ``model.safetensors`` (encoder + head, with
+    the head's name, the model config and the stage's own ``metadata``)."""
+    export_encoder(run_dir / "encoder.safetensors", model.encoder, cfg.model, {"stage": stage})
+    save_weights(run_dir / "model.safetensors", model.state_dict(),
+                 {"stage": stage, "head": cfg.head, **metadata, "model": json.dumps(to_dict(cfg.model))})
+
+
+def init_name(init: str) -> str:
+    """How a figure's title names an init: ``scratch``, or the run folder's name."""
+    return init if init == "scratch" else Path(init).name
