@@ -6,6 +6,7 @@ import pytest
 import simseg.cli as cli
 
 
+@pytest.mark.slow
 def test_demo_runs_every_stage_and_reports_where_the_results_are(tmp_path, monkeypatch, capsys):
     tiny = ["model.depth=2", "train.epochs=2", "train.batch_size=8", "data.num_workers=0", "log.progress=false"]
     monkeypatch.setattr(cli, "DEMO_PRETRAIN", [*cli.DEMO_PRETRAIN, *tiny, "data.synthetic_size=40", "data.val_size=4",

@@ -80,6 +80,7 @@ def test_the_pipeline_choice(cache):
         use_batched("batched", plain)
 
 
+@pytest.mark.slow
 def test_pretraining_runs_on_a_cache_batched_and_per_image(cache, tmp_path, capsys):
     for pipeline in ("batched", "per_image"):
         run = cli.stage_command("pretrain")([*TINY_RUN, f"data.source={cache.path}", f"data.pipeline={pipeline}",

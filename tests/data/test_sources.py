@@ -50,8 +50,15 @@ def test_missing_and_empty_sources(tmp_path):
 
 
 def test_unknown_hub_name_fails_in_one_line(monkeypatch):
+    # The variables are read when the libraries load, which an earlier test may have done: set the flags too, or the
+    # hub is asked (and, with no network, the test waits ~20 s for its retries).
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(SimsegError, match="could not be loaded from the hub") as err:
         source_for("nobody/no-such-dataset-xyz")
     assert "\n" not in str(err.value)

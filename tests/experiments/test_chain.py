@@ -21,6 +21,7 @@ def lineage(run_dir) -> dict:
     return json.loads((run_dir / "lineage.json").read_text())
 
 
+@pytest.mark.slow
 def test_chain_hands_each_export_to_the_next_stage_and_skips_finished_stages(tmp_path, capsys):
     runs = run_chain(None, [*TINY_CHAIN, f"output_dir={tmp_path}"])
     assert list(runs) == ["pretrain", "classify", "segment"]
@@ -34,6 +35,7 @@ def test_chain_hands_each_export_to_the_next_stage_and_skips_finished_stages(tmp
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 def test_chain_without_classify_segments_from_the_pretraining(tmp_path, capsys):
     chain_file = tmp_path / "chain.yaml"
     chain_file.write_text(f"output_dir: {tmp_path / 'runs'}\nclassify: null\n")
@@ -49,6 +51,7 @@ def test_segment_null_stops_the_chain_after_classify_and_absent_means_defaults(t
     assert stages["segment"] == {} and stages["classify"] is None
 
 
+@pytest.mark.slow
 def test_an_interrupted_stage_resumes_and_earlier_stages_are_skipped(tmp_path, monkeypatch, capsys):
     real_save = stage_steps.save_state
 
@@ -78,6 +81,7 @@ def test_chain_errors_are_one_line(tmp_path):
         run_chain(None, [*TINY_CHAIN, "classify.train.lrr=1", f"output_dir={tmp_path}"])
 
 
+@pytest.mark.slow
 def test_a_finished_stage_with_a_changed_config_is_refused(tmp_path):
     run_chain(None, [o for o in TINY_CHAIN if o.startswith("pretrain.")] + ["classify=null", "segment.data.subset=16",
               "segment.data.test_size=8", *[f"segment.{o}" for o in SHARED], f"output_dir={tmp_path}"])

@@ -58,6 +58,7 @@ def test_bad_grid_options_fail_in_one_line(call, message):
         call()
 
 
+@pytest.mark.slow
 def test_sweep_with_pretraining_sizes_then_a_rerun_does_nothing(tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = ["--subsets", "8,16", "--init", "scratch", "--pretrain-subsets", "16,all", "--pretrain-data", "synthetic",
@@ -87,6 +88,7 @@ def test_sweep_with_pretraining_sizes_then_a_rerun_does_nothing(tmp_path, capsys
         sweep([*argv, "train.lr=0.01"])
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_without_losing_or_duplicating_rows(tmp_path, monkeypatch):
     out = tmp_path / "sweep"
     argv = ["--subsets", "8,16", "--seeds", "0,1", "--output-dir", str(out), *CELL, "train.epochs=2"]
@@ -115,6 +117,7 @@ def test_a_killed_sweep_resumes_without_losing_or_duplicating_rows(tmp_path, mon
     assert [r["cell"] for r in jsonl] == [r["cell"] for r in table]
 
 
+@pytest.mark.slow
 def test_shards_sharing_a_folder_write_every_cell_once(tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = ["--subsets", "8,16", "--seeds", "0,1", "--output-dir", str(out), *CELL]
@@ -136,6 +139,7 @@ def test_shards_sharing_a_folder_write_every_cell_once(tmp_path, capsys):
     assert not rebuild.is_alive() and len(rows(out)) == 4
 
 
+@pytest.mark.slow
 def test_intermediate_init_is_tied_to_its_pretraining(tmp_path):
     import stages.classify as classify_stage
     from simseg.config.classify import ClassifyConfig

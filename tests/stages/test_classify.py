@@ -111,6 +111,7 @@ def test_classifier_shapes_losses_and_gradients(pool):
     assert "encoder.pos_embed" in model.no_weight_decay()
 
 
+@pytest.mark.slow
 def test_classify_export_loads_into_segmentation_with_only_the_seg_head_missing(cls_config, tmp_path):
     run_dir = classify_stage.main(cls_config("train.epochs=1"))
     seg_cfg = load_config(SegmentConfig, None, ["model.depth=2", "model.img_size=64", "model.patch_size=8",
@@ -129,6 +130,7 @@ def test_classify_export_loads_into_segmentation_with_only_the_seg_head_missing(
         load_encoder_weights(fresh, classifier_weights, "model.safetensors")
 
 
+@pytest.mark.slow
 def test_classify_starts_from_a_pretraining_export(cls_config, tmp_path):
     import stages.pretrain as pretrain_stage
     from simseg.config.pretrain import PretrainConfig
@@ -143,6 +145,7 @@ def test_classify_starts_from_a_pretraining_export(cls_config, tmp_path):
     assert lineage["export_config_sha256"] and (run_dir / "encoder.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_synthetic_run_writes_every_file_of_the_run_folder(cls_config):
     run_dir = classify_stage.main(cls_config("head=mean", "mixup.cutmix_alpha=1.0"))
     for name in ("config.yaml", "lineage.json", "classes.json", "metrics.jsonl", "metrics.json", "confusion.json",
@@ -176,6 +179,7 @@ def colour_folder(root: Path, train: int, test: int) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_short_synthetic_run_beats_chance(cls_config):
     # 12 steps of a 2-block encoder; the synthetic label shows in the shape's form and in its hue
     run_dir = classify_stage.main(cls_config("data.subset=192", "data.test_size=60", "train.epochs=4",
@@ -185,6 +189,7 @@ def test_short_synthetic_run_beats_chance(cls_config):
     assert metrics["top1"] > 2 * metrics["chance"], metrics["top1"]
 
 
+@pytest.mark.slow
 def test_image_folder_run_learns_the_classes_its_folders_name(cls_config, tmp_path):
     source = colour_folder(tmp_path / "colours", train=16, test=4)
     run_dir = classify_stage.main(cls_config(f"data.source={source}", "data.subset=null", "data.test_size=null",
@@ -194,6 +199,7 @@ def test_image_folder_run_learns_the_classes_its_folders_name(cls_config, tmp_pa
     assert metrics["top1"] > 2 * metrics["chance"], metrics["top1"]
 
 
+@pytest.mark.slow
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(cls_config, tmp_path, monkeypatch):
     overrides = ("train.epochs=3", "train.milestones=[2]", "data.num_workers=1", "mixup.cutmix_alpha=1.0",
                  "model.drop_path_rate=0.1")
@@ -218,6 +224,7 @@ def test_resume_refuses_changed_classes(tmp_path):
         classify_stage.check_or_save_classes(tmp_path, ["a", "c"], write=True)
 
 
+@pytest.mark.slow
 def test_classify_command_and_its_help(capsys, tmp_path):
     from simseg.cli import main as cli_main
 

@@ -21,6 +21,7 @@ from tests.helpers import TINY, interrupted_then_resumed, write_images
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_run_writes_every_file_of_the_run_folder(tiny_config):
     cfg = tiny_config()
     run_dir = pretrain_stage.main(cfg)
@@ -39,12 +40,14 @@ def test_run_writes_every_file_of_the_run_folder(tiny_config):
     assert not list(run_dir.glob("**/*.tmp")) and not (run_dir / "state.tmp").exists()
 
 
+@pytest.mark.slow
 def test_training_reduces_the_reconstruction_loss(tiny_config):
     run_dir = pretrain_stage.main(tiny_config("train.epochs=4", "log.grid_every=0", "train.lr=2e-3"))
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["train_loss"] < lines[0]["train_loss"] and lines[-1]["val_loss"] < lines[0]["val_loss"]
 
 
+@pytest.mark.slow
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
     overrides = ("train.epochs=3", "train.warmup_epochs=1", "train.milestones=[2]", "model.drop_path_rate=0.1",
                  "data.num_workers=1", "log.grid_every=0")
@@ -60,6 +63,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_config, tmp_p
     assert epochs == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_existing_run_folder_is_never_overwritten(tiny_config):
     run_dir = pretrain_stage.main(tiny_config("train.epochs=1"))
     before = (run_dir / "encoder.safetensors").read_bytes()
@@ -68,6 +72,7 @@ def test_existing_run_folder_is_never_overwritten(tiny_config):
     assert (run_dir / "encoder.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_changes_nothing(tiny_config, capsys):
     run_dir = pretrain_stage.main(tiny_config("train.epochs=1"))
     before = (run_dir / "model.safetensors").read_bytes()
@@ -76,16 +81,19 @@ def test_resuming_a_finished_run_changes_nothing(tiny_config, capsys):
     assert (run_dir / "model.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_bf16_autocast_runs_on_cpu(tiny_config):
     run_dir = pretrain_stage.main(tiny_config("train.epochs=1", "train.mixed_precision=bf16", "log.grid_every=0"))
     assert json.loads((run_dir / "metrics.json").read_text())["final_train_loss"] > 0
 
 
+@pytest.mark.slow
 def test_tensorboard_tracker_logs_into_the_run_folder(tiny_config):
     run_dir = pretrain_stage.main(tiny_config("train.epochs=1", "log.trackers=[tensorboard]", "log.grid_every=0"))
     assert list((run_dir / "logs" / "pretrain").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_folder_source_and_subset(tiny_config, tmp_path):
     write_images(tmp_path / "imgs", [f"class{i % 3}/{i}.jpg" for i in range(30)], size=(72, 60))
     run_dir = pretrain_stage.main(tiny_config(f"data.source={tmp_path / 'imgs'}", "data.subset=20", "data.val_size=2",
@@ -101,6 +109,7 @@ def run_cli(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line_without_traceback(tmp_path):
     result = run_cli("stages/pretrain.py", "train.lrr=1")
     assert result.returncode == 2
@@ -115,6 +124,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     assert "5_broken.png cannot be read" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_grid_command_draws_any_images(tiny_config, tmp_path):
     from simseg.cli import main as cli_main
 

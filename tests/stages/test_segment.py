@@ -57,6 +57,7 @@ def test_defaults_are_the_study_fine_tuning_recipe():
     assert cfg.model.drop_rate == 0.1 and cfg.aug.crop_scale == (0.5, 1.0) and cfg.train.lr == 2e-3
 
 
+@pytest.mark.slow
 def test_run_writes_every_file_of_the_run_folder(seg_config):
     run_dir = segment_stage.main(seg_config())
     for name in ("config.yaml", "lineage.json", "metrics.jsonl", "metrics.json", "confusion.json", "examples.png",
@@ -83,6 +84,7 @@ def test_run_writes_every_file_of_the_run_folder(seg_config):
     assert not list(run_dir.glob("**/*.tmp"))
 
 
+@pytest.mark.slow
 def test_splits_in_the_run_folder_are_fixed_nested_and_disjoint(seg_config, tmp_path):
     small = segment_stage.main(seg_config("train.epochs=1", "data.subset=6", "data.val_size=3",
                                           output_dir=tmp_path / "small"))
@@ -95,6 +97,7 @@ def test_splits_in_the_run_folder_are_fixed_nested_and_disjoint(seg_config, tmp_
     assert set(train) <= set(load_split(large / "train_images.txt"))  # nested subsets
 
 
+@pytest.mark.slow
 def test_val_split_picks_the_reported_epoch_and_options_run(seg_config):
     run_dir = segment_stage.main(seg_config("train.epochs=3", "data.val_size=4", "head=linear_upsample",
                                             "loss=ce+dice", "train.ema=0.9", "train.layer_decay=0.75",
@@ -109,6 +112,7 @@ def test_val_split_picks_the_reported_epoch_and_options_run(seg_config):
     assert all(torch.equal(best_weights[k], model_weights[k]) for k in best_weights)
 
 
+@pytest.mark.slow
 def test_pretrained_init_changes_the_encoder_and_leaves_the_head_as_from_scratch(seg_config, pretrained):
     torch.manual_seed(0)
     scratch, lineage = segment_stage.build_model(seg_config())
@@ -129,6 +133,7 @@ def test_pretrained_init_changes_the_encoder_and_leaves_the_head_as_from_scratch
     assert json.loads((run_dir / "metrics.json").read_text())["init"].endswith("encoder.safetensors")
 
 
+@pytest.mark.slow
 def test_wrong_exports_are_refused_in_one_line(seg_config, pretrained, tmp_path):
     with pytest.raises(SimsegError, match="trained with another architecture .*depth: export 2, config 3"):
         segment_stage.build_model(seg_config(f"init={pretrained}", "model.depth=3"))
@@ -138,6 +143,7 @@ def test_wrong_exports_are_refused_in_one_line(seg_config, pretrained, tmp_path)
         segment_stage.build_model(seg_config(f"init={tmp_path / 'nowhere'}"))
 
 
+@pytest.mark.slow
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(seg_config, tmp_path, monkeypatch):
     overrides = ("train.epochs=3", "train.milestones=[2]", "data.val_size=4", "data.num_workers=1", "train.ema=0.9",
                  "train.layer_decay=0.75", "train.freeze_encoder_epochs=1", "model.drop_path_rate=0.1")
@@ -208,6 +214,7 @@ def _pets_folder(tmp_path: Path, count: int) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_oxford_folder_run(seg_config, tmp_path):
     source = _pets_folder(tmp_path, 14)
     run_dir = segment_stage.main(seg_config(f"data.source={source}", "data.test_size=4", "data.subset=null",
@@ -216,6 +223,7 @@ def test_oxford_folder_run(seg_config, tmp_path):
     assert all(name.startswith("cat_") for name in load_split(run_dir / "test_images.txt"))
 
 
+@pytest.mark.slow
 def test_segment_command_and_its_help(capsys, seg_config, tmp_path):
     from simseg.cli import main as cli_main
 
