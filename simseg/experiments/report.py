@@ -9,8 +9,8 @@ run folders hold, and writes into the sweep folder (each file atomically)::
     miou_vs_time.png          mIoU vs training minutes per cell (only when the rows hold train_seconds)
     figures/                  copies of each init's latest reconstruction grid and the best cell's examples
 
-Rows come from :mod:`simseg.experiments.results`; the summarising functions are pure; the figures live in
-:mod:`simseg.experiments.report_figures`.
+Rows come from :mod:`simseg.experiments.results`, their summaries from :mod:`simseg.experiments.summary` (pure
+functions, shared with the figures), the figures from :mod:`simseg.experiments.report_figures`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from simseg.experiments import report_figures as figures
 from simseg.experiments.grid import cell_name
 from simseg.experiments.results import Row, read_results, read_sweep, results_path
 from simseg.experiments.summary import Summary, init_info, init_order, intermediate_deltas, summarise
@@ -186,9 +187,6 @@ def provenance(sweep: dict | None, source: str, rows: list[Row]) -> list[str]:
 
 def build_report(sweep_dir: str | Path) -> Path:
     """Write the figures and ``report.md`` into ``sweep_dir``; returns the path of report.md."""
-    # report_figures uses this module's pure functions: importing it here keeps the import one-way
-    from simseg.experiments import report_figures as figures
-
     sweep_dir = Path(sweep_dir)
     rows, sweep = read_results(sweep_dir), read_sweep(sweep_dir)
     drawn = {"intermediate_delta": bool(intermediate_deltas(rows)),
