@@ -22,15 +22,21 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from filelock import FileLock
-
 from simseg.config.loader import load_config, to_dict
 from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import SegmentConfig
 from simseg.data.pets import open_segmentation_pairs
 from simseg.errors import SimsegError
+from simseg.experiments.cells import (
+    check_unchanged,
+    collect_results,
+    format_seconds,
+    init_ready,
+    is_main_process,
+    print_main,
+    run_unless_finished,
+)
 from simseg.experiments.grid import (
-    CELL_RECORD,
     Cell,
     Init,
     expand_grid,
@@ -38,20 +44,16 @@ from simseg.experiments.grid import (
     parse_seeds,
     parse_shard,
     parse_subsets,
-    read_cell_record,
     shard_cells,
     write_cell_record,
 )
 from simseg.experiments.inits import intermediate_init, resolve_init
-from simseg.experiments.results import result_row, write_results
-from simseg.experiments.stage_table import run_stage
 from simseg.files import atomic_write_json
 from simseg.sizes import format_size, parse_size
-from simseg.training.rundir import changed_keys, load_run_config, run_is_finished
+from simseg.training.rundir import run_is_finished
 
 SWEEP_SET = ("output_dir", "init", "seed", "resume", "data.subset")
 POLL_SECONDS = 30
-RESULTS_LOCK = ".results.lock"  # held while a process rebuilds results.csv / results.jsonl
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,71 +233,6 @@ def run_cells(cells: list[Cell], configs: dict, sweep_dir: Path, labels: list[st
             collect_results(sweep_dir, labels)
     print_main(f"sweep: {total - done_before} cells{part} run in {format_seconds(time.perf_counter() - started)} "
                f"({done_before} finished earlier); results in {sweep_dir / 'results.csv'}")
-
-
-def check_unchanged(cfg, sweep_dir: Path) -> None:
-    """Refuse to reuse a finished run of this sweep folder that was made with other settings."""
-    changed = changed_keys(cfg)
-    if changed:
-        raise SimsegError(f"{sweep_dir} holds runs made with other settings (changed: {', '.join(changed)}; in "
-                          f"{cfg.output_dir}): rerun with the original settings or choose another --output-dir")
-
-
-def init_ready(init: Init) -> bool:
-    return init.path == "scratch" or (Path(init.path) / "encoder.safetensors").is_file()
-
-
-def run_unless_finished(stage: str, cfg, message: str | None) -> Path:
-    """Run one stage (see :func:`~simseg.experiments.stage_table.run_stage`), or only check a finished one's config."""
-    run_dir = Path(cfg.output_dir)
-    if run_is_finished(run_dir, cfg.train.epochs):
-        check_unchanged(cfg, run_dir.parent)  # a finished run is reused only with the same config
-        return run_dir
-    if message:
-        print_main(message)
-    return run_stage(stage, cfg)
-
-
-def collect_results(sweep_dir: Path, labels: list[str]) -> list[dict]:
-    """Rows of every finished cell folder under ``sweep_dir/cells``, in grid order; rewrites results.* if changed.
-
-    Shards running at once each rebuild the files after every cell: the lock makes each read-then-write whole, so
-    the last writer has seen every cell finished before it, and no shard's rewrite drops another's new row (shards on
-    several machines need a shared file system whose locks work, as local disks and NFSv4 do)."""
-    with FileLock(sweep_dir / RESULTS_LOCK):
-        return _collect_results(sweep_dir, labels)
-
-
-def _collect_results(sweep_dir: Path, labels: list[str]) -> list[dict]:
-    rows = []
-    for record in sorted((sweep_dir / "cells").glob(f"**/{CELL_RECORD}")):
-        run_dir, cell = record.parent, read_cell_record(record)
-        if cell.run_dir(sweep_dir) != run_dir:
-            continue  # a folder moved by hand: its name no longer says which cell it is
-        cfg = load_run_config(run_dir, SegmentConfig)
-        if run_is_finished(run_dir, cfg.train.epochs):
-            rows.append(result_row(cell, json.loads((run_dir / "metrics.json").read_text()), sweep_dir))
-    order = {label: i for i, label in enumerate(labels)}
-    rows.sort(key=lambda r: (r["subset"], order.get(r["init"], len(order)), r["init"], r["seed"]))
-    write_results(sweep_dir, rows)
-    return rows
-
-
-def format_seconds(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
-def is_main_process() -> bool:
-    from accelerate import PartialState
-
-    return PartialState().is_main_process
-
-
-def print_main(message: str) -> None:
-    if is_main_process():
-        print(message, flush=True)
 
 
 def agree(decide):

@@ -11,8 +11,9 @@ import pytest
 from filelock import FileLock
 
 from simseg.errors import SimsegError
+from simseg.experiments.cells import RESULTS_LOCK, collect_results
 from simseg.experiments.grid import Cell, Init, expand_grid, parse_seeds, parse_shard, parse_subsets, shard_cells
-from simseg.experiments.sweep import RESULTS_LOCK, collect_results, sweep
+from simseg.experiments.sweep import sweep
 from simseg.training import stage_steps
 
 # A 2-block encoder on 48-px synthetic images; the same architecture for pretraining and segmentation.
