@@ -23,19 +23,29 @@ from simseg.errors import SimsegError
 
 
 class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 booleans: only true/false are booleans, so yes/no/on/off stay the strings
-    they are in choices like ``train.mixed_precision=no`` (YAML 1.1 would turn ``no`` into False)."""
+    """PyYAML's safe loader with two YAML 1.2 rules: only true/false are booleans, so yes/no/on/off stay the strings
+    they are in choices like ``train.mixed_precision=no`` (YAML 1.1 would turn ``no`` into False); and no base-60
+    numbers, so a time limit ``--time 2:00:00`` stays that text (YAML 1.1 would read it as 7200)."""
 
 
+_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float"))
 _Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                    list("tTfF"))
+_Yaml12Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+# PyYAML's own int and float patterns, less their sexagesimal branches
+_Yaml12Loader.add_implicit_resolver(_INT, re.compile(r"""^(?:[-+]?0b[0-1_]+
+    |[-+]?0[0-7_]+
+    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?0x[0-9a-fA-F_]+)$""", re.X), list("-+0123456789"))
+_Yaml12Loader.add_implicit_resolver(_FLOAT, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
 
 
 def load_yaml(text: str) -> Any:
-    """YAML text -> Python values, YAML 1.2 booleans (see :class:`_Yaml12Loader`)."""
+    """YAML text -> Python values, with YAML 1.2 booleans and no base-60 numbers (see :class:`_Yaml12Loader`)."""
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
 
 

@@ -108,3 +108,13 @@ def test_flat_dict_for_trackers_has_only_scalars():
     flat = flat_dict(to_dict(load_config(PretrainConfig)))
     assert flat["train.lr"] == 1e-4 and flat["train.milestones"] == "[0.5, 0.85]" and flat["data.subset"] == "None"
     assert all(isinstance(v, (int, float, str, bool)) for v in flat.values())
+
+
+def test_no_base_60_numbers():
+    """YAML 1.1 reads 2:00:00 as 7200 and 1:30 as 90; simseg keeps such text as text (YAML 1.2) and reads every
+    other number as PyYAML does."""
+    from simseg.config.loader import load_yaml
+
+    assert load_yaml("2:00:00") == "2:00:00" and load_yaml("1:30") == "1:30"
+    assert [load_yaml(t) for t in ("120", "-3", "0.5", "1.0e-4", ".5", "0x1f", "1_000")] == [
+        120, -3, 0.5, 1e-4, 0.5, 31, 1000]
