@@ -4,13 +4,15 @@
                  [--seeds 0,1,2] [--data data/oxford-iiit-pet] [-c configs/segment.yaml] [key=value ...]
                  [--pretrain-subsets 45k,100k,all --pretrain-data /data/imagenet/train [pretrain.key=value ...]]
                  [--output-dir outputs/sweep] [--shard i/n]
+                 [--launcher slurm --partition P --time H:MM:SS --gpus-per-cell N ... [--wait]] [--gpus-per-cell N]
 
 Cells share the test set (``data.test_seed``) and, per seed, nested training subsets, so they are comparable.
 ``--pretrain-subsets`` first runs (or reuses) one pretraining per unlabelled-set size and adds each as an init.
 Finished cells are never rerun; an interrupted one resumes from its state; ``results.csv``/``results.jsonl`` are
 rebuilt from the finished cell folders after every cell. ``--shard i/n`` runs the i-th of n disjoint parts (several
 machines writing into one shared folder); under ``accelerate launch -m simseg.cli sweep ...`` every cell runs on
-all processes.
+all processes. ``--launcher slurm`` submits one job-array task per unfinished cell instead, and ``--gpus-per-cell N``
+alone runs one process per cell on the local GPUs (see :mod:`simseg.experiments.launch`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from simseg.config.launcher import LauncherConfig
 from simseg.config.loader import load_config, to_dict
 from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import SegmentConfig
@@ -71,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-config", help="pretraining config diff (YAML) for --pretrain-subsets")
     parser.add_argument("--output-dir", default="outputs/sweep", help="the sweep folder")
     parser.add_argument("--shard", help="run only the i-th of n disjoint parts of the grid, e.g. 1/4")
+    cluster = parser.add_argument_group("where the cells run (see simseg.experiments.launch)")
+    cluster.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                         help="local: in this process (default), or one process per cell with --gpus-per-cell; "
+                              "slurm: one job-array task per unfinished cell, through submitit")
+    cluster.add_argument("--launcher-config", help="YAML file of launcher keys (partition, time, gpus_per_cell, ...)")
+    cluster.add_argument("--wait", action="store_true", help="with slurm: follow the tasks until they end")
+    for flag, kind, meaning in (("--partition", str, "SLURM partition"),
+                                ("--time", str, "time limit per cell: MINUTES, H:MM:SS or D-H:MM:SS"),
+                                ("--gpus-per-cell", int, "GPUs per cell (more than one: torchrun inside the cell)"),
+                                ("--cpus-per-cell", int, "CPU cores per cell"), ("--mem-gb", int, "memory per cell"),
+                                ("--array-parallelism", int, "cells of the array running at once"),
+                                ("--max-requeues", int, "requeues after preemption or time limit")):
+        cluster.add_argument(flag, type=kind, help=meaning)
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="segmentation config keys; pretrain.key=value for the pretraining runs")
     return parser
@@ -78,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def sweep(argv: list[str]) -> Path:
     args = build_parser().parse_args(argv)
+    launcher = launcher_config(args)
     sweep_dir = Path(args.output_dir).expanduser()
     subsets, seeds = parse_subsets(args.subsets), parse_seeds(args.seeds)
     shard = parse_shard(args.shard)
@@ -119,10 +136,59 @@ def sweep(argv: list[str]) -> Path:
                    f"(results.csv has {len(rows)} rows)")
         return sweep_dir
 
+    if launcher is not None:
+        launch_tasks(args, launcher, sweep_dir, [(i, c) for i, c in my_pretraining if c in todo_pre],
+                     [(cell, configs[cell]) for cell in todo], labels)
+        return sweep_dir
     for init, cfg in my_pretraining:
         run_unless_finished("pretrain", cfg, f"sweep: pretraining {init.label} -> {cfg.output_dir}")
     run_cells(my_cells, configs, sweep_dir, labels, part)
     return sweep_dir
+
+
+def launcher_config(args) -> LauncherConfig | None:
+    """The launcher's config from --launcher-config and the flags; None to run the cells in this process."""
+    flags = {key: getattr(args, key) for key in ("partition", "time", "gpus_per_cell", "cpus_per_cell", "mem_gb",
+                                                 "array_parallelism", "max_requeues")}
+    given = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    if args.launcher == "local" and args.gpus_per_cell is None:
+        if args.launcher_config or args.wait or given:
+            raise SimsegError("--launcher-config, --wait and the resource flags need --launcher slurm (or "
+                              "--gpus-per-cell N for one process per cell on the local GPUs)")
+        return None
+    if args.shard:
+        raise SimsegError("--shard splits the grid by hand; with --launcher slurm or --gpus-per-cell every "
+                          "unfinished cell is its own task already: drop --shard")
+    return load_config(LauncherConfig, args.launcher_config, given)
+
+
+def launch_tasks(args, launcher: LauncherConfig, sweep_dir: Path, pretraining: list, cells: list,
+                 labels: list[str]) -> None:
+    """Hand the unfinished runs to the cluster (or the local GPUs) as one task each."""
+    from simseg.experiments import launch
+
+    processes = max(launcher.gpus_per_cell, 1)
+    pre_tasks = [launch.StageTask("pretrain", cfg, f"{launch.PRETRAIN_PREFIX}{init.label}", sweep_dir,
+                                  processes=processes) for init, cfg in pretraining]
+    cell_tasks = [launch.StageTask("segment", cfg, cell.name, sweep_dir, cell, tuple(labels), processes)
+                  for cell, cfg in cells]
+    if args.launcher == "slurm":
+        launch.launch_slurm(sweep_dir, pre_tasks, cell_tasks, launcher, args.wait, cluster=launch.EXECUTOR)
+    else:
+        launch.launch_local_gpus(sweep_dir, pre_tasks, cell_tasks, launcher, visible_gpus())
+
+
+def visible_gpus() -> list[int]:
+    """The GPU ids this process may use, as CUDA_VISIBLE_DEVICES names them (else 0..count-1)."""
+    import os
+
+    import torch
+
+    count = torch.cuda.device_count()
+    named = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if named and all(part.strip().isdigit() for part in named.split(",")):
+        return [int(part) for part in named.split(",")][:count]
+    return list(range(count))
 
 
 def refuse_sweep_keys(overrides: list[str], prefix: str) -> None:

@@ -1,0 +1,209 @@
+"""The cluster launcher, with submitit's debug and local executors and a stand-in sbatch (no SLURM here)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from simseg.config.loader import load_config
+from simseg.config.segment import SegmentConfig
+from simseg.errors import SimsegError
+from simseg.experiments import launch
+from simseg.experiments.grid import Cell, Init
+from simseg.experiments.sweep import sweep
+from simseg.training.rundir import read_metrics, run_is_finished
+from tests.experiments.test_sweep import CELL, PRETRAIN
+
+pytest.importorskip("submitit")
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch):
+    monkeypatch.setattr(launch, "POLL_SECONDS", 0.2)
+
+
+def rows(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "results.csv") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> Path:
+    """``srun`` and an ``sbatch`` that keeps every script it is given and answers with a new job id; ``sacct`` says
+    every job is pending. Returns the folder where the scripts are kept."""
+    bin_dir, kept = tmp_path / "bin", tmp_path / "sbatch-scripts"
+    bin_dir.mkdir()
+    kept.mkdir()
+    scripts = {
+        "srun": "#!/bin/sh\nexit 0\n",
+        "sbatch": f"""#!/bin/sh
+n=$(ls {kept} | wc -l)
+if grep -q 'partition=nope' "$1"; then echo 'sbatch: error: invalid partition specified: nope' >&2; exit 1; fi
+cp "$1" {kept}/$((4200 + n)).sh
+echo "Submitted batch job $((4200 + n))"
+""",
+        "sacct": "#!/bin/sh\nexit 0\n",
+    }
+    for name, text in scripts.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return kept
+
+
+def sbatch_flags(script: Path) -> dict[str, str]:
+    flags = {}
+    for line in script.read_text().splitlines():
+        if line.startswith("#SBATCH --"):
+            key, _, value = line.removeprefix("#SBATCH --").partition("=")
+            flags[key] = value
+    return flags
+
+
+def test_sbatch_parameters_match_the_flags_and_cells_wait_for_the_pretraining(tmp_path, fake_slurm):
+    out = tmp_path / "sweep"
+    sweep(["--subsets", "8,16", "--seeds", "0,1", "--pretrain-subsets", "16", "--pretrain-data", "synthetic",
+           "--output-dir", str(out), "--launcher", "slurm", "--partition", "gpu", "--time", "2:00:00",
+           "--gpus-per-cell", "2", "--cpus-per-cell", "6", "--mem-gb", "24", "--array-parallelism", "3",
+           *CELL, *PRETRAIN])
+    pretraining, cells = (sbatch_flags(p) for p in sorted(fake_slurm.iterdir()))
+    for flags in (pretraining, cells):
+        assert flags["partition"] == "gpu" and flags["time"] == "120" and flags["gpus-per-node"] == "2"
+        assert flags["cpus-per-task"] == "6" and flags["mem"] == "24GB" and flags["nodes"] == "1"
+        assert flags["ntasks-per-node"] == "1"
+    assert "array" not in pretraining and "dependency" not in pretraining  # one task: a plain job
+    assert cells["array"] == "0-7%3"  # 2 inits x 2 subsets x 2 seeds, 3 at a time
+    assert cells["dependency"] == "afterok:4200"  # every cell waits for the pretraining job
+    record = json.loads((out / "launch.json").read_text())
+    jobs = record["submissions"][0]["jobs"]
+    assert list(jobs)[0] == "pretrain:pretrain-16" and jobs["scratch/subset-8/seed-0"] == "4201_0"
+    assert len(jobs) == 9 and record["owner"]
+
+
+def test_user_errors_are_one_line(tmp_path, fake_slurm, monkeypatch):
+    base = ["--subsets", "8", "--output-dir", str(tmp_path / "s"), *CELL]
+    cases = [
+        (["--launcher", "slurm", "--partition", "gpu;rm"], "--partition 'gpu;rm' is not a SLURM partition name"),
+        (["--launcher", "slurm", "--time", "soon"], "--time 'soon' is not a time limit"),
+        (["--launcher", "slurm", "--partition", "nope"], "sbatch refused the job (sbatch: error: invalid partition"),
+        (["--partition", "gpu"], "need --launcher slurm"),
+        (["--launcher", "slurm", "--shard", "1/2"], "drop --shard"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SimsegError) as err:
+            sweep([*base, *extra])
+        assert message in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "launch.json").write_text(json.dumps({"owner": "someone-else", "submissions": []}))
+    with pytest.raises(SimsegError, match="belongs to a sweep of user 'someone-else'"):
+        sweep(["--subsets", "8", "--output-dir", str(tmp_path / "theirs"), "--launcher", "slurm", *CELL])
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if it were not installed
+    with pytest.raises(SimsegError, match=r"needs submitit: pip install 'simseg\[cluster\]'"):
+        sweep([*base, "--launcher", "slurm"])
+
+
+def test_without_slurm_it_says_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch
+    with pytest.raises(SimsegError, match="--launcher slurm found no SLURM here .* use --shard i/n"):
+        sweep(["--subsets", "8", "--output-dir", str(tmp_path / "s"), "--launcher", "slurm", *CELL])
+
+
+@pytest.mark.slow
+def test_pretraining_tasks_run_before_the_cells_in_grid_order(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(launch, "EXECUTOR", "debug")  # submitit's in-process executor
+    out = tmp_path / "sweep"
+    argv = ["--subsets", "8,16", "--pretrain-subsets", "16", "--pretrain-data", "synthetic", "--output-dir", str(out),
+            "--launcher", "slurm", "--wait", *CELL, *PRETRAIN]
+    order, real_call = [], launch.StageTask.__call__
+
+    def recorded_call(task):
+        order.append(task.name)
+        return real_call(task)
+
+    monkeypatch.setattr(launch.StageTask, "__call__", recorded_call)
+    sweep(argv)
+    assert order == ["pretrain:pretrain-16", "scratch/subset-8/seed-0", "pretrain-16/subset-8/seed-0",
+                     "scratch/subset-16/seed-0", "pretrain-16/subset-16/seed-0"]
+    assert [r["cell"] for r in rows(out)] == order[1:]
+    assert "sweep: 5 done, 0 running or queued, 0 failed" in capsys.readouterr().out
+    sweep(argv)  # a second submission skips what is finished
+    assert len(order) == 5 and "nothing to run" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_failed_cell_is_reported_the_others_finish_and_a_rerun_submits_only_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(launch, "EXECUTOR", "local")  # one process per task
+    out = tmp_path / "sweep"
+    argv = ["--subsets", "8", "--seeds", "0,1,2", "--output-dir", str(out), "--launcher", "slurm", "--wait", *CELL]
+    clash = out / "cells/scratch/subset-8/seed-1/left-behind.txt"  # the cell's folder is not empty: it must refuse
+    clash.parent.mkdir(parents=True)
+    clash.write_text("x")
+    with pytest.raises(SimsegError, match=r"1 of 3 tasks failed \(scratch/subset-8/seed-1\)"):
+        sweep(argv)
+    said = capsys.readouterr().out
+    assert "sweep: scratch/subset-8/seed-1 failed: output_dir " in said and "is not empty" in said
+    assert [r["cell"] for r in rows(out)] == ["scratch/subset-8/seed-0", "scratch/subset-8/seed-2"]
+    clash.unlink()
+    sweep(argv)
+    record = json.loads((out / "launch.json").read_text())
+    assert [list(s["jobs"]) for s in record["submissions"]] == [
+        [f"scratch/subset-8/seed-{s}" for s in range(3)], ["scratch/subset-8/seed-1"]]
+    assert len(rows(out)) == 3
+
+
+@pytest.mark.slow
+def test_a_task_stopped_at_its_time_limit_is_requeued_and_resumes_its_cell(tmp_path):
+    """submitit signals a task shortly before its time limit, as SLURM does; the task asks to be requeued and the
+    requeued run resumes from the last saved epoch, so every epoch is trained and logged once."""
+    import submitit
+
+    sweep_dir = tmp_path / "sweep"
+    cell = Cell(Init("scratch", "scratch"), 16, 0)
+    cfg = load_config(SegmentConfig, None, [*CELL, "train.epochs=60", "data.subset=16",
+                                            f"output_dir={cell.run_dir(sweep_dir)}"])
+    executor = submitit.LocalExecutor(folder=sweep_dir / launch.TASK_FOLDER / "%j", max_num_timeout=6)
+    executor.update_parameters(timeout_min=12 / 60, signal_delay_s=3)  # a 12-second limit
+    job = executor.submit(launch.StageTask("segment", cfg, cell.name, sweep_dir, cell, ("scratch",)))
+    job.result()
+    log = job.stdout() + (job.stderr() or "")
+    assert "Requeued job" in log and "resuming" in log  # stopped at least once, continued from its state
+    assert run_is_finished(cell.run_dir(sweep_dir), 60)
+    assert [r["epoch"] for r in read_metrics(cell.run_dir(sweep_dir))] == list(range(60))
+    assert [r["cell"] for r in rows(sweep_dir)] == [cell.name]
+
+
+@pytest.mark.slow
+def test_local_gpus_run_one_process_per_cell(tmp_path, monkeypatch):
+    """Two "GPUs" (ids only: on a machine without CUDA the cells train on the CPU) run two cells at once."""
+    out = tmp_path / "sweep"
+    monkeypatch.setattr("simseg.experiments.sweep.visible_gpus", lambda: [0, 1])
+    sweep(["--subsets", "8", "--seeds", "0,1,2", "--output-dir", str(out), "--gpus-per-cell", "1", *CELL])
+    assert [r["cell"] for r in rows(out)] == [f"scratch/subset-8/seed-{s}" for s in range(3)]
+    spans = [((out / "cells/scratch/subset-8" / f"seed-{s}" / "config.yaml").stat().st_mtime,
+              (out / "cells/scratch/subset-8" / f"seed-{s}" / "metrics.json").stat().st_mtime) for s in (0, 1)]
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # the first two cells ran at the same time
+    with pytest.raises(SimsegError, match="--gpus-per-cell 4 needs at least 4 GPU"):
+        sweep(["--subsets", "16", "--output-dir", str(out), "--gpus-per-cell", "4", *CELL])
+
+
+@pytest.mark.slow
+def test_a_cell_of_two_processes_writes_the_same_files(tmp_path, monkeypatch):
+    """--gpus-per-cell 2: the cell runs as two processes under torchrun (gloo on the CPU here) and its run folder and
+    results row have the same form as a one-process cell's."""
+    out = tmp_path / "sweep"
+    monkeypatch.setattr("simseg.experiments.sweep.visible_gpus", lambda: [0, 1])
+    sweep(["--subsets", "16", "--output-dir", str(out), "--gpus-per-cell", "2", *CELL])
+    (row,) = rows(out)
+    run_dir = out / row["run_dir"]
+    one = tmp_path / "one"
+    sweep(["--subsets", "16", "--output-dir", str(one), *CELL])
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in (one / row["run_dir"]).iterdir())
+    assert row.keys() == rows(one)[0].keys() and 0 <= float(row["miou"]) <= 1
+    logs = "".join(p.read_text() for p in (out / "launcher").rglob("*_log.out"))
+    assert f"running {run_dir} as 2 CPU processes" in logs
