@@ -35,8 +35,8 @@ def rows(sweep_dir: Path) -> list[dict]:
 
 @pytest.fixture
 def fake_slurm(tmp_path, monkeypatch) -> Path:
-    """``srun`` and an ``sbatch`` that keeps every script it is given and answers with a new job id; ``sacct`` says
-    every job is pending. Returns the folder where the scripts are kept."""
+    """``srun`` and an ``sbatch`` that keeps every script it is given and answers with a new job id; ``sacct`` reports
+    the states written in ``sacct-states.txt`` beside it (none: no job known). Returns the folder of the scripts."""
     bin_dir, kept = tmp_path / "bin", tmp_path / "sbatch-scripts"
     bin_dir.mkdir()
     kept.mkdir()
@@ -48,7 +48,7 @@ if grep -q 'partition=nope' "$1"; then echo 'sbatch: error: invalid partition sp
 cp "$1" {kept}/$((4200 + n)).sh
 echo "Submitted batch job $((4200 + n))"
 """,
-        "sacct": "#!/bin/sh\nexit 0\n",
+        "sacct": f"#!/bin/sh\necho 'JobID|State|NodeList'\ncat {tmp_path}/sacct-states.txt 2>/dev/null\nexit 0\n",
     }
     for name, text in scripts.items():
         (bin_dir / name).write_text(text)
@@ -84,6 +84,24 @@ def test_sbatch_parameters_match_the_flags_and_cells_wait_for_the_pretraining(tm
     jobs = record["submissions"][0]["jobs"]
     assert list(jobs)[0] == "pretrain:pretrain-16" and jobs["scratch/subset-8/seed-0"] == "4201_0"
     assert len(jobs) == 9 and record["owner"]
+
+
+def test_a_rerun_submits_what_is_unfinished_and_not_still_queued_or_running(tmp_path, fake_slurm, capsys):
+    out = tmp_path / "sweep"
+    argv = ["--subsets", "8", "--seeds", "0,1,2", "--init", "scratch", "--pretrain-subsets", "16", "--pretrain-data",
+            "synthetic", "--output-dir", str(out), "--launcher", "slurm", *CELL, *PRETRAIN]
+    sweep(argv)  # pretraining: job 4200; cells: array 4201 (scratch and pretrain-16 x 3 seeds)
+    states = ["4200|FAILED|node1", *(f"4201_{i}|RUNNING|node2" for i in range(3)),
+              *(f"4201_{i}|PENDING|" for i in range(3, 5)), "4201_5|CANCELLED|"]
+    (tmp_path / "sacct-states.txt").write_text("\n".join(states) + "\n")
+    capsys.readouterr()
+    sweep(argv)
+    assert "5 tasks of an earlier submission are still queued or running" in capsys.readouterr().out
+    record = json.loads((out / "launch.json").read_text())
+    assert record["submissions"][1]["jobs"] == {"pretrain:pretrain-16": "4202",
+                                                "pretrain-16/subset-8/seed-2": "4203"}
+    *_, cells = (sbatch_flags(p) for p in sorted(fake_slurm.iterdir()))
+    assert cells["dependency"] == "afterok:4202" and "array" not in cells
 
 
 def test_user_errors_are_one_line(tmp_path, fake_slurm, monkeypatch):
