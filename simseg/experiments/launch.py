@@ -11,6 +11,7 @@ with the last line of its log and leaves the others running. Every task's pickle
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import subprocess
@@ -28,6 +29,7 @@ from simseg.errors import SimsegError
 from simseg.experiments.cells import collect_results, format_seconds, init_ready, run_unless_finished
 from simseg.experiments.grid import Cell, write_cell_record
 from simseg.files import atomic_write_json, atomic_write_text
+from simseg.training.rundir import run_is_finished
 
 TASK_FOLDER = "launcher"
 RECORD = "launch.json"
@@ -58,10 +60,10 @@ class StageTask:
             while not init_ready(self.cell.init):  # made by a task of this sweep that has not finished yet
                 time.sleep(POLL_SECONDS)
         cfg = replace(self.cfg, resume=(Path(self.cfg.output_dir) / "config.yaml").exists())
-        if self.processes > 1:
-            run_in_processes(self.stage, cfg, self.processes, self.sweep_dir / TASK_FOLDER)
-        else:
+        if self.processes == 1:
             run_unless_finished(self.stage, cfg, None)
+        elif not run_is_finished(Path(cfg.output_dir), cfg.train.epochs):  # a requeued task may find it done
+            run_in_processes(self.stage, cfg, self.processes, self.sweep_dir / TASK_FOLDER)
         if self.cell is not None:
             write_cell_record(self.cell, self.sweep_dir)
             collect_results(self.sweep_dir, list(self.labels))
@@ -79,7 +81,8 @@ def run_in_processes(stage: str, cfg, processes: int, folder: Path) -> None:
     """Run a stage as ``processes`` processes on this node (torchrun, a free rendezvous port per run)."""
     import torch
 
-    config = folder / "configs" / f"{Path(cfg.output_dir).name}-{abs(hash(cfg.output_dir))}.yaml"
+    key = hashlib.sha1(str(cfg.output_dir).encode()).hexdigest()[:10]  # one file per run folder
+    config = folder / "configs" / f"{stage}-{key}.yaml"
     atomic_write_text(config, yaml.safe_dump(to_dict(cfg), sort_keys=False))
     env = dict(os.environ)
     if not torch.cuda.is_available():
@@ -213,6 +216,7 @@ def launch_local_gpus(sweep_dir: Path, pretraining: list[StageTask], cells: list
                           f"{len(devices)}: lower --gpus-per-cell or use --launcher slurm")
     folder = sweep_dir / TASK_FOLDER
     claim_sweep_folder(sweep_dir)
+    started, total = 0, len(pretraining) + len(cells)
     for group in (pretraining, cells):
         queue, running, jobs = list(group), {}, {}
         while queue or running:
@@ -223,6 +227,9 @@ def launch_local_gpus(sweep_dir: Path, pretraining: list[StageTask], cells: list
                                            visible_gpus=slots[slot])
                 running[slot] = (task.name, executor.submit(task))
                 jobs[task.name] = running[slot][1]
+                started += 1
+                print(f"sweep: [{started}/{total}] {task.name} on GPU {','.join(map(str, slots[slot]))}; log in "
+                      f"{folder / running[slot][1].job_id}", flush=True)
             for slot, (_, job) in list(running.items()):
                 if job.done():
                     del running[slot]
