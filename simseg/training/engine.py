@@ -6,6 +6,7 @@ these loops never branch on the task; ``make_inputs(batch)`` turns a loader batc
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -57,11 +58,12 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
         lr = lr_at(step)
         set_lr(optimizer, lr)
         inputs = make_inputs(batch)
-        loss = model(**inputs)["loss"]
-        accelerator.backward(loss)
-        if grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        with out_of_memory_is_one_line(f"in epoch {epoch} at step {step}", len(next(iter(inputs.values())))):
+            loss = model(**inputs)["loss"]
+            accelerator.backward(loss)
+            if grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
             ema.update(accelerator.unwrap_model(model), step=step + 1)
@@ -85,6 +87,18 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
             "images_per_s": images / seconds, "loader_wait": waited / seconds}, step
 
 
+@contextlib.contextmanager
+def out_of_memory_is_one_line(where: str, batch_size: int):
+    """A CUDA out-of-memory error inside becomes one line naming the batch size to lower. The stage's last complete
+    state is untouched (it is saved only between epochs), so ``resume=true`` with a smaller batch continues."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise SimsegError(f"the GPU ran out of memory {where} with {batch_size} images per process: lower "
+                          f"train.batch_size (e.g. train.batch_size={max(batch_size // 2, 1)}) and rerun with "
+                          f"resume=true to continue from the last complete epoch") from None
+
+
 def epoch_record(epoch: int, step: int, stats: dict, **scores: float) -> dict:
     """An epoch's metrics.jsonl line from :func:`train_one_epoch`'s stats, plus the stage's own ``scores``."""
     return {"epoch": epoch, "step": step, "train_loss": stats["loss"], **scores, "lr": stats["lr"],
@@ -102,7 +116,9 @@ def evaluate(model, loader, accelerator, make_inputs: Callable) -> float:
     model.eval()
     losses = []
     for batch in loader:
-        out = model(**make_inputs(batch))
+        inputs = make_inputs(batch)
+        with out_of_memory_is_one_line("while evaluating", len(next(iter(inputs.values())))):
+            out = model(**inputs)
         losses.append(accelerator.gather_for_metrics(out["loss_per_image"].float()))
     return torch.cat(losses).mean().item()
 
@@ -119,7 +135,7 @@ def evaluate_confusion(model, loader, accelerator, num_classes: int) -> torch.Te
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=accelerator.device)
     for images, masks in loader:
-        with accelerator.autocast():
+        with accelerator.autocast(), out_of_memory_is_one_line("while evaluating", len(images)):
             pred = model(images=images)["logits"].argmax(1)  # (B, H, W)
         pred, masks = accelerator.gather_for_metrics((pred, masks))
         confusion += confusion_matrix(pred, masks, num_classes)

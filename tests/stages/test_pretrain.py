@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import torch
 import stages.pretrain as pretrain_stage
 from simseg.errors import SimsegError
 from simseg.training.export import load_encoder, read_weights
+from simseg.training.rundir import read_metrics
 from tests.helpers import TINY, interrupted_then_resumed, write_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,3 +160,44 @@ def test_kill_9_mid_epoch_resumes_with_each_epoch_logged_once(tmp_path):
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2]
     assert (run_dir / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_out_of_memory_mid_run_is_one_line_and_keeps_the_last_complete_state(tiny_config, monkeypatch):
+    from simseg.models.simmim import SimMIM
+
+    real_forward, calls = SimMIM.forward, []
+
+    def forward_until_the_gpu_is_full(self, *args, **kwargs):
+        if self.training:
+            calls.append(1)
+            if len(calls) > 6:  # epoch 0 has 6 training batches: the first step of epoch 1 runs out of memory
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(SimMIM, "forward", forward_until_the_gpu_is_full)
+    cfg = tiny_config()
+    with pytest.raises(SimsegError, match=r"ran out of memory in epoch 1 at step 6 with 8 images per process: lower "
+                                          r"train.batch_size \(e.g. train.batch_size=4\)"):
+        pretrain_stage.main(cfg)
+    run_dir = Path(cfg.output_dir)
+    assert json.loads((run_dir / "state" / "progress.json").read_text()) == {"epoch": 1, "step": 6}
+    assert [r["epoch"] for r in read_metrics(run_dir)] == [0]
+    monkeypatch.setattr(SimMIM, "forward", real_forward)
+    pretrain_stage.main(replace(cfg, resume=True))  # and the run continues from there
+    assert [r["epoch"] for r in read_metrics(run_dir)] == [0, 1]
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_under_bf16_stops_naming_the_epoch_and_step(tiny_config, monkeypatch):
+    from simseg.models.simmim import SimMIM
+
+    real_forward = SimMIM.forward
+
+    def forward_that_overflows(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
+        return {**out, "loss": out["loss"] * float("inf")} if self.training else out
+
+    monkeypatch.setattr(SimMIM, "forward", forward_that_overflows)
+    with pytest.raises(SimsegError, match=r"training loss became (inf|nan) in epoch 0 before step 6: lower train.lr"):
+        pretrain_stage.main(tiny_config("train.mixed_precision=bf16"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 from accelerate import Accelerator
 from torch import nn
@@ -53,3 +54,14 @@ def test_loader_wait_is_the_share_of_the_epoch_spent_loading():
     fast = one_epoch(delay=0.0)
     assert 0 <= fast["loader_wait"] < slow["loader_wait"]
     assert "waited for data" in speed_summary(slow)
+
+
+def test_out_of_memory_becomes_one_line_naming_the_batch_size():
+    from simseg.errors import SimsegError
+    from simseg.training.engine import out_of_memory_is_one_line
+
+    with pytest.raises(SimsegError) as err:
+        with out_of_memory_is_one_line("in epoch 3 at step 40", 256):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert "in epoch 3 at step 40 with 256 images per process" in str(err.value)
+    assert "train.batch_size=128" in str(err.value) and "\n" not in str(err.value)
