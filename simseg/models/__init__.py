@@ -1,1 +1,2 @@
-"""models"""
+"""Models: nn.Modules and pure tensor functions (the ViT encoder, SimMIM, segmentation and classification models,
+masking, patchify). The bottom layer above the ground floor: nothing here imports the config."""
