@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # stages/ is impor
 from pretrain_pipeline import timed_images_per_second  # noqa: E402 (this folder, as a script's own)
 
 from simseg.config.classify import ClassifyConfig  # noqa: E402
+from simseg.config.sections import default_num_workers  # noqa: E402
 from simseg.config.segment import SegmentConfig  # noqa: E402
 from simseg.models.classifier import build_mixup, mix_batch  # noqa: E402
 from simseg.training.optim import build_adamw  # noqa: E402
@@ -78,12 +78,17 @@ def step_only(make, batch: int, images: int, device: str) -> float:
     return timed_images_per_second(step, batch, images, device)
 
 
+def workers_of(args) -> int:
+    """--workers, else the stages' own default for this machine."""
+    return default_num_workers() if args.workers is None else args.workers
+
+
 def end_to_end(name: str, source: str, args, out: Path) -> dict:
     """`simseg NAME` for --epochs epochs on --images training images in a fresh process: the last epoch's images/s
     and the run's peak memory."""
     command = [sys.executable, "-m", "simseg.cli", name, f"data.source={source}", f"data.subset={args.images}",
                "data.test_size=64",
-               f"data.num_workers={args.workers}", f"train.epochs={args.epochs}", "eval.every=0",
+               f"data.num_workers={workers_of(args)}", f"train.epochs={args.epochs}", "eval.every=0",
                "log.progress=false", f"output_dir={out}"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     last_epoch = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
@@ -95,7 +100,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1024, help="training images per stage run")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per stage run (the last one is reported)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader workers; default: the stages' own for this machine (data.num_workers=null)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = Path(tempfile.mkdtemp(prefix="simseg-bench-"))
@@ -106,7 +112,7 @@ def main() -> None:
         raise SystemExit(f"--images {args.images} is less than one batch of the stages' default {largest_batch}: "
                          f"give at least {largest_batch}")
     print(f"machine: {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; {args.images} training "
-          f"images per stage, {args.workers} loader workers, last of {args.epochs} epochs")
+          f"images per stage, {workers_of(args)} loader workers, last of {args.epochs} epochs")
     for name, (make, batch) in stages.items():
         source = str(DATA[name]) if DATA[name].exists() else "synthetic"
         # Step-only timed just before and just after the stage run: a noisy machine drifts within minutes.

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from simseg.config.pretrain import PretrainDataConfig
-from simseg.config.sections import ModelConfig
+from simseg.config.sections import ModelConfig, default_num_workers
 from simseg.data.cache import build_cache
 from simseg.data.unlabelled import open_image_source
 from simseg.models.masking import random_unit_mask
@@ -138,10 +137,15 @@ def timed_images_per_second(step, batch: int, images: int, device: str, warmup: 
     return steps * batch / (time.perf_counter() - start)
 
 
+def workers_of(args) -> int:
+    """--workers, else the stage's own default for this machine."""
+    return default_num_workers() if args.workers is None else args.workers
+
+
 def stage(source: str, pipeline: str, out: Path, args) -> dict:
     """--epochs epochs of `simseg pretrain` in a fresh process; the last epoch's images/s and the peak memory."""
     command = [sys.executable, "-m", "simseg.cli", "pretrain", f"data.source={source}", f"data.pipeline={pipeline}",
-               f"data.num_workers={args.workers}", f"train.batch_size={args.batch}", f"train.epochs={args.epochs}",
+               f"data.num_workers={workers_of(args)}", f"train.batch_size={args.batch}", f"train.epochs={args.epochs}",
                f"train.mixed_precision={'bf16' if args.bf16 else 'no'}", f"train.compile={str(args.compile).lower()}",
                "data.val_size=8", "log.progress=false", "log.grid_every=0", f"output_dir={out}"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -157,8 +161,9 @@ def main() -> None:
                         help="an image folder (default: the shared ImageNet subset)")
     parser.add_argument("--images", type=int, default=2048, help="training images per run")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                        help="loader workers of the per-image path (and of the cache build)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="loader workers of the per-image path (and of the cache build); default: the stage's "
+                             "default for this machine (data.num_workers=null)")
     parser.add_argument("--noise-images", type=int, default=0,
                         help="use this many random-pixel images instead of --data (GPU scale)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per stage run; the last one is reported")
@@ -187,7 +192,7 @@ def main() -> None:
         for i in range(len(source)):
             source.image(i).save(folder / f"{i:06d}.png")
     start = time.perf_counter()
-    build_cache(source, work / "cache", size=144, workers=args.workers, progress=False)
+    build_cache(source, work / "cache", size=144, workers=workers_of(args), progress=False)
     cache_seconds = time.perf_counter() - start
 
     step = step_only(len(source) - 8, args.batch, device, args.bf16, args.compile)
@@ -199,7 +204,7 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"machine: {name}, torch {torch.__version__}; {data}: {len(source) - 8} training images at batch "
           f"{args.batch}, {'bf16' if args.bf16 else 'fp32'}{', compiled' if args.compile else ''}, last of "
-          f"{args.epochs} epoch(s); per-image loader with {args.workers} workers")
+          f"{args.epochs} epoch(s); per-image loader with {workers_of(args)} workers")
     print(f"cache build ({len(source)} images at 144 px):  {cache_seconds:7.1f} s")
     print(f"step only:                          {step:7.1f} images/s; MFU {step * flops / peak:.1%} "
           f"({flops / 1e9:.3f} GFLOP per image; peak {peak / 1e9:,.0f} GFLOP/s = {peak_name})")

@@ -38,14 +38,33 @@ class SourceConfig:
     synthetic_image_size: int = 160
     synthetic_seed: int = 0
     """Which synthetic images: each stage draws its own stream from this seed, so stages never share images."""
-    num_workers: int = 4
-    """DataLoader worker processes; 0 loads in the main process."""
+    num_workers: int | None = None
+    """DataLoader worker processes; 0 loads in the main process; null = chosen for this machine by
+    :func:`default_num_workers` (the resolved number is what the run folder's config.yaml records)."""
 
     def __post_init__(self):
         if self.subset is not None:
             parse_size(self.subset, "data.subset")
         check(self.synthetic_image_size >= 32, "data.synthetic_image_size must be at least 32")
+        if self.num_workers is None:
+            self.num_workers = default_num_workers()
         check(self.num_workers >= 0, "data.num_workers must be >= 0")
+
+
+def default_num_workers() -> int:
+    """Loader workers for the cores this process may use and its device.
+
+    With a GPU the CPU only feeds it: one worker per core but one, at most 8. On a CPU alone, workers take cores
+    from the compute threads: on 2 cores every stage ran faster with none (docs/performance.md); with more cores, a
+    quarter of those beyond two, at most 4 (a rule of thumb, not measured)."""
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if torch.cuda.is_available():
+        return max(0, min(8, cores - 1))
+    return min(4, max(0, cores - 2) // 4)
 
 
 @dataclasses.dataclass

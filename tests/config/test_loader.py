@@ -118,3 +118,19 @@ def test_no_base_60_numbers():
     assert load_yaml("2:00:00") == "2:00:00" and load_yaml("1:30") == "1:30"
     assert [load_yaml(t) for t in ("120", "-3", "0.5", "1.0e-4", ".5", "0x1f", "1_000")] == [
         120, -3, 0.5, 1e-4, 0.5, 31, 1000]
+
+
+def test_num_workers_default_fits_the_cores_and_the_device(monkeypatch):
+    import os
+
+    import torch
+
+    from simseg.config.sections import default_num_workers
+
+    for cores, gpu, expected in ((2, False, 0), (6, False, 1), (32, False, 4), (2, True, 1), (16, True, 8)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _, n=cores: set(range(n)), raising=False)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda g=gpu: g)
+        assert default_num_workers() == expected, (cores, gpu)
+    cfg = load_config(PretrainConfig, None, [])
+    assert cfg.data.num_workers == expected  # null resolves when the config is built, so config.yaml says what ran
+    assert load_config(PretrainConfig, None, ["data.num_workers=3"]).data.num_workers == 3
