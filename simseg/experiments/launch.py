@@ -210,10 +210,14 @@ def launch_local_gpus(sweep_dir: Path, pretraining: list[StageTask], cells: list
     one process (group) per task; pretraining first."""
     submitit = load_submitit()
     per_cell = options.gpus_per_cell
+    if per_cell < 1 or not devices:
+        raise SimsegError(f"--gpus-per-cell runs one process per cell on this machine's GPUs and it shows "
+                          f"{len(devices)} (asked for {per_cell} per cell): drop --gpus-per-cell to run the cells here "
+                          f"one after another, or use --launcher slurm")
     slots = [devices[i:i + per_cell] for i in range(0, len(devices) - per_cell + 1, per_cell)]
     if not slots:
-        raise SimsegError(f"--gpus-per-cell {per_cell} needs at least {per_cell} GPU(s); this machine shows "
-                          f"{len(devices)}: lower --gpus-per-cell or use --launcher slurm")
+        raise SimsegError(f"--gpus-per-cell {per_cell} needs at least {per_cell} GPUs and this machine shows "
+                          f"{len(devices)}: lower --gpus-per-cell to {len(devices)} or use --launcher slurm")
     folder = sweep_dir / TASK_FOLDER
     claim_sweep_folder(sweep_dir)
     started, total = 0, len(pretraining) + len(cells)

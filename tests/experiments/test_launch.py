@@ -206,8 +206,11 @@ def test_local_gpus_run_one_process_per_cell(tmp_path, monkeypatch):
     spans = [((out / "cells/scratch/subset-8" / f"seed-{s}" / "config.yaml").stat().st_mtime,
               (out / "cells/scratch/subset-8" / f"seed-{s}" / "metrics.json").stat().st_mtime) for s in (0, 1)]
     assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # the first two cells ran at the same time
-    with pytest.raises(SimsegError, match="--gpus-per-cell 4 needs at least 4 GPU"):
+    with pytest.raises(SimsegError, match="--gpus-per-cell 4 needs at least 4 GPUs and this machine shows 2"):
         sweep(["--subsets", "16", "--output-dir", str(out), "--gpus-per-cell", "4", *CELL])
+    monkeypatch.setattr("simseg.experiments.sweep.visible_gpus", lambda: [])
+    with pytest.raises(SimsegError, match="shows 0 .asked for 1 per cell.: drop --gpus-per-cell"):
+        sweep(["--subsets", "16", "--output-dir", str(out), "--gpus-per-cell", "1", *CELL])
 
 
 @pytest.mark.slow
