@@ -102,7 +102,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per stage run (the last one is reported)")
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader workers; default: the stages' own for this machine (data.num_workers=null)")
+    parser.add_argument("--data", default=str(SHARED),
+                        help="folder holding intel-image-classification/ and oxford-iiit-pet/ (else synthetic)")
+    parser.add_argument("--stages", default="classify,segment", help="which stages to time")
     args = parser.parse_args()
+    data = {name: Path(args.data) / folder.name for name, folder in DATA.items()}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = Path(tempfile.mkdtemp(prefix="simseg-bench-"))
     stages = {"classify": (classify_step, ClassifyConfig().train.batch_size),
@@ -114,7 +118,9 @@ def main() -> None:
     print(f"machine: {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; {args.images} training "
           f"images per stage, {workers_of(args)} loader workers, last of {args.epochs} epochs")
     for name, (make, batch) in stages.items():
-        source = str(DATA[name]) if DATA[name].exists() else "synthetic"
+        if name not in args.stages.split(","):
+            continue
+        source = str(data[name]) if data[name].exists() else "synthetic"
         # Step-only timed just before and just after the stage run: a noisy machine drifts within minutes.
         before = step_only(make, batch, args.images, device)
         run = end_to_end(name, source, args, work / name)
