@@ -28,6 +28,7 @@ from simseg.config.loader import to_dict
 from simseg.errors import SimsegError
 from simseg.experiments.cells import collect_results, format_seconds, init_ready, run_unless_finished
 from simseg.experiments.grid import Cell, write_cell_record
+from simseg.experiments.stage_table import STAGES
 from simseg.files import atomic_write_json, atomic_write_text
 from simseg.training.rundir import run_is_finished
 
@@ -88,8 +89,6 @@ def run_in_processes(stage: str, cfg, processes: int, folder: Path) -> None:
     if not torch.cuda.is_available():
         env["ACCELERATE_USE_CPU"] = "1"
         print(f"no GPU visible: running {cfg.output_dir} as {processes} CPU processes", flush=True)
-    from simseg.experiments.stage_table import STAGES
-
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                "-m", STAGES[stage].module, "-c", str(config)]
     result = subprocess.run(command, env=env)
