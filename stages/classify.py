@@ -126,10 +126,10 @@ def main(cfg: ClassifyConfig) -> Path:
                            f"images)")
         atomic_write_json(run_dir / "metrics.json", {
             **metrics, "chance": 1 / len(classes), "classes": classes, "reported_epoch": history[-1]["epoch"],
-            "mixup": to_dict(cfg.mixup),
+            "mixup": to_dict(cfg.mixup), "head": cfg.head,
             **labelled_metrics(cfg, reported, history, len(train_set), len(test_set), accelerator.device),
         })
-        write_labelled_exports(run_dir, reported, cfg, "classify", classes=json.dumps(classes))
+        write_labelled_exports(run_dir, reported, cfg, "classify", head=cfg.head, classes=json.dumps(classes))
         accelerator.print(f"test top-1 {metrics['top1']:.4f}, mean per-class accuracy "
                           f"{metrics['mean_class_accuracy']:.4f}; done in {time.perf_counter() - start:.0f}s: "
                           f"{run_dir}")

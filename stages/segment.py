@@ -1,4 +1,5 @@
-"""Stage 3: fine-tune the encoder plus a linear head on labelled Oxford-IIIT Pet trimaps; test on a fixed test set.
+"""Stage 3: fine-tune a segmentation model (``model.arch``: the study's ViT + linear head by default, a ViT with a
+conv decoder, or a CNN baseline) on labelled Oxford-IIIT Pet trimaps; test on a fixed test set.
 
     accelerate launch stages/segment.py -c configs/segment.yaml data.source=data/oxford-iiit-pet data.subset=1k \\
         init=outputs/pretrain-45k output_dir=outputs/segment-1k-pretrained
@@ -10,10 +11,11 @@ Classes (simseg.data.pets): 0 background, 1 pet, 2 boundary (Oxford trimap value
 Writes into ``output_dir``: config.yaml, lineage.json (where the encoder's weights came from), test_images.txt /
 train_images.txt / val_images.txt (the split, one item name per line), metrics.jsonl (per epoch: train loss, and
 every ``eval.every`` epochs test and validation mIoU), metrics.json (final test figures from one confusion matrix over
-every test pixel, plus parameters, training seconds and images/s), confusion.json, examples.png (rows image | ground
+every test pixel, plus the model's cost: parameters, GFLOPs, inference and training images/s, seconds),
+confusion.json, examples.png (rows image | ground
 truth | prediction for the first ``log.examples`` test images; colours: background black, pet orange, boundary
-white), encoder.safetensors (the export), model.safetensors (encoder + head), best.safetensors (with a validation
-split) and state/ (for ``resume=true``).
+white), encoder.safetensors (the export; ViT models only), model.safetensors (encoder + head), best.safetensors
+(with a validation split) and state/ (for ``resume=true``).
 
 Nothing is chosen on the test set: with ``data.val_size`` > 0 the reported weights are those of the epoch with the
 best validation mIoU (among evaluated epochs), otherwise those of the last epoch. With ``train.ema`` the EMA weights
@@ -40,8 +42,9 @@ from simseg.data.splits import segmentation_splits
 from simseg.data.transforms import denormalize
 from simseg.errors import SimsegError
 from simseg.files import atomic_write_json
-from simseg.models.segmentation import SegmentationModel
+from simseg.models.registry import build_segmentation_model
 from simseg.models.vit import build_encoder
+from simseg.training.cnn_weights import load_cnn_init
 from simseg.training.engine import epoch_record, epoch_seed, evaluate_confusion, speed_summary, train_one_epoch
 from simseg.training.export import load_init, read_weights, save_weights
 from simseg.training.metrics import segmentation_metrics
@@ -76,7 +79,8 @@ def main(cfg: SegmentConfig) -> Path:
                          write=accelerator.is_main_process)
     img, aug = cfg.model.img_size, cfg.aug
     train_set = TransformedPairs(source, splits["train"], seg_train_transform(
-        img, aug.crop_scale, aug.crop_ratio, aug.hflip, aug.color_jitter, aug.color_jitter_prob, aug.mean, aug.std))
+        img, aug.crop_scale, aug.crop_ratio, aug.hflip, aug.color_jitter, aug.color_jitter_prob, aug.mean, aug.std,
+        aug.rotation, aug.blur_prob, aug.blur_sigma))
     test_set = TransformedPairs(source, splits["test"], seg_eval_transform(img, aug.mean, aug.std))
     val_set = TransformedPairs(source, splits["val"], seg_eval_transform(img, aug.mean, aug.std))
     loader_args = dict(batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers,
@@ -158,25 +162,29 @@ def main(cfg: SegmentConfig) -> Path:
             **metrics,
             "reported_epoch": reported_epoch, "selected_on": "val_miou" if val_loader is not None else "last epoch",
             "best_val_miou": best_val, "loss": cfg.loss, "val_images": len(val_set), "skipped_unpaired": skipped,
+            "arch": cfg.model.arch, "aug": cfg.aug.preset,
             **labelled_metrics(cfg, reported, history, len(train_set), len(test_set), accelerator.device),
         })
         write_examples(reported, test_set, cfg.log.examples, cfg, run_dir / "examples.png",
                        f"{init_name(cfg.init)}: test mIoU {metrics['miou']:.3f} ({len(train_set):,} training images)")
-        write_labelled_exports(run_dir, reported, cfg, "segment", num_classes=str(NUM_CLASSES))
+        write_labelled_exports(run_dir, reported, cfg, "segment", arch=cfg.model.arch, num_classes=str(NUM_CLASSES))
         accelerator.print(f"test mIoU {metrics['miou']:.4f} (epoch {reported_epoch}), pixel accuracy "
                           f"{metrics['pixel_accuracy']:.4f}; done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
     return run_dir
 
 
-def build_model(cfg: SegmentConfig) -> tuple[SegmentationModel, dict]:
-    """The segmentation model, its encoder from scratch or from an export, and the lineage record saying which."""
-    model = SegmentationModel(build_encoder(cfg.model), NUM_CLASSES, cfg.head, cfg.loss)
+def build_model(cfg: SegmentConfig) -> tuple[torch.nn.Module, dict]:
+    """The ``model.arch`` model, its encoder from scratch or from ``init``, and the lineage record saying which."""
+    if cfg.model.family == "cnn":
+        model = build_segmentation_model(cfg.model.arch, NUM_CLASSES, cfg.loss)
+        return model, load_cnn_init(model, cfg.init, cfg.model.arch)
+    model = build_segmentation_model(cfg.model.arch, NUM_CLASSES, cfg.loss, build_encoder(cfg.model))
     return model, load_init(model, cfg.init, cfg.model)
 
 
 @torch.no_grad()
-def write_examples(model: SegmentationModel, test_set: TransformedPairs, rows: int, cfg: SegmentConfig, path: Path,
+def write_examples(model: torch.nn.Module, test_set: TransformedPairs, rows: int, cfg: SegmentConfig, path: Path,
                    title: str) -> None:
     """examples.png: image | ground truth | prediction for the first ``rows`` test images (background black, pet
     orange, boundary white)."""

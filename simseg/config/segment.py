@@ -16,6 +16,8 @@ from simseg.config.sections import (
     SourceConfig,
     TrainConfig,
 )
+from simseg.models.cnn_segmentation import ENCODER_STRIDE
+from simseg.models.registry import ARCHS, DEFAULT_ARCH, HEAD_SYNONYMS
 from simseg.sizes import parse_size
 
 
@@ -49,6 +51,68 @@ class SegDataConfig(SourceConfig):
         val = 0 if str(self.val_size).strip() == "0" else parse_size(self.val_size, "data.val_size")
         subset = None if self.subset is None else parse_size(self.subset, "data.subset")
         return parse_size(self.test_size, "data.test_size"), subset, val
+
+
+@dataclasses.dataclass
+class SegModelConfig(FineTuneModelConfig):
+    arch: str = DEFAULT_ARCH
+    """The segmentation model (:mod:`simseg.models.registry`): ``vit_linear`` (the study's ViT + linear head),
+    ``vit_linear_upsample``, ``vit_pup``, ``vit_fused_skip`` (ViT + a conv decoder), ``unet_resnet18``,
+    ``fpn_resnet18`` (CNNs from segmentation_models_pytorch). The other ``model.*`` keys describe the ViT's encoder;
+    a CNN uses only ``img_size`` (a multiple of 32) and ignores the ViT's dropout keys."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.arch in ARCHS, f"model.arch '{self.arch}' is unknown; choose one of {', '.join(ARCHS)}")
+        check(self.family == "vit" or self.img_size % ENCODER_STRIDE == 0,
+              f"model.img_size={self.img_size}: {self.arch} needs a multiple of {ENCODER_STRIDE}")
+
+    @property
+    def family(self) -> str:
+        """``vit`` or ``cnn``."""
+        return ARCHS[self.arch].family
+
+
+AUG_PRESETS: dict[str, dict] = {
+    # The study's fine-tuning augmentation (the classify stage's too).
+    "study": dict(crop_scale=(0.5, 1.0), hflip=0.5, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.8,
+                  rotation=0.0, blur_prob=0.0),
+    # Flip and a mild crop, no photometric change.
+    "light": dict(crop_scale=(0.8, 1.0), hflip=0.5, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.0,
+                  rotation=0.0, blur_prob=0.0),
+    # Stronger crops, rotation up to +-20 degrees, colour jitter and an occasional light blur.
+    "heavy": dict(crop_scale=(0.6, 1.0), hflip=0.5, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.8,
+                  rotation=20.0, blur_prob=0.2),
+}
+
+
+@dataclasses.dataclass
+class SegAugConfig(FineTuneAugConfig):
+    """Augmentation of the training pairs. ``preset`` fills every key of :data:`AUG_PRESETS` left null; a key given
+    explicitly (``aug.rotation=10``) overrides the preset's value. The resolved values are what config.yaml holds."""
+
+    preset: Literal["study", "light", "heavy"] = "study"
+    """``study``: crops of 50-100%, flip, colour jitter (p 0.8); ``light``: crops of 80-100% and flip only;
+    ``heavy``: crops of 60-100%, flip, rotation +-20 degrees, colour jitter (p 0.8), Gaussian blur (p 0.2)."""
+    crop_scale: tuple[float, float] | None = None
+    hflip: float | None = None
+    color_jitter: tuple[float, float, float, float] | None = None
+    color_jitter_prob: float | None = None
+    rotation: float | None = None
+    """Rotation by up to +-this many degrees, image and mask together (mask nearest; the uncovered corners are left
+    out of the loss, see :mod:`simseg.data.pair_transforms`); 0 = none."""
+    blur_prob: float | None = None
+    """Probability of a Gaussian blur of the image (never the mask) with sigma drawn from ``blur_sigma``."""
+    blur_sigma: tuple[float, float] = (0.1, 1.0)
+
+    def __post_init__(self):
+        for key, value in AUG_PRESETS[self.preset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        super().__post_init__()
+        check(0 <= self.rotation <= 180, "aug.rotation must be in [0, 180] degrees")
+        check(0 <= self.blur_prob <= 1, "aug.blur_prob is a probability")
+        check(0 < self.blur_sigma[0] <= self.blur_sigma[1], "aug.blur_sigma must be two numbers with 0 < low <= high")
 
 
 @dataclasses.dataclass
@@ -93,18 +157,33 @@ class SegmentConfig:
     """Seeds the splits, the head's initialisation, augmentation and dropout."""
     resume: bool = False
     init: str = "scratch"
-    """``scratch`` (random encoder, the baseline) or a run folder / ``encoder.safetensors`` of another stage."""
-    head: Literal["linear", "linear_upsample"] = "linear"
-    """``linear``: each patch token -> patch x patch x classes logits, pixel-shuffled to full resolution (the study);
-    ``linear_upsample``: each token -> classes logits, upsampled bilinearly."""
+    """A ViT model: ``scratch`` (random encoder, the baseline) or a run folder / ``encoder.safetensors`` of another
+    stage. A CNN model: ``scratch``, ``imagenet`` (its library's ImageNet weights; needs a network the first time)
+    or a local weights file of its encoder (torchvision/timm ResNet-18 keys, ``.pth`` or ``.safetensors``)."""
+    head: str | None = None
+    """The name of ``model.arch`` in configs written before it existed: ``linear`` = ``vit_linear``,
+    ``linear_upsample`` = ``vit_linear_upsample``; null = ``model.arch`` decides. Resolved into ``model.arch``."""
     loss: Literal["ce", "ce+dice"] = "ce"
     """Per-pixel cross-entropy, or its mean with a soft Dice loss over the classes."""
     data: SegDataConfig = dataclasses.field(default_factory=SegDataConfig)
-    model: FineTuneModelConfig = dataclasses.field(default_factory=FineTuneModelConfig)
+    model: SegModelConfig = dataclasses.field(default_factory=SegModelConfig)
     train: SegTrainConfig = dataclasses.field(default_factory=SegTrainConfig)
-    aug: FineTuneAugConfig = dataclasses.field(default_factory=FineTuneAugConfig)
+    aug: SegAugConfig = dataclasses.field(default_factory=SegAugConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     log: SegLogConfig = dataclasses.field(default_factory=SegLogConfig)
 
     def __post_init__(self):
         check(bool(self.init.strip()), "init must be 'scratch' or the path of a run folder or encoder.safetensors")
+        if self.head is not None:
+            check(self.head in HEAD_SYNONYMS, f"head={self.head!r} is not allowed; set model.arch instead (head "
+                                              f"accepts only {', '.join(HEAD_SYNONYMS)}, its names from before)")
+            meant = HEAD_SYNONYMS[self.head]
+            check(self.model.arch in (DEFAULT_ARCH, meant), f"head={self.head} means model.arch={meant}, but "
+                                                           f"model.arch={self.model.arch}: give only model.arch")
+            self.model.arch, self.head = meant, None
+        if self.model.family == "vit":
+            check(self.init != "imagenet", f"init=imagenet is for the CNN models; {self.model.arch} starts from "
+                                           f"scratch or from a simseg run folder / encoder.safetensors")
+        else:
+            check(self.train.layer_decay == 1, f"train.layer_decay works on a ViT's blocks; set it to 1 for "
+                                               f"{self.model.arch}")

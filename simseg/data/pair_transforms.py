@@ -5,8 +5,12 @@ uint8 numpy array (H, W), the image's size) and returns ``(image, mask)``: float
 with ``mean``/``std``, and int64 (img_size, img_size).
 
 Both are wrapped as ``tv_tensors`` (``Image``, ``Mask``) before any transform runs, so torchvision itself applies the
-same crop and flip to both, resizes the mask with NEAREST (a class id is never blended with its neighbour), and
-applies colour jitter and normalisation to the image only.
+same crop, flip and rotation to both, resizes and rotates the mask with NEAREST (a class id is never blended with
+its neighbour), and applies colour jitter, blur and normalisation to the image only.
+
+A rotation uncovers the corners of the crop: the image gets the normalisation mean there (zeros after normalising,
+so no edge the model could learn from) and the mask gets :data:`IGNORE_INDEX`, which the loss skips: those pixels
+are not in the photo, and calling them background would teach the model that rotated corners are background.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from torchvision.transforms.v2 import functional as F
 
 from simseg.config.sections import IMAGENET_MEAN, IMAGENET_STD
 from simseg.errors import SimsegError
+from simseg.models.segmentation import IGNORE_INDEX
 
 
 class PairedTransform:
@@ -53,16 +58,32 @@ def seg_train_transform(
     color_jitter_prob: float = 0.8,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    rotation: float = 0.0,
+    blur_prob: float = 0.0,
+    blur_sigma: tuple[float, float] = (0.1, 1.0),
 ) -> PairedTransform:
-    """Random resized crop and horizontal flip on both; colour jitter (image only, with probability
-    ``color_jitter_prob``; ``color_jitter_prob=0`` turns it off); normalisation (image only)."""
+    """Random resized crop, horizontal flip and (``rotation`` > 0) a rotation by up to +-``rotation`` degrees on
+    both; colour jitter (image only, with probability ``color_jitter_prob``; 0 turns it off); Gaussian blur with
+    sigma in ``blur_sigma`` (image only, with probability ``blur_prob``); normalisation (image only)."""
     brightness, contrast, saturation, hue = color_jitter
+    geometry = [v2.RandomResizedCrop(img_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio), antialias=True),
+                v2.RandomHorizontalFlip(hflip)]
+    if rotation > 0:
+        mean_colour = tuple(round(255 * m) for m in mean)
+        geometry.append(v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR,
+                                          fill={tv_tensors.Image: mean_colour, tv_tensors.Mask: IGNORE_INDEX}))
+    blur = [v2.RandomApply([v2.GaussianBlur(blur_kernel(blur_sigma[1]), tuple(blur_sigma))], p=blur_prob)]
     return PairedTransform([
-        v2.RandomResizedCrop(img_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio), antialias=True),
-        v2.RandomHorizontalFlip(hflip),
+        *geometry,
         v2.RandomApply([v2.ColorJitter(brightness, contrast, saturation, hue)], p=color_jitter_prob),
+        *(blur if blur_prob > 0 else []),
         *_to_float_and_normalize(mean, std),
     ])
+
+
+def blur_kernel(max_sigma: float) -> int:
+    """The odd kernel size covering +-3 sigma of the widest blur."""
+    return 2 * max(1, int(np.ceil(3 * max_sigma))) + 1
 
 
 def seg_eval_transform(

@@ -27,7 +27,10 @@ def check_unchanged(cfg, sweep_dir: Path) -> None:
 
 
 def init_ready(init: Init) -> bool:
-    return init.path == "scratch" or (Path(init.path) / "encoder.safetensors").is_file()
+    if init.path in ("scratch", "imagenet"):
+        return True
+    path = Path(init.path)
+    return path.is_file() or (path / "encoder.safetensors").is_file()  # a CNN weights file, or a ViT run's export
 
 
 def run_unless_finished(stage: str, cfg, message: str | None) -> Path:

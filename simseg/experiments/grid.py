@@ -1,5 +1,5 @@
-"""The sweep's grid: initialisations x labelled-subset sizes x seeds, its shards and its cells' records (the results
-table they make: :mod:`simseg.experiments.results`).
+"""The sweep's grid: [models x augmentation presets x] initialisations x labelled-subset sizes x seeds, its shards
+and its cells' records (the results table they make: :mod:`simseg.experiments.results`).
 
 Pure functions and small records; :mod:`simseg.experiments.sweep` runs the cells. A sweep folder holds::
 
@@ -7,6 +7,7 @@ Pure functions and small records; :mod:`simseg.experiments.sweep` runs the cells
     results.csv, results.jsonl         one row per finished cell, rebuilt from the cell folders after every cell
     pretrain-<size>/                   pretraining runs made by --pretrain-subsets
     cells/<init>/subset-<n>/seed-<s>/  one segmentation run per cell, with cell.json saying what the cell is
+    cells/<arch>/<aug>/<init>/...      the same with --models and --aug (each part only when its axis is swept)
 
 The results are a function of the finished cell folders, rewritten whole (temp file, then rename): a killed sweep,
 two shards writing into one folder, or a rerun can neither lose nor duplicate a row.
@@ -35,9 +36,11 @@ class Init:
     base_init: str | None = None  # for an intermediate init: the label of the init it was trained from
 
 
-def cell_name(init_label: str, subset: int, seed: int) -> str:
-    """A cell's name and folder under ``cells/``: ``pretrain-45k/subset-1k/seed-0``."""
-    return f"{init_label}/subset-{format_size(subset)}/seed-{seed}"
+def cell_name(init_label: str, subset: int, seed: int, arch: str | None = None, aug: str | None = None) -> str:
+    """A cell's name and folder under ``cells/``: ``pretrain-45k/subset-1k/seed-0``, with ``unet_resnet18/heavy/``
+    in front when the sweep has a model (``arch``) or augmentation (``aug``) axis."""
+    variant = "".join(f"{part}/" for part in (arch, aug) if part)
+    return f"{variant}{init_label}/subset-{format_size(subset)}/seed-{seed}"
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,12 @@ class Cell:
     init: Init
     subset: int
     seed: int
+    arch: str | None = None  # model.arch, when the sweep has a model axis
+    aug: str | None = None  # aug.preset, when the sweep has an augmentation axis
 
     @property
     def name(self) -> str:
-        return cell_name(self.init.label, self.subset, self.seed)
+        return cell_name(self.init.label, self.subset, self.seed, self.arch, self.aug)
 
     def run_dir(self, sweep_dir: Path) -> Path:
         return sweep_dir / "cells" / self.name
@@ -97,10 +102,12 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return index - 1, total
 
 
-def expand_grid(inits: list[Init], subsets: list[int], seeds: list[int]) -> list[Cell]:
-    """Every (init, subset, seed), smallest subsets first (cheap, most-wanted cells finish early), then inits in
-    the order given, then seeds."""
-    return [Cell(init, subset, seed) for subset in sorted(subsets) for init in inits for seed in seeds]
+def expand_grid(inits: list[Init], subsets: list[int], seeds: list[int], archs: list[str | None] = (None,),
+                augs: list[str | None] = (None,), fits=lambda init, arch: True) -> list[Cell]:
+    """Every (arch, aug, init, subset, seed) whose init ``fits`` the arch, smallest subsets first (cheap,
+    most-wanted cells finish early), then models, presets and inits in the order given, then seeds."""
+    return [Cell(init, subset, seed, arch, aug) for subset in sorted(subsets) for arch in archs for aug in augs
+            for init in inits if fits(init, arch) for seed in seeds]
 
 
 def shard_cells(cells: list, index: int, count: int) -> list:
@@ -111,11 +118,13 @@ def shard_cells(cells: list, index: int, count: int) -> list:
 def write_cell_record(cell: Cell, sweep_dir: Path) -> None:
     """``cell.json`` in the cell's folder: what the cell is, so results can be rebuilt from the folders alone."""
     atomic_write_text(cell.run_dir(sweep_dir) / CELL_RECORD,
-                      json.dumps({"init": asdict(cell.init), "subset": cell.subset, "seed": cell.seed}, indent=2))
+                      json.dumps({"init": asdict(cell.init), "subset": cell.subset, "seed": cell.seed,
+                                  "arch": cell.arch, "aug": cell.aug}, indent=2))
 
 
 def read_cell_record(path: Path) -> Cell:
     record = json.loads(path.read_text())
-    return Cell(Init(**record["init"]), int(record["subset"]), int(record["seed"]))
+    return Cell(Init(**record["init"]), int(record["subset"]), int(record["seed"]), record.get("arch"),
+                record.get("aug"))
 
 

@@ -1,6 +1,7 @@
-"""The inits of a sweep: ``scratch``, ``PATH`` or ``LABEL=PATH`` resolved to :class:`~simseg.experiments.grid.Init`,
-with the pretraining size and intermediate-step parent read from the run folders' ``lineage.json`` and
-``metrics.json``."""
+"""The inits of a sweep: ``scratch``, ``imagenet``, ``PATH`` or ``LABEL=PATH`` resolved to
+:class:`~simseg.experiments.grid.Init`, with the pretraining size and intermediate-step parent read from the run
+folders' ``lineage.json`` and ``metrics.json``; and which inits fit which model (a SimMIM export only a ViT, ImageNet
+or a ResNet weights file only a CNN)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,36 @@ from simseg.training.export import export_path
 
 def resolve_init(item: str, option: str) -> Init:
     """``scratch``, ``PATH`` or ``LABEL=PATH`` -> an :class:`Init` (its pretraining size read from the run folders)."""
-    if item == "scratch":
-        return Init("scratch", "scratch")
+    if item in ("scratch", "imagenet"):
+        return Init(item, item)
     label, sep, path_text = item.partition("=")
     if not sep or "/" in label:
         label, path_text = "", item
-    run_dir = export_path(path_text).parent
-    if not export_path(path_text).is_file():
+    file = export_path(path_text)
+    if not file.is_file():
         raise SimsegError(f"{option} {path_text} has no encoder.safetensors: give a finished pretraining or "
-                          f"classification run folder (or 'scratch')")
-    label = label or run_dir.resolve().name
+                          f"classification run folder, a CNN weights file, 'scratch' or 'imagenet'")
+    if file.name != "encoder.safetensors":  # a CNN encoder's weights file
+        return Init(check_label(label or file.stem, option), str(file.resolve()))
+    run_dir = file.parent
+    label = check_label(label or run_dir.resolve().name, option)
+    return Init(label, str(run_dir.resolve()), pretraining_images(run_dir))
+
+
+def check_label(label: str, option: str) -> str:
     if not label.replace("-", "").replace("_", "").replace(".", "").replace("+", "").isalnum():
         raise SimsegError(f"{option} label '{label}' may hold only letters, digits and - _ . +: name it LABEL=PATH")
-    return Init(label, str(run_dir.resolve()), pretraining_images(run_dir))
+    return label
+
+
+def is_cnn_init(init: Init) -> bool:
+    """ImageNet or a weights file (not a run folder): an init for a CNN's encoder."""
+    return init.path == "imagenet" or Path(init.path).suffix in (".pth", ".pt", ".bin", ".safetensors")
+
+
+def init_fits(init: Init, family: str) -> bool:
+    """Whether ``init`` can start a model of ``family`` (``vit`` or ``cnn``): scratch starts both."""
+    return init.path == "scratch" or is_cnn_init(init) == (family == "cnn")
 
 
 def intermediate_init(init: Init, inits: list[Init]) -> Init:

@@ -7,6 +7,7 @@ run folders hold, and writes into the sweep folder (each file atomically)::
     miou_vs_subset.png        test mIoU vs labelled images, one line per init
     intermediate_delta.png    ΔmIoU of intermediate classification (only when an intermediate init's base is swept)
     miou_vs_time.png          mIoU vs training minutes per cell (only when the rows hold train_seconds)
+    miou_vs_cost.png          mIoU vs parameters and vs GFLOPs, one point per model / init (rows with cost columns)
     figures/                  copies of each init's latest reconstruction grid and the best cell's examples
 
 Rows come from :mod:`simseg.experiments.results`, their summaries from :mod:`simseg.experiments.summary` (pure
@@ -21,45 +22,58 @@ import yaml
 
 from simseg.experiments import report_figures as figures
 from simseg.experiments.grid import cell_name
+from simseg.experiments.report_models import cost_table, effect_tables, per_class_table
 from simseg.experiments.results import Row, read_results, read_sweep, results_path
-from simseg.experiments.summary import Summary, init_info, init_order, intermediate_deltas, summarise
+from simseg.experiments.summary import (
+    MISSING,
+    format_summary,
+    init_info,
+    init_order,
+    intermediate_deltas,
+    markdown_table,
+    summarise,
+    varying_axes,
+    with_variant_labels,
+)
 from simseg.files import atomic_write_text
 from simseg.sizes import format_size, parse_size
 from simseg.training.plots import GRID_COLUMNS
 
-MISSING = "—"
-
 
 def missing_cells(rows: list[Row], sweep: dict | None) -> tuple[list[str], int, int]:
     """Names of the grid's cells without a row (in grid order), the grid's size, and how many rows lie outside it
-    (cells of earlier commands). The grid is sweep.json's when there is one, else every combination of the inits,
-    subsets and seeds the rows hold."""
+    (cells of earlier commands). The grid is sweep.json's when there is one (its models and presets with the inits
+    that fit them), else every combination of the inits, subsets and seeds the rows hold."""
     grid = (sweep or {}).get("grid") or {}
+    archs, augs = [None], [None]
     if grid:
-        labels = [*(grid.get("inits") or {}), *(grid.get("intermediate") or {})]
+        paths = {**(grid.get("inits") or {}), **(grid.get("intermediate") or {})}
+        labels = list(paths)
         subsets = sorted(parse_size(s, "sweep.json subsets") for s in grid.get("subsets") or [])
         seeds = [int(s) for s in grid.get("seeds") or []]
+        archs, augs = grid.get("models") or [None], grid.get("aug") or [None]
     else:
         labels = init_order(rows)
+        paths = {label: init_info(rows)[label].path for label in labels}
         subsets, seeds = sorted({r["subset"] for r in rows}), sorted({r["seed"] for r in rows})
-    done = {(r["init"], r["subset"], r["seed"]) for r in rows}
-    expected = [(label, s, seed) for s in subsets for label in labels for seed in seeds]  # expand_grid's order
+    done = {(r["arch"] if archs != [None] else None, r["aug"] if augs != [None] else None, r["init"], r["subset"],
+             r["seed"]) for r in rows}
+    expected = [(arch, aug, label, s, seed) for s in subsets for arch in archs for aug in augs for label in labels
+                if fits(label, paths.get(label), arch) for seed in seeds]  # expand_grid's order
     outside = len(done - set(expected))
-    return [cell_name(*cell) for cell in expected if cell not in done], len(expected), outside
+    return ([cell_name(label, s, seed, arch, aug) for arch, aug, label, s, seed in expected
+             if (arch, aug, label, s, seed) not in done], len(expected), outside)
 
 
-def format_summary(summary: Summary) -> str:
-    """``0.412 ± 0.013 (n=3)``, or ``0.412`` for a single seed."""
-    if summary.std is None:
-        return f"{summary.mean:.3f}"
-    return f"{summary.mean:.3f} ± {summary.std:.3f} (n={summary.n})"
+def fits(label: str, path: str | None, arch: str | None) -> bool:
+    """Whether the sweep ran this init with this model (see :func:`simseg.experiments.inits.init_fits`)."""
+    from simseg.experiments.grid import Init
+    from simseg.experiments.inits import init_fits
+    from simseg.models.registry import ARCHS
 
-
-def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
-    """Lines of a markdown table; the first column left-aligned, the others right-aligned (numbers)."""
-    escape = [[cell.replace("|", "\\|") for cell in row] for row in [header, *body]]
-    rule = "| :--- | " + " | ".join("---:" for _ in header[1:]) + " |"
-    return ["| " + " | ".join(escape[0]) + " |", rule, *("| " + " | ".join(row) + " |" for row in escape[1:])]
+    if arch is None or arch not in ARCHS or path is None:
+        return True
+    return init_fits(Init(label, path), ARCHS[arch].family)
 
 
 def _count(images: int | None) -> str:
@@ -79,7 +93,9 @@ def overview_line(rows: list[Row], sweep: dict | None) -> str:
     missing, expected, outside = missing_cells(rows, sweep)
     grid = "sweep.json's grid" if (sweep or {}).get("grid") else "the grid the rows span (no sweep.json)"
     inits = len(init_order(rows))
-    text = (f"**{_plural(len(rows), 'cell')}** finished: {_plural(inits, 'init')}, "
+    variants = "".join(f"{_plural(len({r[axis] for r in rows}), noun)}, " for axis, noun in
+                       (("arch", "model"), ("aug", "augmentation preset")) if axis in varying_axes(rows))
+    text = (f"**{_plural(len(rows), 'cell')}** finished: {variants}{_plural(inits, 'init')}, "
             f"{_plural(len(subsets), 'subset size')} ({', '.join(map(format_size, subsets))}), "
             f"{_plural(len(seeds), 'seed')} ({', '.join(map(str, seeds))}). ")
     if outside:
@@ -109,17 +125,24 @@ def result_tables(rows: list[Row]) -> list[str]:
         [[label, _count(info[label].pretrain_images), *(miou_cell(label, s) for s in subsets)] for label in order]),
         "", "Mean ± sample standard deviation (ddof=1) over seeds; n = seeds; bold = best init for that subset size; "
         f"{MISSING} = no finished cell.", "", "## Gain over scratch", ""]
-    scratch = next((label for label in order if info[label].scratch), None)
-    if scratch is None or len(order) == 1:
+    # Each init is compared with the scratch init of its own model and preset (labels "arch/aug/init", see
+    # summary.with_variant_labels; a plain init label has no "/").
+    scratch_of = {label.rpartition("/")[0]: label for label in order if info[label].scratch}
+    compared = [label for label in order if not info[label].scratch and label.rpartition("/")[0] in scratch_of]
+    if not compared:
         lines.append("Not available: the results need a scratch init and another init.")
     else:
         def gain(label: str, s: int) -> str:
+            scratch = scratch_of[label.rpartition("/")[0]]
             if (label, s) not in stats or (scratch, s) not in stats:
                 return MISSING
             return f"{round(stats[label, s].mean - stats[scratch, s].mean, 3) + 0.0:+.3f}"  # + 0.0: no "-0.000"
         lines += markdown_table(["init", *columns], [[label, *(gain(label, s) for s in subsets)]
-                                                     for label in order if label != scratch])
-        lines += ["", f"Mean test mIoU of the init minus that of `{scratch}` at the same subset size."]
+                                                     for label in compared])
+        references = sorted(set(scratch_of.values()))
+        lines += ["", f"Mean test mIoU of the init minus that of `{references[0]}` at the same subset size."
+                  if len(references) == 1 else "Mean test mIoU of the init minus that of the scratch init of the "
+                  "same model and preset, at the same subset size."]
     seconds, speed = summarise(rows, "train_seconds"), summarise(rows, "images_per_s")
     lines += ["", "## Training cost", ""]
     if not seconds and not speed:
@@ -154,6 +177,10 @@ def picture_sections(figures: dict[str, bool], recon: dict[str, tuple[str, str]]
                   "*Test mIoU of every cell against its training time; larger markers = more labelled images.*", ""]
     else:
         lines += ["mIoU vs training time: not available (no row has train_seconds).", ""]
+    if figures.get("miou_vs_cost"):
+        lines += ["![mIoU vs cost](miou_vs_cost.png)", "",
+                  "*Test mIoU (mean over seeds, at the largest labelled subset every model / init has) against "
+                  "parameters and forward GFLOPs per image, log scale.*", ""]
     lines += ["## Reconstruction grids", ""]
     for label, (path, when) in recon.items():
         lines += [f"![reconstruction grid of {label}]({path})", "",
@@ -188,18 +215,23 @@ def provenance(sweep: dict | None, source: str, rows: list[Row]) -> list[str]:
 def build_report(sweep_dir: str | Path) -> Path:
     """Write the figures and ``report.md`` into ``sweep_dir``; returns the path of report.md."""
     sweep_dir = Path(sweep_dir)
-    rows, sweep = read_results(sweep_dir), read_sweep(sweep_dir)
+    raw, sweep = read_results(sweep_dir), read_sweep(sweep_dir)
+    rows = with_variant_labels(raw)  # per model / preset / init where the sweep had those axes
     drawn = {"intermediate_delta": bool(intermediate_deltas(rows)),
-             "miou_vs_time": any(r["train_seconds"] is not None for r in rows)}
+             "miou_vs_time": any(r["train_seconds"] is not None for r in rows),
+             "miou_vs_cost": any(r["gflops"] is not None for r in rows)}
     figures.plot_miou_vs_subset(rows, sweep_dir / "miou_vs_subset.png")
     if drawn["intermediate_delta"]:
         figures.plot_intermediate_delta(rows, sweep_dir / "intermediate_delta.png")
     if drawn["miou_vs_time"]:
         figures.plot_miou_vs_time(rows, sweep_dir / "miou_vs_time.png")
+    if drawn["miou_vs_cost"]:
+        figures.plot_miou_vs_cost(rows, sweep_dir / "miou_vs_cost.png")
     recon = figures.copy_recon_grids(rows, sweep, sweep_dir)
     best = figures.copy_best_examples(rows, sweep_dir)
-    text = "\n".join([f"# Sweep report: {sweep_dir.resolve().name}", "", overview_line(rows, sweep), "",
-                      *result_tables(rows), "", *picture_sections(drawn, recon, best),
+    text = "\n".join([f"# Sweep report: {sweep_dir.resolve().name}", "", overview_line(raw, sweep), "",
+                      *result_tables(rows), "", *cost_table(rows), "", *effect_tables(raw), "",
+                      *per_class_table(rows), "", *picture_sections(drawn, recon, best),
                       *provenance(sweep, results_path(sweep_dir).name, rows)])
     atomic_write_text(sweep_dir / "report.md", text + "\n")
     return sweep_dir / "report.md"

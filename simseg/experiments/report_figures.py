@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from simseg.experiments.results import Row
 from simseg.experiments.summary import init_info, init_order, intermediate_deltas, summarise
@@ -33,8 +33,18 @@ HATCHES = {"--": "", "-.": "//", ":": ".."}  # ...and their bars in the delta fi
 
 
 def init_styles(rows: list[Row]) -> dict[str, dict]:
-    """Init label -> matplotlib line keywords (color, linestyle, marker), in :func:`init_order`."""
+    """Init label -> matplotlib line keywords (color, linestyle, marker), in :func:`init_order`. With variant
+    labels (``arch/aug/init``) the colour is the model and preset's, and the init sets line and marker."""
     info, styles, free = init_info(rows), {}, iter(PALETTE * 4)
+    if any("/" in label for label in info):
+        colours: dict[str, str] = {}
+        for label in init_order(rows):
+            variant = label.rpartition("/")[0]
+            colour = colours.setdefault(variant, PALETTE[len(colours) % len(PALETTE)])
+            kind = "scratch" if info[label].scratch else "intermediate" if info[label].intermediate else "pretrained"
+            styles[label] = {"color": colour, "linestyle": {"scratch": ":", "pretrained": "-"}.get(kind, "--"),
+                             "marker": {"scratch": "o", "pretrained": "^"}.get(kind, "s")}
+        return styles
     for label in init_order(rows):
         base = info[label].base_init
         if info[label].scratch:
@@ -166,6 +176,35 @@ def plot_miou_vs_time(rows: list[Row], path: str | Path) -> None:
         legend = ax.legend(handles=[*handles, *sizes], loc="best", labelspacing=0.7)
         for handle in legend.legend_handles[:len(handles)]:
             handle.set_sizes([36])
+        save_png(fig, path)
+
+
+def plot_miou_vs_cost(rows: list[Row], path: str | Path) -> None:
+    """Two panels, mIoU vs parameters and vs GFLOPs (log x): one labelled point per variant (model / init), its
+    seed-mean at the largest labelled subset that every variant with cost columns has."""
+    costed = [r for r in rows if r["gflops"] is not None and r["parameters"] is not None]
+    labels = [label for label in init_order(rows) if any(r["init"] == label for r in costed)]
+    subset = min(max(r["subset"] for r in costed if r["init"] == label) for label in labels)
+    styles = init_styles(rows)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(FIGSIZE[0] * 1.6, FIGSIZE[1]), sharey=True)
+        for ax, key, name in ((axes[0], "parameters", "parameters (millions)"),
+                              (axes[1], "gflops", "forward GFLOPs per image")):
+            for label in labels:
+                cell = [r for r in costed if r["init"] == label and r["subset"] == subset]
+                if not cell:
+                    continue
+                x = sum(r[key] for r in cell) / len(cell) / (1e6 if key == "parameters" else 1)
+                y = sum(r["miou"] for r in cell) / len(cell)
+                ax.scatter([x], [y], s=48, color=styles[label]["color"], marker=styles[label]["marker"], zorder=3)
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.margins(x=0.25)  # room for the labels of the outermost points
+            ax.set_xlabel(f"{name}, log scale")
+        axes[0].set_ylabel("test mIoU")
+        fig.suptitle(f"Segmentation mIoU vs model cost ({format_size(subset)} labelled images)")
         save_png(fig, path)
 
 

@@ -20,11 +20,14 @@ from simseg.sizes import parse_size
 
 Row = dict[str, Any]
 REQUIRED = ("init", "subset", "seed", "miou")
-_TEXT = ("cell", "init", "init_path", "base_init", "run_dir")
+_TEXT = ("cell", "init", "init_path", "base_init", "arch", "aug", "run_dir")
 _COUNTS = ("pretrain_images", "subset", "train_images", "test_images")  # image counts: a hand-written '1k' is fine
 _INTS = ("seed", "epochs")
-_FLOATS = ("miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", "iou_background", "iou_pet",
-           "iou_boundary", "train_seconds", "images_per_s")
+CLASSES = ("background", "pet", "boundary")
+PER_CLASS = tuple(f"{kind}_{name}" for kind in ("iou", "dice", "precision", "recall") for name in CLASSES)
+COST = ("parameters", "encoder_parameters", "gflops", "inference_images_per_s")
+_FLOATS = ("miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", *PER_CLASS, *COST,
+           "train_seconds", "images_per_s")
 
 
 def results_path(sweep_dir: Path) -> Path:
@@ -82,7 +85,7 @@ def _typed_row(values: dict, where: str) -> Row:
         if row[column] is None:
             raise SimsegError(f"{where} has an empty '{column}': fill it in (required: {', '.join(REQUIRED)})")
     if row["cell"] is None:
-        row["cell"] = cell_name(row["init"], row["subset"], row["seed"])
+        row["cell"] = cell_name(row["init"], row["subset"], row["seed"], row["arch"], row["aug"])
     return {column: row[column] for column in RESULT_COLUMNS}
 
 
@@ -132,21 +135,25 @@ def read_sweep(sweep_dir: Path) -> dict | None:
 
 
 RESULT_COLUMNS = (
-    "cell", "init", "init_path", "pretrain_images", "intermediate", "base_init", "subset", "seed",
-    "miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", "iou_background", "iou_pet", "iou_boundary",
+    "cell", "arch", "aug", "init", "init_path", "pretrain_images", "intermediate", "base_init", "subset", "seed",
+    "miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", *PER_CLASS, *COST,
     "train_seconds", "images_per_s", "epochs", "train_images", "test_images", "run_dir",
 )
+# metrics.json of runs made before model.arch named the model by its head
+_ARCH_OF_HEAD = {"linear": "vit_linear", "linear_upsample": "vit_linear_upsample"}
 
 
 def result_row(cell: Cell, metrics: dict, sweep_dir: Path) -> dict:
     """One results row (keys :data:`RESULT_COLUMNS`) from a cell and its run's ``metrics.json``."""
-    iou = metrics.get("iou", {})
+    per_class = {f"{kind}_{name}": (metrics.get(kind) or {}).get(name)
+                 for kind in ("iou", "dice", "precision", "recall") for name in CLASSES}
     return {
-        "cell": cell.name, "init": cell.init.label, "init_path": cell.init.path,
+        "cell": cell.name, "arch": metrics.get("arch") or _ARCH_OF_HEAD.get(metrics.get("head")),
+        "aug": metrics.get("aug"), "init": cell.init.label, "init_path": cell.init.path,
         "pretrain_images": cell.init.pretrain_images, "intermediate": cell.init.intermediate,
         "base_init": cell.init.base_init, "subset": cell.subset, "seed": cell.seed,
         **{k: metrics.get(k) for k in ("miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou")},
-        **{f"iou_{name}": iou.get(name) for name in ("background", "pet", "boundary")},
+        **per_class, **{k: metrics.get(k) for k in COST},
         **{k: metrics.get(k) for k in ("train_seconds", "images_per_s", "epochs", "train_images", "test_images")},
         "run_dir": cell.run_dir(sweep_dir).relative_to(sweep_dir).as_posix(),
     }

@@ -9,6 +9,8 @@ import numpy as np
 
 from simseg.experiments.results import Row
 
+MISSING = "—"  # a table's cell without a finished run
+
 
 class Summary(NamedTuple):
     """Mean and sample std (ddof=1; None for one value) of one metric over the n seeds of an (init, subset)."""
@@ -79,3 +81,58 @@ def intermediate_deltas(rows: list[Row]) -> dict[str, dict[int, float]]:
         if shared:
             deltas[label] = {s: stats[label, s].mean - stats[base, s].mean for s in shared}
     return deltas
+
+
+def format_summary(summary: Summary) -> str:
+    """``0.412 ± 0.013 (n=3)``, or ``0.412`` for a single seed."""
+    if summary.std is None:
+        return f"{summary.mean:.3f}"
+    return f"{summary.mean:.3f} ± {summary.std:.3f} (n={summary.n})"
+
+
+def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+    """Lines of a markdown table; the first column left-aligned, the others right-aligned (numbers)."""
+    escape = [[cell.replace("|", "\\|") for cell in row] for row in [header, *body]]
+    rule = "| :--- | " + " | ".join("---:" for _ in header[1:]) + " |"
+    return ["| " + " | ".join(escape[0]) + " |", rule, *("| " + " | ".join(row) + " |" for row in escape[1:])]
+
+
+# --- model and augmentation axes ------------------------------------------------------------------------------------
+VARIANT_AXES = ("arch", "aug")
+
+
+def varying_axes(rows: list[Row]) -> list[str]:
+    """The variant axes (``arch``, ``aug``) on which the rows hold more than one value."""
+    return [axis for axis in VARIANT_AXES if len({r.get(axis) for r in rows}) > 1]
+
+
+def with_variant_labels(rows: list[Row]) -> list[Row]:
+    """Rows whose ``init`` (and ``base_init``) is prefixed with the model and preset where those vary, e.g.
+    ``unet_resnet18/heavy/scratch``, so every per-init table and figure becomes per variant."""
+    axes = varying_axes(rows)
+    if not axes:
+        return rows
+
+    def label(row: Row, init: str | None) -> str | None:
+        return None if init is None else "/".join([*(str(row.get(a)) for a in axes), init])
+
+    return [{**row, "init": label(row, row["init"]), "base_init": label(row, row["base_init"])} for row in rows]
+
+
+def axis_effects(rows: list[Row], axis: str, reference: str) -> dict[str, tuple[float, int]]:
+    """The per-axis average: value -> (mean over every setting of the other axes and the subset size, of mean
+    mIoU(value) - mean mIoU(reference), number of settings both have). ``axis`` is ``init``, ``arch`` or ``aug``."""
+    others = [key for key in ("init", *VARIANT_AXES, "subset") if key != axis]
+    means: dict[tuple, dict[str, list[float]]] = {}
+    for row in rows:
+        setting = tuple(row.get(key) for key in others)
+        means.setdefault(setting, {}).setdefault(row.get(axis), []).append(row["miou"])
+    effects: dict[str, list[float]] = {}
+    for by_value in means.values():
+        if reference not in by_value:
+            continue
+        base = float(np.mean(by_value[reference]))
+        for value, values in by_value.items():
+            if value != reference:
+                effects.setdefault(value, []).append(float(np.mean(values)) - base)
+    return {value: (float(np.mean(d)), len(d)) for value, d in effects.items()}

@@ -41,11 +41,21 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
 
 def export_encoder(path: str | Path, encoder: torch.nn.Module, model_cfg, extra: dict[str, str] | None = None) -> None:
-    """Write the encoder's weights with the architecture that rebuilds them."""
-    from simseg.config.loader import to_dict
-
-    metadata = {"format": EXPORT_FORMAT, "model": json.dumps(to_dict(model_cfg)), **(extra or {})}
+    """Write the encoder's weights with the architecture that rebuilds them (the :class:`ModelConfig` fields of
+    ``model_cfg``: a stage's own model keys, such as segmentation's ``arch``, are not the encoder's)."""
+    metadata = {"format": EXPORT_FORMAT, "model": json.dumps(encoder_fields(model_cfg)), **(extra or {})}
     save_weights(path, encoder.state_dict(), metadata)
+
+
+def encoder_fields(model_cfg) -> dict:
+    """The encoder's fields of a model config (or of its dict): those of :class:`ModelConfig`."""
+    import dataclasses
+
+    from simseg.config.loader import to_dict
+    from simseg.config.sections import ModelConfig
+
+    values = model_cfg if isinstance(model_cfg, dict) else to_dict(model_cfg)
+    return {f.name: values[f.name] for f in dataclasses.fields(ModelConfig) if f.name in values}
 
 
 def export_path(path: str | Path, filename: str = "encoder.safetensors") -> Path:
@@ -70,7 +80,7 @@ def load_encoder(path: str | Path, expected=None, **model_overrides):
     if metadata.get("format") != EXPORT_FORMAT or "model" not in metadata:
         raise SimsegError(f"{file} is not a simseg encoder export (no '{EXPORT_FORMAT}' metadata): "
                           f"use the encoder.safetensors a simseg stage wrote")
-    saved = json.loads(metadata["model"])
+    saved = encoder_fields(json.loads(metadata["model"]))
     model_cfg = build(ModelConfig, {**saved, **model_overrides}, "model.")
     if expected is not None:
         mine, theirs = expected.architecture(), model_cfg.architecture()

@@ -58,8 +58,10 @@ def segmentation_metrics(confusion: Tensor, class_names: list[str]) -> dict:
     """Every figure of ``confusion`` (C, C), rows = target, columns = prediction, as plain Python values.
 
     Returns ``miou``, ``iou`` (name -> value), ``pixel_accuracy``, ``mean_pixel_accuracy``, ``class_accuracy``
-    (name -> recall), ``dice`` (name -> value), ``mean_dice``, ``fwiou`` (IoU weighted by each class's share of
-    target pixels) and ``confusion`` (nested list of ints). Undefined values are ``None``; see the module docstring.
+    (name -> recall), ``recall`` (the same, under its detection name), ``precision`` (name -> share of the pixels
+    predicted as the class that are it), ``dice`` (name -> value), ``mean_dice``, ``fwiou`` (IoU weighted by each
+    class's share of target pixels) and ``confusion`` (nested list of ints). Undefined values are ``None``; see the
+    module docstring.
     """
     num_classes = len(class_names)
     if confusion.shape != (num_classes, num_classes):
@@ -83,6 +85,8 @@ def segmentation_metrics(confusion: Tensor, class_names: list[str]) -> dict:
         "pixel_accuracy": _value(true_pos.sum() / total if total > 0 else torch.tensor(math.nan)),
         "mean_pixel_accuracy": _value(class_accuracy.nanmean()),
         "class_accuracy": _per_class(class_accuracy, class_names),
+        "precision": _per_class(_ratio(true_pos, in_pred), class_names),
+        "recall": _per_class(class_accuracy, class_names),
         "dice": _per_class(dice, class_names),
         "mean_dice": _value(dice.nanmean()),
         "fwiou": _value(fwiou),

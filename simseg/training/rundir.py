@@ -230,6 +230,7 @@ def is_finished(cfg) -> bool:
 def run_is_finished(run_dir: Path, epochs: int) -> bool:
     """:func:`is_finished` for a run folder found on disk (its saved ``output_dir`` may be relative to elsewhere)."""
     state = find_state(run_dir)
-    if state is None or not (run_dir / "metrics.json").exists() or not (run_dir / "encoder.safetensors").exists():
+    # model.safetensors is every stage's last file (a CNN writes no encoder.safetensors, the ViT handoff)
+    if state is None or not (run_dir / "metrics.json").exists() or not (run_dir / "model.safetensors").exists():
         return False
     return json.loads((state / PROGRESS).read_text())["epoch"] >= epochs

@@ -11,6 +11,7 @@ import torch
 
 from simseg.config.loader import flat_dict, to_dict
 from simseg.files import atomic_write_json
+from simseg.models.cost import model_cost
 from simseg.training.engine import make_accelerator, peak_memory_mib
 from simseg.training.export import export_encoder, save_weights
 from simseg.training.rundir import append_metrics, prepare_run_dir, save_state, start_or_resume
@@ -58,20 +59,20 @@ def training_cost(history: list[dict], device: torch.device) -> dict:
 
 def labelled_metrics(cfg, model: torch.nn.Module, history: list[dict], train_images: int, test_images: int,
                      device: torch.device) -> dict:
-    """The ``metrics.json`` keys both labelled stages write beside their own scores."""
-    return {"epochs": cfg.train.epochs, "init": cfg.init, "head": cfg.head, "test_images": test_images,
+    """The ``metrics.json`` keys both labelled stages write beside their own scores: the run's size and time, and
+    the model's cost (:func:`simseg.models.cost.model_cost`: parameters, GFLOPs, inference images/s)."""
+    return {"epochs": cfg.train.epochs, "init": cfg.init, "test_images": test_images,
             "train_images": train_images, "final_train_loss": history[-1]["train_loss"],
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "encoder_parameters": sum(p.numel() for p in model.encoder.parameters()),
-            **training_cost(history, device)}
+            **model_cost(model, cfg.model.img_size), **training_cost(history, device)}
 
 
 def write_labelled_exports(run_dir: Path, model: torch.nn.Module, cfg, stage: str, **metadata: str) -> None:
-    """``encoder.safetensors`` (the export the next stage loads) and ``model.safetensors`` (encoder + head, with
-    the head's name, the model config and the stage's own ``metadata``)."""
-    export_encoder(run_dir / "encoder.safetensors", model.encoder, cfg.model, {"stage": stage})
+    """``encoder.safetensors`` (the ViT export the next stage loads; a CNN has none) and ``model.safetensors``
+    (encoder + head, with the model config and the stage's own ``metadata``), written last."""
+    if getattr(cfg.model, "family", "vit") == "vit":
+        export_encoder(run_dir / "encoder.safetensors", model.encoder, cfg.model, {"stage": stage})
     save_weights(run_dir / "model.safetensors", model.state_dict(),
-                 {"stage": stage, "head": cfg.head, **metadata, "model": json.dumps(to_dict(cfg.model))})
+                 {"stage": stage, **metadata, "model": json.dumps(to_dict(cfg.model))})
 
 
 def init_name(init: str) -> str:

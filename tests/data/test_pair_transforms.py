@@ -142,3 +142,43 @@ def test_mask_that_does_not_fit_its_image_is_refused():
         seg_eval_transform(16)(image, np.stack([mask] * 3, -1))  # an RGB mask
     with pytest.raises(SimsegError, match="mask"):
         seg_eval_transform(16)(image, mask.astype(np.int64))
+
+
+def test_rotation_turns_image_and_mask_together_and_leaves_the_corners_unlabelled():
+    from simseg.models.segmentation import IGNORE_INDEX
+
+    image, mask = blocks(96, 96, 12, seed=1)
+    transform = seg_train_transform(64, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0, rotation=20.0,
+                                    **NO_JITTER)
+    rotated = deep_corners = one_sided = 0
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out_image, out_mask = transform(image, mask)
+        labelled = out_mask != IGNORE_INDEX
+        corners = ~labelled
+        rotated += bool(corners.any())
+        # the uncovered corners: unlabelled in the mask, the (here zero) mean colour in the image (away from the
+        # corner's edge, where the bilinear image blends fill and photo but the nearest mask does not)
+        deep = F.max_pool2d(labelled[None, None].float(), 5, stride=1, padding=2)[0, 0] == 0
+        assert torch.all(out_image[:, deep] == 0)
+        deep_corners += bool(deep.any())
+        # everywhere else the mask is the image's own class, away from blended edges
+        inside = interior(out_mask.masked_fill(corners, 0)) & labelled & (interior(out_mask.clamp(max=2)))
+        assert torch.equal(decode(out_image)[inside], out_mask[inside]), f"seed {seed}: misaligned rotation"
+        # rotating the mask alone (back to upright) must break the agreement: the check sees one-sided geometry
+        upright = torch.from_numpy(np.array(Image.fromarray(mask).resize((64, 64), Image.NEAREST))).long()
+        if corners.sum() > 300:  # an angle of more than a few degrees
+            assert (decode(out_image)[inside] != upright[inside]).float().mean() > 0.02
+            one_sided += 1
+    assert rotated >= 8 and deep_corners >= 5 and one_sided >= 3  # most draws turned the image by a visible angle
+
+
+def test_blur_touches_the_image_only():
+    image, mask = blocks(64, 64, 8, seed=2)
+    whole = {"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "hflip": 0.0}
+    torch.manual_seed(0)
+    sharp_image, sharp_mask = seg_train_transform(64, **whole, **NO_JITTER)(image, mask)
+    torch.manual_seed(0)
+    blurred_image, blurred_mask = seg_train_transform(64, **whole, blur_prob=1.0, blur_sigma=(1.0, 1.0),
+                                                      **NO_JITTER)(image, mask)
+    assert torch.equal(sharp_mask, blurred_mask) and not torch.allclose(sharp_image, blurred_image, atol=0.05)

@@ -158,3 +158,45 @@ def test_missing_sweep_or_results_says_what_to_run(tmp_path):
     write_csv(tmp_path / "results.csv", "init,subset,seed,miou")
     with pytest.raises(SimsegError, match="no rows"):
         build_report(tmp_path)
+
+
+def test_models_and_presets_get_cost_tables_axis_averages_per_class_figures_and_the_cost_plot(tmp_path):
+    from simseg.experiments.summary import axis_effects
+
+    sweep_dir = tmp_path / "sweep"
+    cost = {"vit_linear": dict(parameters=2_585_472, encoder_parameters=2_486_400, gflops=0.358),
+            "unet_resnet18": dict(parameters=14_328_499, encoder_parameters=11_176_512, gflops=2.708)}
+    rows = []
+    # mIoU = 0.30 + 0.10 (unet) + 0.05 (pretrained/imagenet) + 0.02 (heavy) + 0.01 * seed
+    for arch, pretrained in (("vit_linear", "pretrain-all"), ("unet_resnet18", "imagenet")):
+        for aug in ("light", "heavy"):
+            for init in ("scratch", pretrained):
+                for seed in (0, 1):
+                    miou = 0.30 + 0.10 * (arch == "unet_resnet18") + 0.05 * (init != "scratch") \
+                        + 0.02 * (aug == "heavy") + 0.01 * seed
+                    path = "scratch" if init == "scratch" else "imagenet" if init == "imagenet" else "/runs/p"
+                    rows.append(full_row(init, 250, seed, miou, path, arch=arch, aug=aug, iou_boundary=0.2,
+                                         precision_pet=0.9, recall_pet=0.8, iou_pet=0.7, dice_pet=0.82,
+                                         inference_images_per_s=50.0, **cost[arch],
+                                         cell=f"{arch}/{aug}/{init}/subset-250/seed-{seed}"))
+    write_results(sweep_dir, rows)
+    (sweep_dir / "sweep.json").write_text(json.dumps({"grid": {
+        "subsets": [250], "seeds": [0, 1], "models": ["vit_linear", "unet_resnet18"], "aug": ["light", "heavy"],
+        "inits": {"scratch": "scratch", "pretrain-all": "/runs/p", "imagenet": "imagenet"}, "intermediate": {}}}))
+    typed = read_results(sweep_dir)
+    effects = {axis: axis_effects(typed, axis, ref) for axis, ref in (("aug", "light"), ("arch", "vit_linear"))}
+    assert effects["aug"]["heavy"] == pytest.approx((0.02, 4))  # 2 models x 2 inits, each seed-averaged
+    assert effects["arch"]["unet_resnet18"] == pytest.approx((0.10, 2))  # only scratch runs with both models
+    text = build_report(sweep_dir).read_text()
+    assert "Grid complete: all 16 cells" in text  # vit x imagenet and unet x pretrain-all never expected
+    assert "2 models, 2 augmentation presets, 3 inits" in text
+    assert "| unet_resnet18/heavy/imagenet | 250 | 0.475 ± 0.007 (n=2) | 0.200 | 14.33M (11.18M) | 2.708 | 50 |" \
+        in text
+    assert "| pretraining (init vs scratch) | imagenet | +0.050 | 2 |" in text
+    assert "| augmentation preset (vs light) | heavy | +0.020 | 4 |" in text
+    assert "| unet_resnet18/light/scratch | 250 | pet | 0.700 | 0.820 | 0.900 | 0.800 |" in text
+    # gains are over the scratch init of the same model and preset, not one scratch for all
+    assert "| vit_linear/heavy/pretrain-all | +0.050 |" in text
+    with Image.open(sweep_dir / "miou_vs_cost.png") as image:
+        assert image.format == "PNG"
+    assert "![mIoU vs cost](miou_vs_cost.png)" in text

@@ -180,3 +180,57 @@ def test_refusals_come_before_anything_runs(tmp_path):
     with pytest.raises(SimsegError, match="unknown config key"):
         sweep(["--subsets", "2", *base, "train.epochz=3"])
     assert not out.exists()
+
+
+def test_model_and_aug_axes_expand_the_grid_and_inits_run_only_with_models_they_fit():
+    from simseg.experiments.inits import init_fits
+
+    inits = [Init("scratch", "scratch"), Init("imagenet", "imagenet"), Init("p", "/runs/pretrain-all", 9900)]
+    family = {"vit_linear": "vit", "unet_resnet18": "cnn"}
+    cells = expand_grid(inits, [250], [0, 1], ["vit_linear", "unet_resnet18"], ["light", "heavy"],
+                        lambda init, arch: init_fits(init, family[arch]))
+    variants = {(c.arch, c.aug, c.init.label) for c in cells}
+    assert variants == {(arch, aug, init) for aug in ("light", "heavy") for arch, init in
+                        (("vit_linear", "scratch"), ("vit_linear", "p"), ("unet_resnet18", "scratch"),
+                         ("unet_resnet18", "imagenet"))}
+    assert len(cells) == len(variants) * 2
+    assert cells[0].name == "vit_linear/light/scratch/subset-250/seed-0"
+    assert Cell(inits[0], 250, 0, None, "heavy").name == "heavy/scratch/subset-250/seed-0"
+    assert Cell(inits[0], 250, 0).name == "scratch/subset-250/seed-0"  # no axis: the folders of earlier sweeps
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--models", "vit_linear,resnet"], "--models resnet is unknown; choose from vit_linear"),
+    (["--aug", "light,wild"], "--aug wild is unknown; choose from study, light, heavy"),
+    (["--models", "vit_linear", "model.arch=vit_pup"], "model.arch is set by --models for each cell"),
+    (["--aug", "light", "aug.preset=heavy"], "aug.preset is set by --aug for each cell"),
+    (["--models", "vit_linear", "--init", "imagenet"], "no init fits any of the models"),
+])
+def test_bad_model_axes_fail_in_one_line_before_anything_runs(tmp_path, argv, message):
+    out = tmp_path / "sweep"
+    with pytest.raises(SimsegError, match=message):
+        sweep(["--subsets", "4", "--output-dir", str(out), *argv, *CELL])
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_over_models_and_presets_writes_rows_with_their_model_preset_and_cost(tmp_path, capsys,
+                                                                                      monkeypatch):
+    import segmentation_models_pytorch.encoders as smp_encoders
+
+    real = smp_encoders.get_encoder  # "ImageNet" weights without a download: a seeded random encoder
+    monkeypatch.setattr(smp_encoders, "get_encoder", lambda name, weights=None, **kw: real(name, weights=None, **kw))
+    out = tmp_path / "sweep"
+    sweep(["--subsets", "4", "--models", "vit_linear,unet_resnet18", "--aug", "light,heavy", "--init",
+           "scratch,imagenet", "--output-dir", str(out), *CELL, "model.img_size=64"], )
+    assert "skipping vit_linear x imagenet" in capsys.readouterr().out
+    table = rows(out)
+    assert sorted((r["arch"], r["aug"], r["init"]) for r in table) == sorted(
+        (arch, aug, init) for aug in ("light", "heavy")
+        for arch, init in (("vit_linear", "scratch"), ("unet_resnet18", "scratch"), ("unet_resnet18", "imagenet")))
+    for row in table:
+        assert float(row["gflops"]) > 0 and int(row["parameters"]) > int(row["encoder_parameters"]) > 0
+        assert row["precision_pet"] != "" and row["recall_boundary"] != "" and row["cell"].startswith(row["arch"])
+    unet = next(r for r in table if r["arch"] == "unet_resnet18")
+    assert int(unet["parameters"]) == 14_328_499 and not (out / unet["run_dir"] / "encoder.safetensors").exists()
+    assert json.loads((out / "sweep.json").read_text())["grid"]["models"] == ["vit_linear", "unet_resnet18"]

@@ -49,8 +49,8 @@ def test_defaults_are_the_study_fine_tuning_recipe():
     assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.epochs) == (2e-3, 1e-4, 100)
     assert cfg.train.milestones == [70, 90, 95] and cfg.train.lr_decay == 0.5 and cfg.train.warmup_epochs == 0
     assert cfg.model.drop_rate == 0.1 and cfg.aug.crop_scale == (0.5, 1.0)
-    assert (cfg.init, cfg.head, cfg.loss, cfg.data.test_size, cfg.data.val_size) == ("scratch", "linear", "ce", "1k",
-                                                                                      "0")
+    assert (cfg.init, cfg.model.arch, cfg.loss, cfg.data.test_size, cfg.data.val_size) == (
+        "scratch", "vit_linear", "ce", "1k", "0")
     assert (cfg.train.ema, cfg.train.layer_decay, cfg.train.freeze_encoder_epochs) == (0, 1, 0)
     # a section's other defaults survive overriding one of its keys
     cfg = load_config(SegmentConfig, None, ["model.depth=2", "aug.hflip=0.3", "train.epochs=3"])
@@ -80,7 +80,7 @@ def test_run_writes_every_file_of_the_run_folder(seg_config):
     assert json.loads((run_dir / "lineage.json").read_text()) == {"init": "scratch"}
     encoder, _ = load_encoder(run_dir)
     weights, meta = read_weights(run_dir / "model.safetensors")
-    assert torch.equal(encoder.pos_embed, weights["encoder.pos_embed"]) and meta["head"] == "linear"
+    assert torch.equal(encoder.pos_embed, weights["encoder.pos_embed"]) and meta["arch"] == "vit_linear"
     assert not list(run_dir.glob("**/*.tmp"))
 
 
@@ -171,7 +171,8 @@ def test_resume_refuses_a_changed_test_set(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("head=conv", "head='conv' is not allowed; choose one of linear, linear_upsample"),
+    ("head=conv", "head='conv' is not allowed; set model.arch instead"),
+    ("model.arch=unet", "model.arch 'unet' is unknown; choose one of vit_linear"),
     ("loss=dice", "loss='dice' is not allowed; choose one of ce, ce+dice"),
     ("train.ema=1.5", "train.ema must be 0 (off) or a decay in (0, 1)"),
     ("train.layer_decay=0", "train.layer_decay must be in (0, 1]"),

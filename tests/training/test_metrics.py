@@ -29,6 +29,8 @@ def test_hand_computed_3x3():
     assert m["pixel_accuracy"] == pytest.approx(15 / 20)  # (5+3+7) / 20
     assert m["class_accuracy"] == pytest.approx({"pet": 5 / 6, "background": 3 / 6, "border": 7 / 8})
     assert m["mean_pixel_accuracy"] == pytest.approx((5 / 6 + 3 / 6 + 7 / 8) / 3)  # = 53/72
+    assert m["recall"] == m["class_accuracy"]
+    assert m["precision"] == pytest.approx({"pet": 5 / 7, "background": 3 / 5, "border": 7 / 8})  # tp / predicted
     # dice = 2 tp / (target + predicted) = 10/13, 6/11, 14/16
     assert m["dice"] == pytest.approx({"pet": 10 / 13, "background": 6 / 11, "border": 14 / 16})
     assert m["mean_dice"] == pytest.approx((10 / 13 + 6 / 11 + 14 / 16) / 3)

@@ -1,0 +1,94 @@
+"""The report's sections about models, augmentation presets and cost: the table a reader weighs models by
+(mIoU, boundary IoU, parameters, GFLOPs, speed, minutes), the per-axis averages ("effect of pretraining", "effect
+of heavy augmentation", "effect of the model"), and per-class precision, recall, IoU and Dice."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simseg.experiments.results import CLASSES, Row
+from simseg.experiments.summary import (
+    MISSING,
+    axis_effects,
+    format_summary,
+    init_order,
+    markdown_table,
+    summarise,
+    varying_axes,
+)
+from simseg.sizes import format_size
+
+
+def _mean(rows: list[Row], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return MISSING if value is None else format(value, spec)
+
+
+def cost_table(rows: list[Row]) -> list[str]:
+    """One line per (variant, subset): what it scored and what it cost. ``rows`` carry variant labels."""
+    stats = summarise(rows)
+    body = []
+    for label in init_order(rows):
+        for subset in sorted({r["subset"] for r in rows if r["init"] == label}):
+            cell = [r for r in rows if r["init"] == label and r["subset"] == subset]
+            params, encoder = _mean(cell, "parameters"), _mean(cell, "encoder_parameters")
+            minutes = _mean(cell, "train_seconds")
+            body.append([label, format_size(subset), format_summary(stats[label, subset]),
+                         _fmt(_mean(cell, "iou_boundary"), ".3f"),
+                         MISSING if params is None else f"{params / 1e6:.2f}M"
+                         + ("" if encoder is None else f" ({encoder / 1e6:.2f}M)"),
+                         _fmt(_mean(cell, "gflops"), ".3f"), _fmt(_mean(cell, "inference_images_per_s"), ".0f"),
+                         _fmt(None if minutes is None else minutes / 60, ".1f")])
+    if not body or all(line[4] == MISSING for line in body):
+        return ["## Models and their cost", "", "Not available: the results have no cost columns (cells made before "
+                "simseg measured them)."]
+    return ["## Models and their cost", "", *markdown_table(
+        ["model / init", "labelled", "test mIoU", "boundary IoU", "parameters (encoder)", "GFLOPs / image",
+         "inference img/s", "training min"], body), "",
+        "Mean over seeds (mIoU: ± sample std, n = seeds). GFLOPs: one forward pass at the training resolution "
+        "(torch.utils.flop_counter, attention included); inference at batch 32 on the training device; training "
+        "minutes per cell, every epoch included."]
+
+
+def effect_tables(rows: list[Row]) -> list[str]:
+    """The per-axis averages, over every setting of the other axes that both values were run at. ``rows`` carry
+    plain init labels (not variant labels)."""
+    lines = ["## Per-axis averages", ""]
+    references = {"init": "scratch", "aug": "light", "arch": "vit_linear"}
+    names = {"init": "pretraining (init vs scratch)", "aug": "augmentation preset (vs light)",
+             "arch": "model (vs vit_linear)"}
+    axes = [axis for axis in ("init", *varying_axes(rows)) if len({r.get(axis) for r in rows}) > 1]
+    body = []
+    for axis in axes:
+        values = {r.get(axis) for r in rows}
+        reference = references[axis] if references[axis] in values else sorted(map(str, values))[0]
+        for value, (delta, count) in sorted(axis_effects(rows, axis, reference).items(), key=lambda kv: str(kv[0])):
+            body.append([names[axis].replace(references[axis], reference), str(value), f"{delta + 0.0:+.3f}",
+                         str(count)])
+    if not body:
+        return lines + ["Not available: the results vary on no axis with a reference to compare with."]
+    return lines + [*markdown_table(["effect of", "value", "mean ΔmIoU", "settings"], body), "",
+                    "Mean over every setting of the other axes (model, preset, init, subset size) that both values "
+                    "ran at, of the seed-mean mIoU difference; settings = how many such pairs."]
+
+
+def per_class_table(rows: list[Row]) -> list[str]:
+    """IoU, Dice, precision and recall of each class, per variant, at the largest subset size each has."""
+    body = []
+    for label in init_order(rows):
+        subset = max(r["subset"] for r in rows if r["init"] == label)
+        cell = [r for r in rows if r["init"] == label and r["subset"] == subset]
+        for name in CLASSES:
+            figures = [_mean(cell, f"{kind}_{name}") for kind in ("iou", "dice", "precision", "recall")]
+            if any(v is not None for v in figures):
+                body.append([label, format_size(subset), name, *(_fmt(v, ".3f") for v in figures)])
+    if not body:
+        return []
+    return ["## Per-class figures", "", *markdown_table(
+        ["model / init", "labelled", "class", "IoU", "Dice", "precision", "recall"], body), "",
+        "Mean over seeds at each variant's largest labelled subset; precision = share of the pixels predicted as "
+        "the class that are it, recall = share of the class's pixels found."]
