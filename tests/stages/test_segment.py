@@ -234,3 +234,34 @@ def test_segment_command_and_its_help(capsys, seg_config, tmp_path):
     assert "init (default 'scratch')" in out and "data.test_size (default '1k')" in out and "train.ema" in out
     cli_main(["segment", *SEG_TINY, "train.epochs=1", f"output_dir={tmp_path / 'cli'}"])
     assert (tmp_path / "cli" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_cnn_model_runs_resumes_and_writes_its_cost_without_a_vit_export(seg_config, tmp_path, monkeypatch):
+    cnn = ["model.arch=unet_resnet18", "model.img_size=64", "aug.preset=heavy"]
+    run_dir = interrupted_then_resumed(segment_stage, seg_config, cnn, tmp_path / "unet", monkeypatch)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["arch"], metrics["aug"], metrics["parameters"]) == ("unet_resnet18", "heavy", 14_328_499)
+    assert metrics["encoder_parameters"] == 11_176_512 and metrics["gflops"] > 0
+    assert metrics["inference_images_per_s"] > 0 and set(metrics["precision"]) == set(CLASS_NAMES)
+    assert not (run_dir / "encoder.safetensors").exists()  # the handoff format is the ViT's
+    weights, meta = read_weights(run_dir / "model.safetensors")
+    assert meta["arch"] == "unet_resnet18" and any(k.startswith("net.decoder.") for k in weights)
+    uninterrupted = segment_stage.main(seg_config(*cnn, output_dir=tmp_path / "straight"))
+    straight, _ = read_weights(uninterrupted / "model.safetensors")
+    assert all(torch.allclose(weights[k].float(), straight[k].float(), atol=1e-5) for k in weights)
+
+
+@pytest.mark.slow
+def test_a_vit_decoder_starts_from_a_simmim_export_and_a_cnn_refuses_it(seg_config, pretrained):
+    torch.manual_seed(0)
+    model, lineage = segment_stage.build_model(seg_config(f"init={pretrained}", "model.arch=vit_fused_skip"))
+    export, _ = read_weights(pretrained / "encoder.safetensors")
+    assert all(torch.equal(model.encoder.state_dict()[k], export[k]) for k in export)
+    assert lineage["export_stage"] == "pretrain"
+    run_dir = segment_stage.main(seg_config(f"init={pretrained}", "model.arch=vit_pup", "train.epochs=1"))
+    assert json.loads((run_dir / "metrics.json").read_text())["arch"] == "vit_pup"
+    load_encoder(run_dir)  # its export hands on like any ViT stage's
+    with pytest.raises(SimsegError, match="is a simseg ViT encoder export; unet_resnet18 has a CNN encoder"):
+        segment_stage.build_model(seg_config(f"init={pretrained / 'encoder.safetensors'}",
+                                             "model.arch=unet_resnet18", "model.img_size=64"))
