@@ -19,7 +19,7 @@ white), encoder.safetensors (the export; ViT models only), model.safetensors (en
 
 Nothing is chosen on the test set: with ``data.val_size`` > 0 the reported weights are those of the epoch with the
 best validation mIoU (among evaluated epochs), otherwise those of the last epoch. With ``train.ema`` the EMA weights
-are evaluated, reported and exported instead of the raw ones.
+(or ``train.ema_half_life``) are evaluated, reported and exported instead of the raw ones.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def main(cfg: SegmentConfig) -> Path:
     model, optimizer, train_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, test_loader)
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
-    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.train.ema) if cfg.train.ema else None
+    decay = cfg.train.ema_decay()
+    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=decay) if decay else None
     if ema is not None:
         accelerator.register_for_checkpointing(ema)  # the average is training state: resume continues it
     lr_at = schedule_for(cfg.train, len(train_loader))
@@ -121,7 +122,8 @@ def main(cfg: SegmentConfig) -> Path:
         accelerator.unwrap_model(model).freeze_encoder = epoch < cfg.train.freeze_encoder_epochs
         stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
                                       lr_at=lr_at, make_inputs=lambda batch: {"images": batch[0], "mask": batch[1]},
-                                      grad_clip=cfg.train.grad_clip, progress=cfg.log.progress, ema=ema)
+                                      grad_clip=cfg.train.grad_clip, progress=cfg.log.progress, ema=ema,
+                                      ema_every=cfg.train.ema_interval)
         record = epoch_record(epoch, step, stats)
         last = epoch == cfg.train.epochs - 1
         if last or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):

@@ -119,6 +119,11 @@ class TrainConfig:
     milestones: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.85])
     """Epochs after which the LR is multiplied by ``lr_decay``; values below 1 are fractions of ``epochs``."""
     lr_decay: float = 0.1
+    schedule: Literal["multistep", "cosine", "constant"] = "multistep"
+    """After the warmup: ``multistep`` (LR x ``lr_decay`` at each of ``milestones``, the study's), ``cosine`` (half a
+    cosine down to ``min_lr`` at the last step) or ``constant``."""
+    min_lr: float = 0.0
+    """Where ``schedule=cosine`` ends."""
     warmup_epochs: float = 0.0
     grad_clip: float = 5.0
     """Max gradient norm; 0 disables clipping."""
@@ -134,6 +139,7 @@ class TrainConfig:
         check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
         check(all(m > 0 for m in self.milestones), "train.milestones must be positive (epochs, or fractions below 1)")
         check(0 < self.lr_decay <= 1, "train.lr_decay must be in (0, 1]")
+        check(0 <= self.min_lr <= self.lr, "train.min_lr must be in [0, train.lr]")
         check(0 <= self.warmup_epochs < self.epochs, "train.warmup_epochs must be in [0, train.epochs)")
         check(self.grad_clip >= 0, "train.grad_clip must be >= 0")
 

@@ -126,6 +126,11 @@ class SegTrainConfig(TrainConfig):
     ema: float = 0.0
     """Decay of an exponential moving average of the weights (e.g. 0.999), evaluated, reported and exported
     instead of the raw weights; 0 = off."""
+    ema_half_life: float = 0.0
+    """The EMA given as Composer does: the number of batches after which a weight's share in the average has
+    halved (e.g. 1000); the decay per update is then 0.5 ** (ema_interval / ema_half_life). 0 = use ``ema``."""
+    ema_interval: int = 1
+    """Batches between EMA updates (Composer's ``update_interval``, e.g. 10)."""
     layer_decay: float = 1.0
     """Layer-wise LR decay (BEiT/MAE, timm's grouping): the head gets the full LR, block i of L (0-based, the last
     with the final norm) LR x layer_decay^(L - i), the embeddings LR x layer_decay^(L + 1); 1 = off."""
@@ -135,6 +140,14 @@ class SegTrainConfig(TrainConfig):
     def __post_init__(self):
         super().__post_init__()
         check(self.ema == 0 or 0 < self.ema < 1, "train.ema must be 0 (off) or a decay in (0, 1), e.g. 0.999")
+        check(self.ema_half_life >= 0, "train.ema_half_life must be >= 0 batches (0 = off)")
+        check(not (self.ema and self.ema_half_life), "give train.ema or train.ema_half_life, not both")
+        check(self.ema_interval >= 1, "train.ema_interval must be >= 1 batch")
+
+    def ema_decay(self) -> float:
+        """The EMA's decay per update (0 = no EMA): ``ema``, or the one ``ema_half_life`` and ``ema_interval``
+        give."""
+        return 0.5 ** (self.ema_interval / self.ema_half_life) if self.ema_half_life else self.ema
         check(0 < self.layer_decay <= 1, "train.layer_decay must be in (0, 1]; 1 = off")
         check(0 <= self.freeze_encoder_epochs < self.epochs,
                "train.freeze_encoder_epochs must be in [0, train.epochs): the encoder must train for some epochs")

@@ -40,12 +40,14 @@ def make_accelerator(cfg, **kwargs) -> Accelerator:
 
 
 def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: int, lr_at: Callable[[int], float],
-                    make_inputs: Callable, grad_clip: float, progress: bool = True, ema=None) -> tuple[dict, int]:
+                    make_inputs: Callable, grad_clip: float, progress: bool = True, ema=None,
+                    ema_every: int = 1) -> tuple[dict, int]:
     """Train for one pass over ``loader``; returns ({loss, lr, images, seconds, images_per_s, loader_wait}, next
     step). ``loader_wait``: the share of the epoch spent waiting for the loader's next batch (near 0 when loading
     keeps up; on a GPU, time the device still had queued work hides part of a wait).
 
-    ``ema``: a ``timm.utils.ModelEmaV3`` of the unwrapped model, updated after every optimiser step."""
+    ``ema``: a ``timm.utils.ModelEmaV3`` of the unwrapped model, updated after every ``ema_every``-th optimiser
+    step (counted over the whole run, so resuming keeps the rhythm)."""
     model.train()
     loss_sum, batches, images = torch.zeros((), device=accelerator.device), 0, 0
     bar = tqdm(total=len(loader), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
@@ -65,7 +67,7 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
                 accelerator.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
+        if ema is not None and (step + 1) % ema_every == 0:
             ema.update(accelerator.unwrap_model(model), step=step + 1)
         loss_sum += loss.detach()
         batches += 1

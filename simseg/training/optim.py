@@ -3,6 +3,8 @@ only the step, and the schedule can be tested and plotted without a model."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 
@@ -22,10 +24,25 @@ def step_lr(step: int, base_lr: float, warmup_steps: int, milestone_steps: list[
     return base_lr * decay ** sum(step >= m for m in milestone_steps)
 
 
+def cosine_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_lr: float) -> float:
+    """Linear warmup over ``warmup_steps``, then half a cosine from ``base_lr`` down to ``min_lr`` at
+    ``total_steps`` (reached by the step after the last one, so the last step still trains a little)."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def schedule_for(train_cfg, steps_per_epoch: int):
-    """The run's ``step -> lr`` function."""
-    milestones = [e * steps_per_epoch for e in milestone_epochs(train_cfg.milestones, train_cfg.epochs)]
+    """The run's ``step -> lr`` function: ``train.schedule`` multistep (the study's), cosine or constant, each after
+    a linear warmup of ``train.warmup_epochs``."""
     warmup = round(train_cfg.warmup_epochs * steps_per_epoch)
+    schedule = getattr(train_cfg, "schedule", "multistep")
+    if schedule == "cosine":
+        total = train_cfg.epochs * steps_per_epoch
+        return lambda step: cosine_lr(step, train_cfg.lr, warmup, total, train_cfg.min_lr)
+    milestones = [] if schedule == "constant" else [
+        e * steps_per_epoch for e in milestone_epochs(train_cfg.milestones, train_cfg.epochs)]
 
     def lr_at(step: int) -> float:
         return step_lr(step, train_cfg.lr, warmup, milestones, train_cfg.lr_decay)

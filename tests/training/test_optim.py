@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -38,3 +40,21 @@ def test_no_weight_decay_on_norms_biases_embeddings_and_mask_token():
     assert all(g["weight_decay"] == 0.05 for g in optimizer.param_groups if g["weight_decay"] > 0)
     assert len(decayed | plain) == len(list(model.parameters()))
     assert isinstance(optimizer, torch.optim.AdamW)
+
+
+def test_cosine_schedule_warms_up_then_falls_to_its_floor():
+    lr_at = schedule_for(TrainConfig(epochs=10, lr=1.0, warmup_epochs=1, schedule="cosine", min_lr=0.1),
+                         steps_per_epoch=10)
+    assert [lr_at(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])  # warmup over the first 10 steps
+    assert lr_at(10) == pytest.approx(1.0)  # the cosine starts at the peak
+    assert lr_at(55) == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the 90 cosine steps: the middle
+    assert lr_at(99) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    assert lr_at(100) == pytest.approx(0.1) and lr_at(500) == pytest.approx(0.1)
+    values = [lr_at(s) for s in range(10, 100)]
+    assert values == sorted(values, reverse=True)
+
+
+def test_constant_schedule_ignores_the_milestones():
+    lr_at = schedule_for(TrainConfig(epochs=4, lr=2.0, warmup_epochs=0.5, schedule="constant", milestones=[1, 2]),
+                         steps_per_epoch=4)
+    assert [lr_at(s) for s in range(16)] == pytest.approx([1.0, 2.0] + [2.0] * 14)

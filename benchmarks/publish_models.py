@@ -1,0 +1,75 @@
+"""Print the tables of docs/results/models.md from a finished benchmarks/compare_models_cpu.sh folder and copy its
+figures there, at sizes a repository can hold.
+
+    python benchmarks/publish_models.py ../simseg-models-cpu [docs/results/models]
+
+Tables: per model and init, test mIoU and boundary IoU at 250 (mean ± std over seeds) and 877 labelled images,
+parameters, GFLOPs and training minutes, at the same epochs; then U-Net-R18 at the pretrained fused-skip ViT's
+training minutes (OUT/equal-time). Figures: the sweep report's mIoU-vs-cost plot and the examples of the pretrained
+fused-skip ViT, scratch ViT-linear and U-Net at 250 labelled images, seed 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from publish_results import shrink  # noqa: E402  (the results page's picture shrinker, beside this script)
+
+from simseg.experiments.results import read_results  # noqa: E402
+
+MODELS = (("vit_linear", "scratch"), ("vit_linear", "pretrain-all"), ("vit_fused_skip", "scratch"),
+          ("vit_fused_skip", "pretrain-all"), ("unet_resnet18", "scratch"))
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table(rows: list[dict], variants, title: str) -> None:
+    print(f"\n{title}\n")
+    print("| model | init | mIoU @250 (3 seeds) | boundary IoU @250 | mIoU @877 | boundary IoU @877 | parameters "
+          "| GFLOPs | training min @250 | training min @877 |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for arch, init in variants:
+        mine = [r for r in rows if (r["arch"], r["init"]) == (arch, init)]
+        if not mine:
+            continue
+        at = {s: [r for r in mine if r["subset"] == s] for s in (250, 877)}
+        minutes = {s: summary([r["train_seconds"] / 60 for r in at[s]]).split(" ±")[0] for s in at}
+        print(f"| {arch} | {init} | {summary([r['miou'] for r in at[250]])} | "
+              f"{summary([r['iou_boundary'] for r in at[250]])} | {summary([r['miou'] for r in at[877]])} | "
+              f"{summary([r['iou_boundary'] for r in at[877]])} | {mine[0]['parameters'] / 1e6:.2f}M | "
+              f"{mine[0]['gflops']:.3f} | {minutes[250]} | {minutes[877]} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_root", type=Path)
+    parser.add_argument("page_dir", type=Path, nargs="?", default=Path("docs/results/models"))
+    args = parser.parse_args()
+    rows = read_results(args.run_root)
+    table(rows, MODELS, "Same epochs (10) for every model:")
+    equal = args.run_root / "equal-time"
+    if (equal / "results.csv").is_file():
+        timed = read_results(equal)
+        print(f"\nU-Net-R18 at equal training minutes ({timed[0]['epochs']} epochs):")
+        table(timed, [("unet_resnet18", "scratch")], "")
+    args.page_dir.mkdir(parents=True, exist_ok=True)
+    shrink(args.run_root / "miou_vs_cost.png", args.page_dir / "miou_vs_cost.png")
+    for arch, init in (("vit_fused_skip", "pretrain-all"), ("vit_linear", "scratch"), ("unet_resnet18", "scratch")):
+        examples = args.run_root / "cells" / arch / init / "subset-250" / "seed-0" / "examples.png"
+        if examples.is_file():
+            shrink(examples, args.page_dir / f"examples_{arch}_{init}_250.png")
+    print(f"\nfigures in {args.page_dir}")
+
+
+if __name__ == "__main__":
+    main()
