@@ -156,8 +156,13 @@ def main(cfg: SegmentConfig) -> Path:
         confusion = last_test_confusion  # the same weights were scored on the test set a moment ago
     else:
         confusion = evaluate_confusion(reported, test_loader, accelerator, NUM_CLASSES)
+    plain_confusion, tta = confusion, cfg.eval.tta_views()
+    if tta is not None:  # the reported figures are the TTA ones; the plain mIoU stays beside them
+        confusion = evaluate_confusion(reported, test_loader, accelerator, NUM_CLASSES, tta)
     if accelerator.is_main_process:
         metrics = segmentation_metrics(confusion, CLASS_NAMES)
+        if tta is not None:
+            metrics["plain_miou"] = segmentation_metrics(plain_confusion, CLASS_NAMES)["miou"]
         atomic_write_json(run_dir / "confusion.json", {"classes": list(CLASS_NAMES), "rows": "target",
                                                        "columns": "prediction", "matrix": metrics.pop("confusion")})
         atomic_write_json(run_dir / "metrics.json", {
@@ -165,6 +170,7 @@ def main(cfg: SegmentConfig) -> Path:
             "reported_epoch": reported_epoch, "selected_on": "val_miou" if val_loader is not None else "last epoch",
             "best_val_miou": best_val, "loss": cfg.loss, "val_images": len(val_set), "skipped_unpaired": skipped,
             "arch": cfg.model.arch, "aug": cfg.aug.preset,
+            "tta": None if tta is None else {"scales": tta[0], "flip": tta[1]},
             **labelled_metrics(cfg, reported, history, len(train_set), len(test_set), accelerator.device),
         })
         write_examples(reported, test_set, cfg.log.examples, cfg, run_dir / "examples.png",
@@ -181,7 +187,8 @@ def build_model(cfg: SegmentConfig) -> tuple[torch.nn.Module, dict]:
     if cfg.model.family == "cnn":
         model = build_segmentation_model(cfg.model.arch, NUM_CLASSES, cfg.loss)
         return model, load_cnn_init(model, cfg.init, cfg.model.arch)
-    model = build_segmentation_model(cfg.model.arch, NUM_CLASSES, cfg.loss, build_encoder(cfg.model))
+    model = build_segmentation_model(cfg.model.arch, NUM_CLASSES, cfg.loss,
+                                     build_encoder(cfg.model, dynamic_img_size=True))  # TTA's scales need it
     return model, load_init(model, cfg.init, cfg.model)
 
 

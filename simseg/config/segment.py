@@ -143,14 +143,34 @@ class SegTrainConfig(TrainConfig):
         check(self.ema_half_life >= 0, "train.ema_half_life must be >= 0 batches (0 = off)")
         check(not (self.ema and self.ema_half_life), "give train.ema or train.ema_half_life, not both")
         check(self.ema_interval >= 1, "train.ema_interval must be >= 1 batch")
+        check(0 < self.layer_decay <= 1, "train.layer_decay must be in (0, 1]; 1 = off")
+        check(0 <= self.freeze_encoder_epochs < self.epochs,
+               "train.freeze_encoder_epochs must be in [0, train.epochs): the encoder must train for some epochs")
 
     def ema_decay(self) -> float:
         """The EMA's decay per update (0 = no EMA): ``ema``, or the one ``ema_half_life`` and ``ema_interval``
         give."""
         return 0.5 ** (self.ema_interval / self.ema_half_life) if self.ema_half_life else self.ema
-        check(0 < self.layer_decay <= 1, "train.layer_decay must be in (0, 1]; 1 = off")
-        check(0 <= self.freeze_encoder_epochs < self.epochs,
-               "train.freeze_encoder_epochs must be in [0, train.epochs): the encoder must train for some epochs")
+
+
+@dataclasses.dataclass
+class SegEvalConfig(EvalConfig):
+    tta: bool = False
+    """Test-time augmentation of the final test scores: softmax probabilities averaged over
+    ``tta_scales`` x (plain, horizontally flipped); metrics.json then holds both figures (``miou`` with TTA,
+    ``plain_miou`` without). The per-epoch scores stay plain (cheap)."""
+    tta_scales: list[float] = dataclasses.field(default_factory=lambda: [0.75, 1.0, 1.25])
+    """Image-side scales of the views (each rounded to a multiple of 32 pixels)."""
+    tta_flip: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(bool(self.tta_scales) and all(0.25 <= s <= 4 for s in self.tta_scales),
+              "eval.tta_scales must be a non-empty list of scales in [0.25, 4], e.g. [0.75, 1.0, 1.25]")
+
+    def tta_views(self) -> tuple[list[float], bool] | None:
+        """(scales, flip) for :func:`simseg.training.engine.evaluate_confusion`, or None without TTA."""
+        return (list(self.tta_scales), self.tta_flip) if self.tta else None
 
 
 @dataclasses.dataclass
@@ -182,7 +202,7 @@ class SegmentConfig:
     model: SegModelConfig = dataclasses.field(default_factory=SegModelConfig)
     train: SegTrainConfig = dataclasses.field(default_factory=SegTrainConfig)
     aug: SegAugConfig = dataclasses.field(default_factory=SegAugConfig)
-    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    eval: SegEvalConfig = dataclasses.field(default_factory=SegEvalConfig)
     log: SegLogConfig = dataclasses.field(default_factory=SegLogConfig)
 
     def __post_init__(self):

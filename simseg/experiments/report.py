@@ -22,7 +22,7 @@ import yaml
 
 from simseg.experiments import report_figures as figures
 from simseg.experiments.grid import cell_name
-from simseg.experiments.report_models import cost_table, effect_tables, per_class_table
+from simseg.experiments.report_models import cost_table, effect_tables, per_class_table, tta_table
 from simseg.experiments.results import Row, read_results, read_sweep, results_path
 from simseg.experiments.summary import (
     MISSING,
@@ -231,7 +231,7 @@ def build_report(sweep_dir: str | Path) -> Path:
     best = figures.copy_best_examples(rows, sweep_dir)
     text = "\n".join([f"# Sweep report: {sweep_dir.resolve().name}", "", overview_line(raw, sweep), "",
                       *result_tables(rows), "", *cost_table(rows), "", *effect_tables(raw), "",
-                      *per_class_table(rows), "", *picture_sections(drawn, recon, best),
+                      *per_class_table(rows), "", *tta_table(rows), *picture_sections(drawn, recon, best),
                       *provenance(sweep, results_path(sweep_dir).name, rows)])
     atomic_write_text(sweep_dir / "report.md", text + "\n")
     return sweep_dir / "report.md"

@@ -92,3 +92,21 @@ def per_class_table(rows: list[Row]) -> list[str]:
         ["model / init", "labelled", "class", "IoU", "Dice", "precision", "recall"], body), "",
         "Mean over seeds at each variant's largest labelled subset; precision = share of the pixels predicted as "
         "the class that are it, recall = share of the class's pixels found."]
+
+
+def tta_table(rows: list[Row]) -> list[str]:
+    """Both figures of the cells scored with test-time augmentation (``miou`` with it, ``plain_miou`` without)."""
+    body = []
+    for label in init_order(rows):
+        for subset in sorted({r["subset"] for r in rows if r["init"] == label}):
+            cell = [r for r in rows if r["init"] == label and r["subset"] == subset and r.get("plain_miou") is not None]
+            if cell:
+                tta, plain = _mean(cell, "miou"), _mean(cell, "plain_miou")
+                body.append([label, format_size(subset), f"{tta:.3f}", f"{plain:.3f}", f"{tta - plain + 0.0:+.3f}",
+                             str(len(cell))])
+    if not body:
+        return []
+    return ["## Test-time augmentation", "", *markdown_table(
+        ["model / init", "labelled", "mIoU with TTA", "mIoU without", "gain", "n"], body), "",
+        "Cells run with eval.tta=true: softmax probabilities averaged over flips and scales (the tables above report "
+        "the TTA figure), beside the same weights scored on one plain view.", ""]

@@ -26,7 +26,7 @@ _INTS = ("seed", "epochs")
 CLASSES = ("background", "pet", "boundary")
 PER_CLASS = tuple(f"{kind}_{name}" for kind in ("iou", "dice", "precision", "recall") for name in CLASSES)
 COST = ("parameters", "encoder_parameters", "gflops", "inference_images_per_s")
-_FLOATS = ("miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", *PER_CLASS, *COST,
+_FLOATS = ("miou", "plain_miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", *PER_CLASS, *COST,
            "train_seconds", "images_per_s")
 
 
@@ -136,7 +136,7 @@ def read_sweep(sweep_dir: Path) -> dict | None:
 
 RESULT_COLUMNS = (
     "cell", "arch", "aug", "init", "init_path", "pretrain_images", "intermediate", "base_init", "subset", "seed",
-    "miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", *PER_CLASS, *COST,
+    "miou", "plain_miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", *PER_CLASS, *COST,
     "train_seconds", "images_per_s", "epochs", "train_images", "test_images", "run_dir",
 )
 # metrics.json of runs made before model.arch named the model by its head
@@ -152,7 +152,8 @@ def result_row(cell: Cell, metrics: dict, sweep_dir: Path) -> dict:
         "aug": metrics.get("aug"), "init": cell.init.label, "init_path": cell.init.path,
         "pretrain_images": cell.init.pretrain_images, "intermediate": cell.init.intermediate,
         "base_init": cell.init.base_init, "subset": cell.subset, "seed": cell.seed,
-        **{k: metrics.get(k) for k in ("miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou")},
+        **{k: metrics.get(k) for k in ("miou", "plain_miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice",
+                                       "fwiou")},
         **per_class, **{k: metrics.get(k) for k in COST},
         **{k: metrics.get(k) for k in ("train_seconds", "images_per_s", "epochs", "train_images", "test_images")},
         "run_dir": cell.run_dir(sweep_dir).relative_to(sweep_dir).as_posix(),

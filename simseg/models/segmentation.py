@@ -64,7 +64,6 @@ class SegmentationModel(nn.Module):
             raise ValueError(f"head must be one of {HEADS} and loss one of {LOSSES}, got {head!r}, {loss!r}")
         self.encoder, self.num_classes, self.head_type, self.loss_type = encoder, num_classes, head, loss
         self.patch_size = encoder.patch_embed.patch_size[0]
-        self.grid = tuple(encoder.patch_embed.grid_size)
         if head in DECODERS:
             self.head = DECODERS[head](encoder.embed_dim, len(encoder.blocks), self.patch_size, num_classes)
         else:
@@ -105,10 +104,11 @@ class SegmentationModel(nn.Module):
             logits = self.head(self.block_maps(images, self.head.block_indices), images)  # (B, C, H, W)
             return with_loss({"logits": logits}, mask, self.loss_type)
         out = self.head(self.features(images))  # (B, N, p*p*C) or (B, N, C)
+        grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)  # img_size's, or a TTA view's
         if self.head_type == "linear":
-            logits = unpatchify(out, self.patch_size, self.grid)  # (B, C, H, W)
+            logits = unpatchify(out, self.patch_size, grid)  # (B, C, H, W)
         else:
-            coarse = out.transpose(1, 2).reshape(len(out), self.num_classes, *self.grid)  # (B, C, H/p, W/p)
+            coarse = out.transpose(1, 2).reshape(len(out), self.num_classes, *grid)  # (B, C, H/p, W/p)
             logits = F.interpolate(coarse, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)
         return with_loss({"logits": logits}, mask, self.loss_type)
 

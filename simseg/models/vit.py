@@ -51,8 +51,10 @@ def simseg_vit_base_patch16_128(pretrained: bool = False, **kwargs: Any) -> Visi
     return _vit("simseg_vit_base_patch16_128", **kwargs)
 
 
-def build_encoder(model_cfg) -> VisionTransformer:
-    """The encoder described by a resolved :class:`simseg.config.loader.ModelConfig`."""
+def build_encoder(model_cfg, dynamic_img_size: bool = False) -> VisionTransformer:
+    """The encoder described by a resolved :class:`simseg.config.loader.ModelConfig`. ``dynamic_img_size``: accept
+    other image sizes than ``img_size`` (multiples of the patch), resampling the position embedding (timm's), as
+    segmentation's test-time scales need; at ``img_size`` the output is the same."""
     import timm
 
     encoder = timm.create_model(
@@ -65,6 +67,7 @@ def build_encoder(model_cfg) -> VisionTransformer:
         proj_drop_rate=model_cfg.drop_rate,
         attn_drop_rate=model_cfg.attn_drop_rate,
         drop_path_rate=model_cfg.drop_path_rate,
+        **({"dynamic_img_size": True} if dynamic_img_size else {}),
     )
     if model_cfg.pos_embed_init == "sincos":
         init_sincos_pos_embed(encoder)

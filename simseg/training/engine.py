@@ -126,19 +126,23 @@ def evaluate(model, loader, accelerator, make_inputs: Callable) -> float:
 
 
 @torch.no_grad()
-def evaluate_confusion(model, loader, accelerator, num_classes: int) -> torch.Tensor:
+def evaluate_confusion(model, loader, accelerator, num_classes: int, tta=None) -> torch.Tensor:
     """Confusion matrix (C_target, C_pred) over every pixel of ``loader``'s (images, masks) batches.
 
     ``model`` returns ``{"logits": (B, C, H, W)}``; it may be an unprepared module (an EMA copy), hence the explicit
     autocast. Gathered over processes with the sampler's repeated padding dropped, so each image counts once.
+    ``tta``: (scales, flip) to predict from the mean probabilities of those views
+    (:func:`simseg.training.tta.tta_probabilities`); None = one plain view.
     """
     from simseg.training.metrics import confusion_matrix
+    from simseg.training.tta import tta_probabilities
 
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=accelerator.device)
     for images, masks in loader:
         with accelerator.autocast(), out_of_memory_is_one_line("while evaluating", len(images)):
-            pred = model(images=images)["logits"].argmax(1)  # (B, H, W)
+            scores = model(images=images)["logits"] if tta is None else tta_probabilities(model, images, *tta)
+            pred = scores.argmax(1)  # (B, H, W)
         pred, masks = accelerator.gather_for_metrics((pred, masks))
         confusion += confusion_matrix(pred, masks, num_classes)
     return confusion

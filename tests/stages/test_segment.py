@@ -180,6 +180,9 @@ def test_resume_refuses_a_changed_test_set(tmp_path):
     ("data.test_size=lots", "data.test_size='lots' is not a size"),
     ("data.val_size=-3", "data.val_size='-3' is not a size"),
     ("eval.every=-1", "eval.every must be >= 0"),
+    ("eval.tta_scales=[]", "eval.tta_scales must be a non-empty list"),
+    ("train.schedule=linear", "train.schedule='linear' is not allowed; choose one of multistep, cosine"),
+    ("train.ema_half_life=-1", "train.ema_half_life must be >= 0"),
     ("log.examples=0", "log.examples must be >= 1"),
     ("init=", "init must be 'scratch' or the path"),
     ("data.mask_colum=x", "unknown config key 'data.mask_colum' (did you mean 'data.mask_column'?)"),
@@ -265,3 +268,14 @@ def test_a_vit_decoder_starts_from_a_simmim_export_and_a_cnn_refuses_it(seg_conf
     with pytest.raises(SimsegError, match="is a simseg ViT encoder export; unet_resnet18 has a CNN encoder"):
         segment_stage.build_model(seg_config(f"init={pretrained / 'encoder.safetensors'}",
                                              "model.arch=unet_resnet18", "model.img_size=64"))
+
+
+@pytest.mark.slow
+def test_tta_reports_both_figures_and_says_it_was_used(seg_config):
+    run_dir = segment_stage.main(seg_config("eval.tta=true", "train.epochs=1", "model.arch=vit_pup"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["tta"] == {"scales": [0.75, 1.0, 1.25], "flip": True}
+    plain = jsonl(run_dir / "metrics.jsonl")[-1]["test_miou"]  # the per-epoch scores stay one plain view
+    assert 0 <= metrics["plain_miou"] <= 1 and metrics["plain_miou"] == plain
+    confusion = json.loads((run_dir / "confusion.json").read_text())["matrix"]
+    assert metrics["miou"] == segmentation_metrics(torch.tensor(confusion), list(CLASS_NAMES))["miou"]
