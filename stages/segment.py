@@ -123,7 +123,7 @@ def main(cfg: SegmentConfig) -> Path:
         stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
                                       lr_at=lr_at, make_inputs=lambda batch: {"images": batch[0], "mask": batch[1]},
                                       grad_clip=cfg.train.grad_clip, progress=cfg.log.progress, ema=ema,
-                                      ema_every=cfg.train.ema_interval)
+                                      ema_every=cfg.train.ema_interval, sam=cfg.train.sam())
         record = epoch_record(epoch, step, stats)
         last = epoch == cfg.train.epochs - 1
         if last or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):

@@ -131,6 +131,13 @@ class SegTrainConfig(TrainConfig):
     halved (e.g. 1000); the decay per update is then 0.5 ** (ema_interval / ema_half_life). 0 = use ``ema``."""
     ema_interval: int = 1
     """Batches between EMA updates (Composer's ``update_interval``, e.g. 10)."""
+    sam_rho: float = 0.0
+    """Sharpness-aware minimisation: the radius of the ascent step (e.g. 0.05; MosaicML's recipes use 0.3 with
+    ``sam_interval`` 2); 0 = off. A SAM step costs a second forward and backward pass."""
+    sam_interval: int = 1
+    """Take every N-th step with SAM (1 = every step); the others are plain steps."""
+    sam_adaptive: bool = False
+    """ASAM: the ascent step scaled by each weight's magnitude (use a larger rho, e.g. 0.5-2)."""
     layer_decay: float = 1.0
     """Layer-wise LR decay (BEiT/MAE, timm's grouping): the head gets the full LR, block i of L (0-based, the last
     with the final norm) LR x layer_decay^(L - i), the embeddings LR x layer_decay^(L + 1); 1 = off."""
@@ -143,9 +150,15 @@ class SegTrainConfig(TrainConfig):
         check(self.ema_half_life >= 0, "train.ema_half_life must be >= 0 batches (0 = off)")
         check(not (self.ema and self.ema_half_life), "give train.ema or train.ema_half_life, not both")
         check(self.ema_interval >= 1, "train.ema_interval must be >= 1 batch")
+        check(self.sam_rho >= 0, "train.sam_rho must be >= 0 (0 = off)")
+        check(self.sam_interval >= 1, "train.sam_interval must be >= 1 step")
         check(0 < self.layer_decay <= 1, "train.layer_decay must be in (0, 1]; 1 = off")
         check(0 <= self.freeze_encoder_epochs < self.epochs,
                "train.freeze_encoder_epochs must be in [0, train.epochs): the encoder must train for some epochs")
+
+    def sam(self) -> tuple[float, int, bool] | None:
+        """(rho, interval, adaptive) for :func:`simseg.training.engine.train_one_epoch`, or None without SAM."""
+        return (self.sam_rho, self.sam_interval, self.sam_adaptive) if self.sam_rho else None
 
     def ema_decay(self) -> float:
         """The EMA's decay per update (0 = no EMA): ``ema``, or the one ``ema_half_life`` and ``ema_interval``

@@ -1,6 +1,6 @@
 """ViT segmentation model: the encoder's patch tokens and a head (decoder) to per-pixel class logits.
 
-Heads (``head=``):
+Heads (``SegmentationModel(head=...)``; users pick them through ``model.arch``, :mod:`simseg.models.registry`):
 
 - ``linear`` (the study's): one Linear from each patch token to p*p*C logits, rearranged into the token's p x p
   pixels (pixel shuffle), so the prediction has full resolution with no upsampling;
@@ -25,7 +25,7 @@ from simseg.models.vit_decoders import DECODERS
 
 HEADS = ("linear", "linear_upsample", *DECODERS)
 LOSSES = ("ce", "ce+dice")
-BN_COUNTER = "num_batches_tracked"
+BN_COUNTER = "num_batches_tracked"  # BatchNorm's step counter: load_state_dict fills it when missing
 IGNORE_INDEX = 255  # mask value of pixels without a label (a rotation's uncovered corners): no loss there
 DICE_SMOOTH = 1.0  # added to the Dice numerator and denominator: a class absent from a batch and predicted nowhere
 # scores 1, not 0/0

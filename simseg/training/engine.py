@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from simseg.errors import SimsegError
 from simseg.training.optim import set_lr
+from simseg.training.sam import perturb, restore
 
 LOG_EVERY = 10  # steps between loss read-outs: each one is a device sync
 
@@ -41,13 +42,14 @@ def make_accelerator(cfg, **kwargs) -> Accelerator:
 
 def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: int, lr_at: Callable[[int], float],
                     make_inputs: Callable, grad_clip: float, progress: bool = True, ema=None,
-                    ema_every: int = 1) -> tuple[dict, int]:
+                    ema_every: int = 1, sam: tuple[float, int, bool] | None = None) -> tuple[dict, int]:
     """Train for one pass over ``loader``; returns ({loss, lr, images, seconds, images_per_s, loader_wait}, next
     step). ``loader_wait``: the share of the epoch spent waiting for the loader's next batch (near 0 when loading
     keeps up; on a GPU, time the device still had queued work hides part of a wait).
 
     ``ema``: a ``timm.utils.ModelEmaV3`` of the unwrapped model, updated after every ``ema_every``-th optimiser
-    step (counted over the whole run, so resuming keeps the rhythm)."""
+    step (counted over the whole run, so resuming keeps the rhythm). ``sam``: (rho, interval, adaptive) to take
+    every ``interval``-th step at the SAM-perturbed weights (:mod:`simseg.training.sam`); other steps are plain."""
     model.train()
     loss_sum, batches, images = torch.zeros((), device=accelerator.device), 0, 0
     bar = tqdm(total=len(loader), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
@@ -63,6 +65,12 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
         with out_of_memory_is_one_line(f"in epoch {epoch} at step {step}", len(next(iter(inputs.values())))):
             loss = model(**inputs)["loss"]
             accelerator.backward(loss)
+            if sam is not None and step % sam[1] == 0:
+                params = [p for p in model.parameters() if p.requires_grad]
+                moves = perturb(params, sam[0], sam[2])
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(model(**inputs)["loss"])  # the gradient at w + e
+                restore(params, moves)
             if grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()

@@ -144,9 +144,13 @@ def test_wrong_exports_are_refused_in_one_line(seg_config, pretrained, tmp_path)
 
 
 @pytest.mark.slow
-def test_resume_ends_with_the_weights_of_an_uninterrupted_run(seg_config, tmp_path, monkeypatch):
-    overrides = ("train.epochs=3", "train.milestones=[2]", "data.val_size=4", "data.num_workers=1", "train.ema=0.9",
-                 "train.layer_decay=0.75", "train.freeze_encoder_epochs=1", "model.drop_path_rate=0.1")
+@pytest.mark.parametrize("recipe", [
+    ("train.ema=0.9", "train.layer_decay=0.75", "train.freeze_encoder_epochs=1", "model.drop_path_rate=0.1"),
+    ("train.sam_rho=0.05", "train.sam_interval=2", "train.ema_half_life=8", "train.ema_interval=3",
+     "train.schedule=cosine", "model.arch=vit_pup"),
+], ids=["ema-layer-decay-freeze", "sam-ema-half-life-cosine"])
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(seg_config, tmp_path, monkeypatch, recipe):
+    overrides = ("train.epochs=3", "train.milestones=[2]", "data.val_size=4", "data.num_workers=1", *recipe)
     whole = segment_stage.main(seg_config(*overrides, output_dir=tmp_path / "whole"))
 
     split = interrupted_then_resumed(segment_stage, seg_config, overrides, tmp_path / "split", monkeypatch)
