@@ -43,6 +43,7 @@ from simseg.data.transforms import denormalize
 from simseg.errors import SimsegError
 from simseg.files import atomic_write_json
 from simseg.models.registry import build_segmentation_model
+from simseg.models.segmentation_mixing import mix_segmentation_batch
 from simseg.models.vit import build_encoder
 from simseg.training.cnn_weights import load_cnn_init
 from simseg.training.engine import epoch_record, epoch_seed, evaluate_confusion, speed_summary, train_one_epoch
@@ -113,6 +114,15 @@ def main(cfg: SegmentConfig) -> Path:
     def evaluated_model():
         return ema.module if ema is not None else model
 
+    def make_inputs(batch):  # MixUp/CutMix turn the masks into per-pixel soft targets
+        images, mask = batch
+        if not cfg.mixup.enabled:
+            return {"images": images, "mask": mask}
+        mix = cfg.mixup
+        images, targets = mix_segmentation_batch(images, mask, NUM_CLASSES, mix.alpha, mix.cutmix_alpha, mix.prob,
+                                                 mix.switch_prob)
+        return {"images": images, "mask": targets}
+
     # --- training loop ------------------------------------------------------------------------------------------
     start = time.perf_counter()
     last_test_confusion = None  # the last epoch's test score, reused below when those are the reported weights
@@ -121,7 +131,7 @@ def main(cfg: SegmentConfig) -> Path:
         train_loader.set_epoch(epoch)
         accelerator.unwrap_model(model).freeze_encoder = epoch < cfg.train.freeze_encoder_epochs
         stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
-                                      lr_at=lr_at, make_inputs=lambda batch: {"images": batch[0], "mask": batch[1]},
+                                      lr_at=lr_at, make_inputs=make_inputs,
                                       grad_clip=cfg.train.grad_clip, progress=cfg.log.progress, ema=ema,
                                       ema_every=cfg.train.ema_interval, sam=cfg.train.sam())
         record = epoch_record(epoch, step, stats)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from simseg.config.classify import MixupConfig
 from simseg.config.loader import check
 from simseg.config.sections import (
     EvalConfig,
@@ -167,6 +168,15 @@ class SegTrainConfig(TrainConfig):
 
 
 @dataclasses.dataclass
+class SegMixupConfig(MixupConfig):
+    """MixUp/CutMix of training batches with per-pixel soft targets (:mod:`simseg.models.segmentation_mixing`),
+    configured like the classify stage's; off by default (the study's segmentation has none)."""
+
+    alpha: float = 0.0
+    """Beta(alpha, alpha) of MixUp's mixing factor (e.g. 0.2); 0 = no MixUp."""
+
+
+@dataclasses.dataclass
 class SegEvalConfig(EvalConfig):
     tta: bool = False
     """Test-time augmentation of the final test scores: softmax probabilities averaged over
@@ -215,6 +225,7 @@ class SegmentConfig:
     model: SegModelConfig = dataclasses.field(default_factory=SegModelConfig)
     train: SegTrainConfig = dataclasses.field(default_factory=SegTrainConfig)
     aug: SegAugConfig = dataclasses.field(default_factory=SegAugConfig)
+    mixup: SegMixupConfig = dataclasses.field(default_factory=SegMixupConfig)
     eval: SegEvalConfig = dataclasses.field(default_factory=SegEvalConfig)
     log: SegLogConfig = dataclasses.field(default_factory=SegLogConfig)
 

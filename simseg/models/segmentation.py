@@ -31,20 +31,31 @@ DICE_SMOOTH = 1.0  # added to the Dice numerator and denominator: a class absent
 # scores 1, not 0/0
 
 
-def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor, loss: str) -> torch.Tensor:
-    """``ce``: per-pixel cross-entropy; ``ce+dice``: its mean with :func:`soft_dice_loss`. Scalar."""
-    value = F.cross_entropy(logits.float(), mask, ignore_index=IGNORE_INDEX)
-    return 0.5 * value + 0.5 * soft_dice_loss(logits, mask) if loss == "ce+dice" else value
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """``ce``: per-pixel cross-entropy; ``ce+dice``: its mean with :func:`soft_dice_loss`. Scalar. ``target`` is
+    (B, H, W) class ids (``IGNORE_INDEX`` skipped) or (B, C, H, W) soft targets (MixUp/CutMix; a zero vector is
+    skipped)."""
+    if target.dim() == 4:
+        labelled = target.sum(1) > 0  # (B, H, W)
+        per_pixel = -(target * logits.float().log_softmax(1)).sum(1)  # (B, H, W)
+        value = per_pixel[labelled].mean() if labelled.any() else per_pixel.sum() * 0
+    else:
+        value = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
+    return 0.5 * value + 0.5 * soft_dice_loss(logits, target) if loss == "ce+dice" else value
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - mean over classes of (2 |P.T| + s) / (|P| + |T| + s), P = softmax probabilities, T = one-hot target, sums
     over every labelled pixel of the batch (``IGNORE_INDEX`` pixels left out). logits: (B, C, H, W); target:
-    (B, H, W) int64 class ids. Returns a scalar."""
-    labelled = (target != IGNORE_INDEX).unsqueeze(1)  # (B, 1, H, W)
+    (B, H, W) int64 class ids, or (B, C, H, W) soft targets. Returns a scalar."""
+    if target.dim() == 4:  # soft targets (B, C, H, W): mixed batches
+        labelled = (target.sum(1) > 0).unsqueeze(1)
+        one_hot = target.float()
+    else:
+        labelled = (target != IGNORE_INDEX).unsqueeze(1)  # (B, 1, H, W)
+        one_hot = F.one_hot(target.masked_fill(~labelled[:, 0], 0), logits.shape[1]).permute(0, 3, 1, 2)
     probs = logits.float().softmax(1) * labelled  # (B, C, H, W)
-    one_hot = F.one_hot(target.masked_fill(~labelled[:, 0], 0), logits.shape[1]).permute(0, 3, 1, 2)
-    one_hot = one_hot.to(probs.dtype) * labelled  # (B, C, H, W)
+    one_hot = one_hot.float() * labelled  # (B, C, H, W)
     overlap = (probs * one_hot).sum((0, 2, 3))  # (C,)
     sizes = probs.sum((0, 2, 3)) + one_hot.sum((0, 2, 3))  # (C,)
     return 1 - ((2 * overlap + DICE_SMOOTH) / (sizes + DICE_SMOOTH)).mean()

@@ -147,8 +147,8 @@ def test_wrong_exports_are_refused_in_one_line(seg_config, pretrained, tmp_path)
 @pytest.mark.parametrize("recipe", [
     ("train.ema=0.9", "train.layer_decay=0.75", "train.freeze_encoder_epochs=1", "model.drop_path_rate=0.1"),
     ("train.sam_rho=0.05", "train.sam_interval=2", "train.ema_half_life=8", "train.ema_interval=3",
-     "train.schedule=cosine", "model.arch=vit_pup"),
-], ids=["ema-layer-decay-freeze", "sam-ema-half-life-cosine"])
+     "train.schedule=cosine", "model.arch=vit_pup", "mixup.alpha=0.2", "mixup.cutmix_alpha=1.0"),
+], ids=["ema-layer-decay-freeze", "sam-ema-half-life-cosine-mixup"])
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(seg_config, tmp_path, monkeypatch, recipe):
     overrides = ("train.epochs=3", "train.milestones=[2]", "data.val_size=4", "data.num_workers=1", *recipe)
     whole = segment_stage.main(seg_config(*overrides, output_dir=tmp_path / "whole"))
