@@ -179,7 +179,7 @@ def main(cfg: SegmentConfig) -> Path:
             **metrics,
             "reported_epoch": reported_epoch, "selected_on": "val_miou" if val_loader is not None else "last epoch",
             "best_val_miou": best_val, "loss": cfg.loss, "val_images": len(val_set), "skipped_unpaired": skipped,
-            "arch": cfg.model.arch, "aug": cfg.aug.preset,
+            "arch": cfg.model.arch, "aug": cfg.aug.preset, "recipe": cfg.recipe,
             "tta": None if tta is None else {"scales": tta[0], "flip": tta[1]},
             **labelled_metrics(cfg, reported, history, len(train_set), len(test_set), accelerator.device),
         })

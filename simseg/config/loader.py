@@ -74,6 +74,7 @@ def build(cls: type, tree: dict[str, Any], prefix: str = "") -> Any:
     """Construct dataclass ``cls`` from a nested dict, rejecting unknown keys and ill-typed values."""
     if not isinstance(tree, dict):
         raise SimsegError(f"config section '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {tree!r}")
+    tree = with_recipe(cls, tree, prefix)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -87,6 +88,26 @@ def build(cls: type, tree: dict[str, Any], prefix: str = "") -> Any:
         else:
             kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
     return cls(**kwargs)
+
+
+def with_recipe(cls: type, tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``tree`` over the keys of its named recipe, for a class with ``RECIPES`` (name -> nested keys): a recipe
+    fills what the tree leaves out, and every key given explicitly wins."""
+    recipes = getattr(cls, "RECIPES", None)
+    name = tree.get("recipe")
+    if recipes is None or name is None:
+        return tree
+    if name not in recipes:
+        raise SimsegError(f"{prefix}recipe={name!r} is not allowed; choose one of {', '.join(recipes)}")
+
+    def merge(base: dict, over: dict) -> dict:
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+                else value
+        return merged
+
+    return merge(recipes[name], tree)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

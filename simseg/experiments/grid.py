@@ -36,10 +36,11 @@ class Init:
     base_init: str | None = None  # for an intermediate init: the label of the init it was trained from
 
 
-def cell_name(init_label: str, subset: int, seed: int, arch: str | None = None, aug: str | None = None) -> str:
+def cell_name(init_label: str, subset: int, seed: int, arch: str | None = None, aug: str | None = None,
+              recipe: str | None = None) -> str:
     """A cell's name and folder under ``cells/``: ``pretrain-45k/subset-1k/seed-0``, with ``unet_resnet18/heavy/``
-    in front when the sweep has a model (``arch``) or augmentation (``aug``) axis."""
-    variant = "".join(f"{part}/" for part in (arch, aug) if part)
+    (and ``mild/``) in front when the sweep has a model (``arch``), augmentation (``aug``) or recipe axis."""
+    variant = "".join(f"{part}/" for part in (arch, aug, recipe) if part)
     return f"{variant}{init_label}/subset-{format_size(subset)}/seed-{seed}"
 
 
@@ -50,10 +51,11 @@ class Cell:
     seed: int
     arch: str | None = None  # model.arch, when the sweep has a model axis
     aug: str | None = None  # aug.preset, when the sweep has an augmentation axis
+    recipe: str | None = None  # recipe, when the sweep has a recipe axis
 
     @property
     def name(self) -> str:
-        return cell_name(self.init.label, self.subset, self.seed, self.arch, self.aug)
+        return cell_name(self.init.label, self.subset, self.seed, self.arch, self.aug, self.recipe)
 
     def run_dir(self, sweep_dir: Path) -> Path:
         return sweep_dir / "cells" / self.name
@@ -103,11 +105,12 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def expand_grid(inits: list[Init], subsets: list[int], seeds: list[int], archs: list[str | None] = (None,),
-                augs: list[str | None] = (None,), fits=lambda init, arch: True) -> list[Cell]:
-    """Every (arch, aug, init, subset, seed) whose init ``fits`` the arch, smallest subsets first (cheap,
-    most-wanted cells finish early), then models, presets and inits in the order given, then seeds."""
-    return [Cell(init, subset, seed, arch, aug) for subset in sorted(subsets) for arch in archs for aug in augs
-            for init in inits if fits(init, arch) for seed in seeds]
+                augs: list[str | None] = (None,), fits=lambda init, arch: True,
+                recipes: list[str | None] = (None,)) -> list[Cell]:
+    """Every (arch, aug, recipe, init, subset, seed) whose init ``fits`` the arch, smallest subsets first (cheap,
+    most-wanted cells finish early), then models, presets, recipes and inits in the order given, then seeds."""
+    return [Cell(init, subset, seed, arch, aug, recipe) for subset in sorted(subsets) for arch in archs
+            for aug in augs for recipe in recipes for init in inits if fits(init, arch) for seed in seeds]
 
 
 def shard_cells(cells: list, index: int, count: int) -> list:
@@ -119,12 +122,12 @@ def write_cell_record(cell: Cell, sweep_dir: Path) -> None:
     """``cell.json`` in the cell's folder: what the cell is, so results can be rebuilt from the folders alone."""
     atomic_write_text(cell.run_dir(sweep_dir) / CELL_RECORD,
                       json.dumps({"init": asdict(cell.init), "subset": cell.subset, "seed": cell.seed,
-                                  "arch": cell.arch, "aug": cell.aug}, indent=2))
+                                  "arch": cell.arch, "aug": cell.aug, "recipe": cell.recipe}, indent=2))
 
 
 def read_cell_record(path: Path) -> Cell:
     record = json.loads(path.read_text())
     return Cell(Init(**record["init"]), int(record["subset"]), int(record["seed"]), record.get("arch"),
-                record.get("aug"))
+                record.get("aug"), record.get("recipe"))
 
 

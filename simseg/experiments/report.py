@@ -45,24 +45,26 @@ def missing_cells(rows: list[Row], sweep: dict | None) -> tuple[list[str], int, 
     (cells of earlier commands). The grid is sweep.json's when there is one (its models and presets with the inits
     that fit them), else every combination of the inits, subsets and seeds the rows hold."""
     grid = (sweep or {}).get("grid") or {}
-    archs, augs = [None], [None]
+    axes = {"arch": [None], "aug": [None], "recipe": [None]}  # the variant axes; [None] = not swept
     if grid:
         paths = {**(grid.get("inits") or {}), **(grid.get("intermediate") or {})}
         labels = list(paths)
         subsets = sorted(parse_size(s, "sweep.json subsets") for s in grid.get("subsets") or [])
         seeds = [int(s) for s in grid.get("seeds") or []]
-        archs, augs = grid.get("models") or [None], grid.get("aug") or [None]
+        axes = {"arch": grid.get("models") or [None], "aug": grid.get("aug") or [None],
+                "recipe": grid.get("recipes") or [None]}
     else:
         labels = init_order(rows)
         paths = {label: init_info(rows)[label].path for label in labels}
         subsets, seeds = sorted({r["subset"] for r in rows}), sorted({r["seed"] for r in rows})
-    done = {(r["arch"] if archs != [None] else None, r["aug"] if augs != [None] else None, r["init"], r["subset"],
-             r["seed"]) for r in rows}
-    expected = [(arch, aug, label, s, seed) for s in subsets for arch in archs for aug in augs for label in labels
-                if fits(label, paths.get(label), arch) for seed in seeds]  # expand_grid's order
+    swept = {axis: values != [None] for axis, values in axes.items()}
+    done = {(*(r[axis] if swept[axis] else None for axis in axes), r["init"], r["subset"], r["seed"]) for r in rows}
+    expected = [(arch, aug, recipe, label, s, seed) for s in subsets for arch in axes["arch"] for aug in axes["aug"]
+                for recipe in axes["recipe"] for label in labels if fits(label, paths.get(label), arch)
+                for seed in seeds]  # expand_grid's order
     outside = len(done - set(expected))
-    return ([cell_name(label, s, seed, arch, aug) for arch, aug, label, s, seed in expected
-             if (arch, aug, label, s, seed) not in done], len(expected), outside)
+    return ([cell_name(label, s, seed, arch, aug, recipe) for arch, aug, recipe, label, s, seed in expected
+             if (arch, aug, recipe, label, s, seed) not in done], len(expected), outside)
 
 
 def fits(label: str, path: str | None, arch: str | None) -> bool:
@@ -94,7 +96,8 @@ def overview_line(rows: list[Row], sweep: dict | None) -> str:
     grid = "sweep.json's grid" if (sweep or {}).get("grid") else "the grid the rows span (no sweep.json)"
     inits = len(init_order(rows))
     variants = "".join(f"{_plural(len({r[axis] for r in rows}), noun)}, " for axis, noun in
-                       (("arch", "model"), ("aug", "augmentation preset")) if axis in varying_axes(rows))
+                       (("arch", "model"), ("aug", "augmentation preset"), ("recipe", "recipe"))
+                       if axis in varying_axes(rows))
     text = (f"**{_plural(len(rows), 'cell')}** finished: {variants}{_plural(inits, 'init')}, "
             f"{_plural(len(subsets), 'subset size')} ({', '.join(map(format_size, subsets))}), "
             f"{_plural(len(seeds), 'seed')} ({', '.join(map(str, seeds))}). ")

@@ -58,9 +58,9 @@ def effect_tables(rows: list[Row]) -> list[str]:
     """The per-axis averages, over every setting of the other axes that both values were run at. ``rows`` carry
     plain init labels (not variant labels)."""
     lines = ["## Per-axis averages", ""]
-    references = {"init": "scratch", "aug": "light", "arch": "vit_linear"}
+    references = {"init": "scratch", "aug": "light", "arch": "vit_linear", "recipe": "study"}
     names = {"init": "pretraining (init vs scratch)", "aug": "augmentation preset (vs light)",
-             "arch": "model (vs vit_linear)"}
+             "arch": "model (vs vit_linear)", "recipe": "recipe (vs study)"}
     axes = [axis for axis in ("init", *varying_axes(rows)) if len({r.get(axis) for r in rows}) > 1]
     body = []
     for axis in axes:

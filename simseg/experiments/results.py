@@ -20,7 +20,7 @@ from simseg.sizes import parse_size
 
 Row = dict[str, Any]
 REQUIRED = ("init", "subset", "seed", "miou")
-_TEXT = ("cell", "init", "init_path", "base_init", "arch", "aug", "run_dir")
+_TEXT = ("cell", "init", "init_path", "base_init", "arch", "aug", "recipe", "run_dir")
 _COUNTS = ("pretrain_images", "subset", "train_images", "test_images")  # image counts: a hand-written '1k' is fine
 _INTS = ("seed", "epochs")
 CLASSES = ("background", "pet", "boundary")
@@ -85,7 +85,7 @@ def _typed_row(values: dict, where: str) -> Row:
         if row[column] is None:
             raise SimsegError(f"{where} has an empty '{column}': fill it in (required: {', '.join(REQUIRED)})")
     if row["cell"] is None:
-        row["cell"] = cell_name(row["init"], row["subset"], row["seed"], row["arch"], row["aug"])
+        row["cell"] = cell_name(row["init"], row["subset"], row["seed"], row["arch"], row["aug"], row["recipe"])
     return {column: row[column] for column in RESULT_COLUMNS}
 
 
@@ -135,7 +135,8 @@ def read_sweep(sweep_dir: Path) -> dict | None:
 
 
 RESULT_COLUMNS = (
-    "cell", "arch", "aug", "init", "init_path", "pretrain_images", "intermediate", "base_init", "subset", "seed",
+    "cell", "arch", "aug", "recipe", "init", "init_path", "pretrain_images", "intermediate", "base_init", "subset",
+    "seed",
     "miou", "plain_miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", *PER_CLASS, *COST,
     "train_seconds", "images_per_s", "epochs", "train_images", "test_images", "run_dir",
 )
@@ -149,7 +150,8 @@ def result_row(cell: Cell, metrics: dict, sweep_dir: Path) -> dict:
                  for kind in ("iou", "dice", "precision", "recall") for name in CLASSES}
     return {
         "cell": cell.name, "arch": metrics.get("arch") or _ARCH_OF_HEAD.get(metrics.get("head")),
-        "aug": metrics.get("aug"), "init": cell.init.label, "init_path": cell.init.path,
+        "aug": metrics.get("aug"), "recipe": metrics.get("recipe"), "init": cell.init.label,
+        "init_path": cell.init.path,
         "pretrain_images": cell.init.pretrain_images, "intermediate": cell.init.intermediate,
         "base_init": cell.init.base_init, "subset": cell.subset, "seed": cell.seed,
         **{k: metrics.get(k) for k in ("miou", "plain_miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice",

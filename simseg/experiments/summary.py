@@ -98,11 +98,11 @@ def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
 
 
 # --- model and augmentation axes ------------------------------------------------------------------------------------
-VARIANT_AXES = ("arch", "aug")
+VARIANT_AXES = ("arch", "aug", "recipe")
 
 
 def varying_axes(rows: list[Row]) -> list[str]:
-    """The variant axes (``arch``, ``aug``) on which the rows hold more than one value."""
+    """The variant axes (``arch``, ``aug``, ``recipe``) on which the rows hold more than one value."""
     return [axis for axis in VARIANT_AXES if len({r.get(axis) for r in rows}) > 1]
 
 

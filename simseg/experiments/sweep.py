@@ -2,7 +2,7 @@
 on one fixed test set.
 
     simseg sweep --subsets 250,500,1k,2k,4k,6k --init scratch,outputs/pretrain-45k [--intermediate outputs/classify]
-                 [--models vit_linear,unet_resnet18] [--aug light,heavy]
+                 [--models vit_linear,unet_resnet18] [--aug light,heavy] [--recipes study,mild,medium]
                  [--seeds 0,1,2] [--data data/oxford-iiit-pet] [-c configs/segment.yaml] [key=value ...]
                  [--pretrain-subsets 45k,100k,all --pretrain-data /data/imagenet/train [pretrain.key=value ...]]
                  [--output-dir outputs/sweep] [--shard i/n]
@@ -10,7 +10,8 @@ on one fixed test set.
 
 Cells share the test set (``data.test_seed``) and, per seed, nested training subsets, so they are comparable.
 ``--pretrain-subsets`` first runs (or reuses) one pretraining per unlabelled-set size and adds each as an init.
-``--models`` (``model.arch`` values) and ``--aug`` (``aug.preset`` values) add axes; an init runs only with the
+``--models`` (``model.arch`` values), ``--aug`` (``aug.preset`` values) and ``--recipes`` (``recipe`` values) add
+axes; an init runs only with the
 models it fits (a SimMIM export with the ViT models; ``imagenet`` or a ResNet weights file with the CNNs; ``scratch``
 with all), and the cells that do not fit are named and skipped.
 Finished cells are never rerun; an interrupted one resumes from its state; ``results.csv``/``results.jsonl`` are
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--intermediate", help="classification runs (LABEL=PATH) to start from as well")
     parser.add_argument("--models", help="model.arch values to compare, e.g. vit_linear,vit_pup,unet_resnet18")
     parser.add_argument("--aug", help="aug.preset values to compare, e.g. light,heavy")
+    parser.add_argument("--recipes", help="recipe values to compare, e.g. study,mild,medium")
     parser.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2")
     parser.add_argument("--data", help="segmentation data (sets data.source)")
     parser.add_argument("-c", "--config", help="segmentation config diff (YAML)")
@@ -108,12 +110,13 @@ def sweep(argv: list[str]) -> Path:
     seg_overrides = [o for o in args.overrides if not o.startswith("pretrain.")]
     pre_overrides = [o.removeprefix("pretrain.") for o in args.overrides if o.startswith("pretrain.")]
     refuse_sweep_keys(seg_overrides, "")
-    archs, augs = model_axes(args, seg_overrides)
+    archs, augs, recipes = model_axes(args, seg_overrides)
     base_overrides = [*seg_overrides, *([f"data.source={args.data}"] if args.data else [])]
-    templates = {(arch, aug): load_config(SegmentConfig, args.config, [
-        *base_overrides, *([f"model.arch={arch}"] if arch else []), *([f"aug.preset={aug}"] if aug else [])])
-        for arch in archs for aug in augs}  # per variant, so explicit aug.* keys still override each preset
-    template = templates[archs[0], augs[0]]
+    templates = {(arch, aug, recipe): load_config(SegmentConfig, args.config, [
+        *base_overrides, *([f"model.arch={arch}"] if arch else []), *([f"aug.preset={aug}"] if aug else []),
+        *([f"recipe={recipe}"] if recipe else [])])
+        for arch in archs for aug in augs for recipe in recipes}  # per variant: explicit keys still override
+    template = templates[archs[0], augs[0], recipes[0]]
 
     pretraining = plan_pretraining(args, sweep_dir, pre_overrides)
     inits = [*(resolve_init(item, "--init") for item in parse_list(args.init, "--init")),
@@ -125,8 +128,9 @@ def sweep(argv: list[str]) -> Path:
         twice = next(label for label in labels if labels.count(label) > 1)
         raise SimsegError(f"two inits are labelled '{twice}': name them apart with LABEL=PATH, e.g. --init a=PATH")
     check_subsets_fit(template, subsets)
-    family = {arch: templates[arch, augs[0]].model.family for arch in archs}
-    cells = expand_grid(inits, subsets, seeds, archs, augs, lambda init, arch: init_fits(init, family[arch]))
+    family = {arch: templates[arch, augs[0], recipes[0]].model.family for arch in archs}
+    cells = expand_grid(inits, subsets, seeds, archs, augs, lambda init, arch: init_fits(init, family[arch]),
+                        recipes)
     skipped = [f"{arch or template.model.arch} x {init.label}" for arch in archs for init in inits
                if not init_fits(init, family[arch])]
     if skipped:
@@ -134,7 +138,7 @@ def sweep(argv: list[str]) -> Path:
                    f"exports with ViTs; imagenet and ResNet weights files with CNNs)")
     if not cells:
         raise SimsegError("no init fits any of the models: give --init scratch, or inits that fit --models")
-    configs = {cell: cell_config(templates[cell.arch, cell.aug], cell, sweep_dir) for cell in cells}
+    configs = {cell: cell_config(templates[cell.arch, cell.aug, cell.recipe], cell, sweep_dir) for cell in cells}
     for arch in {c.arch or template.model.arch for c in cells if c.init.path == "imagenet"}:
         from simseg.models.registry import ARCHS
         from simseg.training.cnn_weights import imagenet_encoder_state
@@ -143,7 +147,7 @@ def sweep(argv: list[str]) -> Path:
 
     if is_main_process():
         record_sweep(sweep_dir, argv, template, inits, subsets, seeds, pretraining, [a for a in archs if a],
-                     [a for a in augs if a])
+                     [a for a in augs if a], [r for r in recipes if r])
     my_pretraining = shard_cells(pretraining, *shard)
     my_cells = shard_cells(cells, *shard)
     part = f" (shard {shard[0] + 1}/{shard[1]})" if shard[1] > 1 else ""
@@ -216,14 +220,16 @@ def visible_gpus() -> list[int]:
     return list(range(count))
 
 
-def model_axes(args, overrides: list[str]) -> tuple[list[str | None], list[str | None]]:
-    """The --models and --aug values ([None] for an axis not swept), checked against the registry and presets."""
-    from simseg.config.segment import AUG_PRESETS
+def model_axes(args, overrides: list[str]) -> tuple[list[str | None], list[str | None], list[str | None]]:
+    """The --models, --aug and --recipes values ([None] for an axis not swept), checked against the registry and
+    the presets."""
+    from simseg.config.segment import AUG_PRESETS, RECIPES
     from simseg.models.registry import ARCHS
 
     axes = []
     for values, option, known, key in ((args.models, "--models", ARCHS, "model.arch"),
-                                       (args.aug, "--aug", AUG_PRESETS, "aug.preset")):
+                                       (args.aug, "--aug", AUG_PRESETS, "aug.preset"),
+                                       (args.recipes, "--recipes", RECIPES, "recipe")):
         if values is None:
             axes.append([None])
             continue
@@ -234,7 +240,7 @@ def model_axes(args, overrides: list[str]) -> tuple[list[str | None], list[str |
         if any(o.partition("=")[0].strip() == key for o in overrides):
             raise SimsegError(f"{key} is set by {option} for each cell: drop {key}=... or {option}")
         axes.append(items)
-    return axes[0], axes[1]
+    return axes[0], axes[1], axes[2]
 
 
 def refuse_sweep_keys(overrides: list[str], prefix: str) -> None:
@@ -301,14 +307,14 @@ def cell_config(template: SegmentConfig, cell: Cell, sweep_dir: Path) -> Segment
 
 
 def record_sweep(sweep_dir: Path, argv: list[str], template, inits, subsets, seeds, pretraining, archs: list[str],
-                 augs: list[str]) -> None:
+                 augs: list[str], recipes: list[str]) -> None:
     """``sweep.json``: the latest grid and config, and every distinct command run into this folder."""
     path = sweep_dir / "sweep.json"
     command = shlex.join(["simseg", "sweep", *argv])
     commands = json.loads(path.read_text()).get("commands", []) if path.is_file() else []
     atomic_write_json(path, {
         "command": command, "commands": commands + [command] * (command not in commands),
-        "grid": {"subsets": subsets, "seeds": seeds, "models": archs, "aug": augs,
+        "grid": {"subsets": subsets, "seeds": seeds, "models": archs, "aug": augs, "recipes": recipes,
                  "inits": {i.label: i.path for i in inits if not i.intermediate},
                  "intermediate": {i.label: i.path for i in inits if i.intermediate}},
         "segment_config": {k: v for k, v in to_dict(template).items() if k not in ("output_dir", "init", "resume")},

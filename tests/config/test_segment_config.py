@@ -55,3 +55,31 @@ def test_bad_model_and_aug_values_fail_in_one_line(overrides, message):
     with pytest.raises(SimsegError) as err:
         config(*overrides)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_each_recipe_is_its_yaml_diff_and_expands_to_its_keys():
+    from pathlib import Path
+
+    from simseg.config.loader import diff_keys, read_yaml
+    from simseg.config.segment import RECIPES
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "recipes"
+    assert sorted(p.stem for p in root.glob("*.yaml")) == sorted(RECIPES)
+    for name, keys in RECIPES.items():
+        assert read_yaml(root / f"{name}.yaml") == keys, name
+        named, from_file = to_dict(config(f"recipe={name}")), to_dict(load_config(SegmentConfig, root / f"{name}.yaml"))
+        assert diff_keys(named, from_file) == ["recipe"] * (name != "study")
+    medium = config("recipe=medium")
+    assert (medium.loss, medium.mixup.alpha, medium.train.sam_rho, medium.train.sam_interval) == ("ce+dice", 0.2,
+                                                                                                    0.3, 2)
+    assert medium.train.ema_decay() == pytest.approx(0.5 ** (10 / 1000)) and medium.train.schedule == "constant"
+
+
+def test_explicit_keys_override_a_recipe_and_the_resolved_config_rebuilds_itself():
+    from simseg.config.loader import build
+
+    cfg = config("recipe=medium", "train.sam_rho=0.05", "loss=ce")
+    assert (cfg.train.sam_rho, cfg.loss, cfg.train.sam_interval, cfg.mixup.alpha) == (0.05, "ce", 2, 0.2)
+    assert to_dict(build(SegmentConfig, to_dict(cfg))) == to_dict(cfg)
+    with pytest.raises(SimsegError, match="recipe='spicy' is not allowed; choose one of study, mild, medium, hot"):
+        config("recipe=spicy")

@@ -197,6 +197,8 @@ def test_model_and_aug_axes_expand_the_grid_and_inits_run_only_with_models_they_
     assert cells[0].name == "vit_linear/light/scratch/subset-250/seed-0"
     assert Cell(inits[0], 250, 0, None, "heavy").name == "heavy/scratch/subset-250/seed-0"
     assert Cell(inits[0], 250, 0).name == "scratch/subset-250/seed-0"  # no axis: the folders of earlier sweeps
+    with_recipes = expand_grid(inits[:1], [250], [0], recipes=["study", "mild", "medium"])
+    assert [c.name for c in with_recipes] == [f"{r}/scratch/subset-250/seed-0" for r in ("study", "mild", "medium")]
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -204,6 +206,7 @@ def test_model_and_aug_axes_expand_the_grid_and_inits_run_only_with_models_they_
     (["--aug", "light,wild"], "--aug wild is unknown; choose from study, light, heavy"),
     (["--models", "vit_linear", "model.arch=vit_pup"], "model.arch is set by --models for each cell"),
     (["--aug", "light", "aug.preset=heavy"], "aug.preset is set by --aug for each cell"),
+    (["--recipes", "study,spicy"], "--recipes spicy is unknown; choose from study, mild, medium, hot"),
     (["--models", "vit_linear", "--init", "imagenet"], "no init fits any of the models"),
 ])
 def test_bad_model_axes_fail_in_one_line_before_anything_runs(tmp_path, argv, message):
