@@ -48,7 +48,7 @@ from simseg.models.vit import build_encoder
 from simseg.training.cnn_weights import load_cnn_init
 from simseg.training.engine import epoch_record, epoch_seed, evaluate_confusion, speed_summary, train_one_epoch
 from simseg.training.export import load_init, read_weights, save_weights
-from simseg.training.metrics import segmentation_metrics
+from simseg.training.metrics import segmentation_metrics, time_to_target
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import colour_masks, save_image_grid
 from simseg.training.rundir import check_or_save_splits, read_metrics
@@ -181,6 +181,7 @@ def main(cfg: SegmentConfig) -> Path:
             "best_val_miou": best_val, "loss": cfg.loss, "val_images": len(val_set), "skipped_unpaired": skipped,
             "arch": cfg.model.arch, "aug": cfg.aug.preset, "recipe": cfg.recipe,
             "tta": None if tta is None else {"scales": tta[0], "flip": tta[1]},
+            "time_to_target": time_to_target(history),
             **labelled_metrics(cfg, reported, history, len(train_set), len(test_set), accelerator.device),
         })
         write_examples(reported, test_set, cfg.log.examples, cfg, run_dir / "examples.png",

@@ -8,6 +8,7 @@ run folders hold, and writes into the sweep folder (each file atomically)::
     intermediate_delta.png    ΔmIoU of intermediate classification (only when an intermediate init's base is swept)
     miou_vs_time.png          mIoU vs training minutes per cell (only when the rows hold train_seconds)
     miou_vs_cost.png          mIoU vs parameters and vs GFLOPs, one point per model / init (rows with cost columns)
+    training_curves.png       score vs training minutes per model / recipe / init (from the cells' metrics.jsonl)
     figures/                  copies of each init's latest reconstruction grid and the best cell's examples
 
 Rows come from :mod:`simseg.experiments.results`, their summaries from :mod:`simseg.experiments.summary` (pure
@@ -180,6 +181,10 @@ def picture_sections(figures: dict[str, bool], recon: dict[str, tuple[str, str]]
                   "*Test mIoU of every cell against its training time; larger markers = more labelled images.*", ""]
     else:
         lines += ["mIoU vs training time: not available (no row has train_seconds).", ""]
+    if figures.get("training_curves"):
+        lines += ["![mIoU vs training minutes](training_curves.png)", "",
+                  "*The score of evaluated epochs against training minutes, one line per model / preset / recipe / "
+                  "init (mean over seeds at its largest labelled subset): what each buys for a time budget.*", ""]
     if figures.get("miou_vs_cost"):
         lines += ["![mIoU vs cost](miou_vs_cost.png)", "",
                   "*Test mIoU (mean over seeds, at the largest labelled subset every model / init has) against "
@@ -230,6 +235,7 @@ def build_report(sweep_dir: str | Path) -> Path:
         figures.plot_miou_vs_time(rows, sweep_dir / "miou_vs_time.png")
     if drawn["miou_vs_cost"]:
         figures.plot_miou_vs_cost(rows, sweep_dir / "miou_vs_cost.png")
+    drawn["training_curves"] = figures.plot_training_curves(rows, sweep_dir, sweep_dir / "training_curves.png")
     recon = figures.copy_recon_grids(rows, sweep, sweep_dir)
     best = figures.copy_best_examples(rows, sweep_dir)
     text = "\n".join([f"# Sweep report: {sweep_dir.resolve().name}", "", overview_line(raw, sweep), "",

@@ -208,6 +208,57 @@ def plot_miou_vs_cost(rows: list[Row], path: str | Path) -> None:
         save_png(fig, path)
 
 
+def training_curves(rows: list[Row], sweep_dir: Path) -> tuple[dict[str, list[tuple[float, float]]], str]:
+    """Label -> [(training minutes, mean score)] at each evaluated epoch, averaged over the seeds of the label's
+    largest subset, from the cells' ``metrics.jsonl``; and the score's name (validation mIoU when every cell has
+    one, else the test mIoU of evaluated epochs)."""
+    import json
+
+    histories: dict[str, list[list[dict]]] = {}
+    for label in init_order(rows):
+        largest = max(r["subset"] for r in rows if r["init"] == label)
+        for row in rows:
+            path = sweep_dir / (row["run_dir"] or "") / "metrics.jsonl"
+            if row["init"] == label and row["subset"] == largest and row["run_dir"] and path.is_file():
+                lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+                histories.setdefault(label, []).append(lines)
+    every = [h for hs in histories.values() for h in hs]
+    basis = "val_miou" if every and all(any(r.get("val_miou") is not None for r in h) for h in every) else "test_miou"
+    curves = {}
+    for label, runs in histories.items():
+        points: dict[int, list[tuple[float, float]]] = {}
+        for history in runs:
+            elapsed = 0.0
+            for record in history:
+                elapsed += record.get("seconds", 0.0)
+                if record.get(basis) is not None:
+                    points.setdefault(record["epoch"], []).append((elapsed / 60, record[basis]))
+        curve = [(float(np.mean([t for t, _ in epoch])), float(np.mean([v for _, v in epoch])))
+                 for _, epoch in sorted(points.items())]
+        if len(curve) >= 2:
+            curves[label] = curve
+    return curves, ("validation mIoU" if basis == "val_miou" else "test mIoU (evaluated epochs)")
+
+
+def plot_training_curves(rows: list[Row], sweep_dir: Path, path: str | Path) -> bool:
+    """Score against training minutes, one line per model / preset / recipe / init (mean over seeds at its largest
+    subset): the figure to choose a recipe for a time budget. False (nothing drawn) without two evaluated epochs."""
+    curves, score = training_curves(rows, sweep_dir)
+    if not curves:
+        return False
+    styles = init_styles(rows)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        for label, curve in curves.items():
+            ax.plot(*zip(*curve), label=label, **styles[label])
+        ax.set_xlabel("training minutes")
+        ax.set_ylabel(score)
+        ax.set_title(f"{score[0].upper()}{score[1:]} vs training time")
+        ax.legend(loc="best")
+        save_png(fig, path)
+    return True
+
+
 def latest_grid(run_dir: Path) -> tuple[Path, str] | None:
     """The highest-epoch ``grids/epoch_NNN.png`` of a pretraining run (else ``grids/grid.png``) and its caption."""
     epochs = [(int(m.group(1)), path) for path in (run_dir / "grids").glob("epoch_*.png")

@@ -115,3 +115,26 @@ def classification_metrics(confusion: torch.Tensor, classes: list[str]) -> dict:
     figures = segmentation_metrics(confusion, classes)  # the same matrix arithmetic, counted over images
     return {"top1": figures["pixel_accuracy"], "mean_class_accuracy": figures["mean_pixel_accuracy"],
             "class_accuracy": figures["class_accuracy"], "confusion": figures["confusion"]}
+
+
+TARGET_FRACTIONS = (0.5, 0.8, 0.9, 0.95)
+
+
+def time_to_target(history: list[dict], fractions: tuple[float, ...] = TARGET_FRACTIONS) -> dict:
+    """Training seconds at which a run's score first reached each fraction of its final value, from its
+    ``metrics.jsonl`` lines (each with ``seconds``, and ``val_miou`` or ``test_miou`` on evaluated epochs).
+
+    The score is the validation mIoU when the run has one, else the test mIoU of the evaluated epochs (``basis``
+    says which: choose nothing by the test figures). Returns ``{"basis", "final", "seconds": {fraction: s}}``, a
+    fraction the run never reached (impossible for <= 1 of the final) mapped to None; ``{}`` without scores."""
+    basis = "val_miou" if any(r.get("val_miou") is not None for r in history) else "test_miou"
+    elapsed, curve = 0.0, []
+    for record in history:
+        elapsed += record["seconds"]
+        if record.get(basis) is not None:
+            curve.append((elapsed, record[basis]))
+    if not curve:
+        return {}
+    final = curve[-1][1]
+    first = {f: next((t for t, score in curve if score >= f * final), None) for f in fractions}
+    return {"basis": basis, "final": final, "seconds": {str(f): first[f] for f in fractions}}

@@ -225,7 +225,7 @@ def test_a_sweep_over_models_and_presets_writes_rows_with_their_model_preset_and
     monkeypatch.setattr(smp_encoders, "get_encoder", lambda name, weights=None, **kw: real(name, weights=None, **kw))
     out = tmp_path / "sweep"
     sweep(["--subsets", "4", "--models", "vit_linear,unet_resnet18", "--aug", "light,heavy", "--init",
-           "scratch,imagenet", "--output-dir", str(out), *CELL, "model.img_size=64"], )
+           "scratch,imagenet", "--output-dir", str(out), *CELL, "model.img_size=64", "train.epochs=2", "eval.every=1"])
     assert "skipping vit_linear x imagenet" in capsys.readouterr().out
     table = rows(out)
     assert sorted((r["arch"], r["aug"], r["init"]) for r in table) == sorted(
@@ -237,3 +237,8 @@ def test_a_sweep_over_models_and_presets_writes_rows_with_their_model_preset_and
     unet = next(r for r in table if r["arch"] == "unet_resnet18")
     assert int(unet["parameters"]) == 14_328_499 and not (out / unet["run_dir"] / "encoder.safetensors").exists()
     assert json.loads((out / "sweep.json").read_text())["grid"]["models"] == ["vit_linear", "unet_resnet18"]
+    from simseg.experiments.report import build_report
+
+    text = build_report(out).read_text()
+    assert (out / "training_curves.png").is_file() and (out / "miou_vs_cost.png").is_file()
+    assert "## Models and their cost" in text and "## Per-axis averages" in text

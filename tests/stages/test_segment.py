@@ -76,6 +76,9 @@ def test_run_writes_every_file_of_the_run_folder(seg_config):
                 "images_per_s", "peak_memory_mib"):
         assert metrics[key] is not None, key
     assert set(metrics["iou"]) == set(CLASS_NAMES) and metrics["selected_on"] == "last epoch"
+    target = metrics["time_to_target"]  # without validation: the test scores of evaluated epochs, labelled so
+    assert target["basis"] == "test_miou" and target["final"] == metrics["miou"]
+    assert target["seconds"]["0.5"] <= sum(r["seconds"] for r in lines)
     assert (metrics["train_images"], metrics["test_images"], metrics["reported_epoch"]) == (16, 8, 1)
     assert json.loads((run_dir / "lineage.json").read_text()) == {"init": "scratch"}
     encoder, _ = load_encoder(run_dir)

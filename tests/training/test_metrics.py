@@ -126,3 +126,16 @@ def test_output_is_json_serialisable():
 def test_empty_matrix_is_all_none():
     m = segmentation_metrics(torch.zeros(3, 3, dtype=torch.long), NAMES)
     assert m["miou"] is None and m["pixel_accuracy"] is None and m["fwiou"] is None and m["mean_dice"] is None
+
+
+def test_time_to_target_reads_the_first_epoch_past_each_fraction_of_the_final_score():
+    from simseg.training.metrics import time_to_target
+
+    history = [{"seconds": 10, "test_miou": 0.2}, {"seconds": 10}, {"seconds": 10, "test_miou": 0.45},
+               {"seconds": 10, "test_miou": 0.38}, {"seconds": 10, "test_miou": 0.4}]
+    target = time_to_target(history, (0.5, 0.9, 1.0, 1.2))
+    assert target == {"basis": "test_miou", "final": 0.4,
+                      "seconds": {"0.5": 10.0, "0.9": 30.0, "1.0": 30.0, "1.2": None}}
+    with_val = [{"seconds": 5, "test_miou": 0.9, "val_miou": 0.1}, {"seconds": 5, "test_miou": 0.1, "val_miou": 0.2}]
+    assert time_to_target(with_val, (0.9,)) == {"basis": "val_miou", "final": 0.2, "seconds": {"0.9": 10.0}}
+    assert time_to_target([{"seconds": 3}]) == {}
