@@ -56,41 +56,43 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.G
     return torch.rand(shape, generator=generator, dtype=torch.float64) * (high - low) + low
 
 
-def sample_params(batch_size: int, height: int, width: int, scale: Sequence[float] = (0.08, 1.0),
-                  ratio: Sequence[float] = (3 / 4, 4 / 3), hflip_prob: float = 0.5,
-                  jitter: Sequence[float] = (0.0, 0.0, 0.0, 0.0), jitter_prob: float = 0.0,
+def sample_params(batch_size: int, height: int | torch.Tensor, width: int | torch.Tensor,
+                  scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
+                  hflip_prob: float = 0.5, jitter: Sequence[float] = (0.0, 0.0, 0.0, 0.0), jitter_prob: float = 0.0,
                   generator: torch.Generator | None = None) -> CropParams:
     """Draw B samples of torchvision's RandomResizedCrop, RandomHorizontalFlip and RandomApply(ColorJitter).
 
     Crops: area fraction ~ U(scale), log aspect ratio ~ U(log ratio), side lengths rounded; the first of 10
     proposals that fits the (height, width) image wins, else torchvision's central-crop fallback. All 10 are drawn
-    for every sample at once. ``jitter`` is (brightness, contrast, saturation[, hue]): factors ~ U[max(0, 1-x), 1+x]
+    for every sample at once. ``height``, ``width``: one image size for the batch, or per-sample sizes as (B,) CPU
+    tensors (each sample's box is then drawn in its own geometry; the draws are the same either way, so equal sizes
+    give the same boxes). ``jitter`` is (brightness, contrast, saturation[, hue]): factors ~ U[max(0, 1-x), 1+x]
     and hue shift ~ U[-h, h]. Every call draws the same amount from ``generator`` (a CPU generator), whatever the
     settings, so a seed reproduces the batch.
     """
+    # (B,) float64 sizes: whole numbers, so every product, ratio and rounding below equals the Python int arithmetic
+    height = torch.as_tensor(height, dtype=torch.float64).expand(batch_size)
+    width = torch.as_tensor(width, dtype=torch.float64).expand(batch_size)
     shape = (batch_size, _TRIES)
-    target_area = height * width * _uniform(shape, scale[0], scale[1], generator)  # (B, 10)
+    target_area = (height * width)[:, None] * _uniform(shape, scale[0], scale[1], generator)  # (B, 10)
     aspect = torch.exp(_uniform(shape, math.log(ratio[0]), math.log(ratio[1]), generator))
     w = torch.sqrt(target_area * aspect).round()  # round half to even, as Python's round
     h = torch.sqrt(target_area / aspect).round()
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)  # (B, 10)
+    fits = (w > 0) & (w <= width[:, None]) & (h > 0) & (h <= height[:, None])  # (B, 10)
     first = fits.int().argmax(1, keepdim=True)  # the first proposal that fits (argmax returns the first maximum)
     found = fits.any(1)
     # torchvision's fallback: the largest central crop whose aspect ratio is within ``ratio``
     in_ratio = width / height
-    if in_ratio < min(ratio):
-        fallback_w, fallback_h = width, round(width / min(ratio))
-    elif in_ratio > max(ratio):
-        fallback_w, fallback_h = round(height * max(ratio)), height
-    else:
-        fallback_w, fallback_h = width, height
-    w = torch.where(found, w.gather(1, first).squeeze(1), float(fallback_w))  # (B,)
-    h = torch.where(found, h.gather(1, first).squeeze(1), float(fallback_h))
+    narrow, wide = in_ratio < min(ratio), in_ratio > max(ratio)
+    fallback_w = torch.where(wide, (height * max(ratio)).round(), width)  # (B,)
+    fallback_h = torch.where(narrow, (width / min(ratio)).round(), height)
+    w = torch.where(found, w.gather(1, first).squeeze(1), fallback_w)  # (B,)
+    h = torch.where(found, h.gather(1, first).squeeze(1), fallback_h)
     # a uniform integer offset in [0, height - h], as torch.randint(0, height - h + 1)
     top = (torch.rand(batch_size, generator=generator, dtype=torch.float64) * (height - h + 1)).floor()
     left = (torch.rand(batch_size, generator=generator, dtype=torch.float64) * (width - w + 1)).floor()
-    top = torch.where(found, top.clamp(max=height - h), float((height - fallback_h) // 2))
-    left = torch.where(found, left.clamp(max=width - w), float((width - fallback_w) // 2))
+    top = torch.where(found, torch.minimum(top, height - h), ((height - fallback_h) / 2).floor())
+    left = torch.where(found, torch.minimum(left, width - w), ((width - fallback_w) / 2).floor())
 
     flip = torch.rand(batch_size, generator=generator) < hflip_prob
     applied = torch.rand(batch_size, generator=generator) < jitter_prob
@@ -104,16 +106,20 @@ def sample_params(batch_size: int, height: int, width: int, scale: Sequence[floa
                       hue=torch.where(applied, shift, 0.0))
 
 
-def _source_coordinates(start: torch.Tensor, length: torch.Tensor, size: int, out_size: int) -> torch.Tensor:
-    """Crop starts and lengths (B,) along one axis -> grid_sample coordinates (B, out) in [-1, 1], float64."""
+def _source_coordinates(start: torch.Tensor, length: torch.Tensor, size: int | torch.Tensor,
+                        out_size: int) -> torch.Tensor:
+    """Crop starts and lengths (B,) along one axis of an image of ``size`` pixels (one int, or (B,) per sample)
+    -> grid_sample coordinates (B, out) in [-1, 1], float64."""
     steps = torch.arange(out_size, dtype=torch.float64) + 0.5  # output pixel centres
     start, length = start.double()[:, None], length.double()[:, None]
     pixel = start + (steps * length / out_size - 0.5).clamp(min=0.0)  # (B, out)
     pixel = torch.minimum(pixel, start + length - 1)
+    if isinstance(size, torch.Tensor):
+        size = size.double()[:, None]
     return (2 * pixel + 1) / size - 1  # align_corners=False normalisation
 
 
-def sampling_grid(params: CropParams, height: int, width: int, out_size: int,
+def sampling_grid(params: CropParams, height: int | torch.Tensor, width: int | torch.Tensor, out_size: int,
                   device: torch.device | str = "cpu") -> torch.Tensor:
     """grid_sample's grid (B, out, out, 2) in [-1, 1] on ``device`` for crop, then resize, then flip.
 
@@ -121,7 +127,9 @@ def sampling_grid(params: CropParams, height: int, width: int, out_size: int,
     ``F.interpolate(mode="bilinear", align_corners=False)``), clamped to the crop box as interpolate clamps to the
     cropped image's border; a flip reverses the columns (a negated x scale of the affine map). The map is separable,
     so only the (B, out) coordinates per axis are computed on the CPU (in float64) and moved; the grid is built on
-    ``device``.
+    ``device``. ``height``, ``width``: the boxes' image size, one int or (B,) per sample. grid_sample's [-1, 1]
+    coordinates do not depend on the resolution, so boxes drawn in each image's original size sample the same
+    place of a copy resized to any size.
     """
     xs = _source_coordinates(params.left, params.width, width, out_size)
     xs = torch.where(params.flip[:, None], xs.flip(1), xs)
