@@ -21,7 +21,11 @@ from simseg.command_line import run_main, stage_config
 from simseg.config.pretrain import PretrainConfig
 from simseg.data.batch_augment import BatchAugment
 from simseg.data.batched import CachedBatches, IndexDataset, use_batched
+from simseg.data.cache import UInt8Cache
+from simseg.data.labelled_batches import CachedLabelledBatches, choose_pipeline
+from simseg.data.labelled_cache import CacheSpec, cache_side, ensure_labelled_cache
 from simseg.data.loaders import TransformedImages, WithFixedMasks
+from simseg.data.pair_batch_augment import PairBatchAugment
 from simseg.data.transforms import eval_transform, pretrain_transform
 from simseg.data.unlabelled import open_image_source, resolve_val_size, split_indices
 from simseg.files import atomic_write_json
@@ -33,7 +37,7 @@ from simseg.training.engine import epoch_record, epoch_seed, evaluate, speed_sum
 from simseg.training.export import export_encoder, save_weights
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import save_reconstruction_grid
-from simseg.training.rundir import read_metrics
+from simseg.training.rundir import read_metrics, recorded_pipeline
 from simseg.training.stage_steps import begin_or_resume, end_epoch, start_run, training_cost
 
 
@@ -46,13 +50,28 @@ def main(cfg: PretrainConfig) -> Path:
     subset = parse_size(cfg.data.subset, "data.subset") if cfg.data.subset else None
     train_idx, val_idx = split_indices(len(source), val_size, subset, cfg.seed, source.name)
     img, patch = cfg.model.img_size, cfg.model.patch_size
-    # Per-image path: PIL transforms in the loader's workers. Batched path (an image cache as the source): the
-    # loader yields index batches, which make_inputs gathers and augments as one batch on the device.
-    batched = use_batched(cfg.data.pipeline, source)
+    # Per-image path: PIL transforms in the loader's workers. Batched path: the loader yields index batches, which
+    # make_inputs gathers and augments as one batch on the device, from an image cache given as the source (made by
+    # `simseg data cache`), or else from the training images decoded once into an automatic cache.
+    recorded = recorded_pipeline(cfg)
+    if isinstance(source, UInt8Cache):
+        keep = cfg.data.pipeline == "auto" and recorded in ("per_image", "batched")
+        batched = use_batched(recorded if keep else cfg.data.pipeline, source)
+    else:
+        spec = CacheSpec(cache_side(img), 0, "shorter_crop", masks=False)  # held-out images stay per image
+        batched = choose_pipeline(cfg.data.pipeline, recorded, len(train_idx) * spec.row_bytes()) \
+            == "batched"
+    cfg.data.pipeline = "batched" if batched else "per_image"  # what config.yaml records and a resume keeps
     if batched:
         train_set = IndexDataset(train_idx)
-        cached = CachedBatches(source, BatchAugment.from_aug_config(cfg.aug, img, compile=cfg.train.compile),
-                               accelerator.device)
+        if isinstance(source, UInt8Cache):
+            cached = CachedBatches(source, BatchAugment.from_aug_config(cfg.aug, img, compile=cfg.train.compile),
+                                   accelerator.device)
+        else:
+            cache = ensure_labelled_cache(source, train_idx, spec, cfg.data.cache_dir or run_dir / "data_cache",
+                                          cfg.data.num_workers, cfg.log.progress, accelerator.print)
+            augment = PairBatchAugment.from_aug_config(cfg.aug, img, cfg.train.compile)
+            cached = AutoCachedImages(CachedLabelledBatches(cache, augment, accelerator.device))
     else:
         train_set = TransformedImages(source, train_idx, pretrain_transform(cfg.aug, img))
     # Fixed masks for the held-out images: the validation loss and the grids compare like with like across epochs.
@@ -73,7 +92,10 @@ def main(cfg: PretrainConfig) -> Path:
     model = SimMIM(build_encoder(cfg.model), masked_patch_count(img, patch, cfg.mask.unit, cfg.mask.ratio))
     optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay,
                             fused=accelerator.device.type == "cuda")
-    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    # An automatic cache's index batches stay on the CPU, where the augmentation reads each item's original size.
+    on_cpu = batched and isinstance(cached, AutoCachedImages)
+    model, optimizer, train_loader, val_loader = accelerator.prepare(
+        model, optimizer, train_loader, val_loader, device_placement=[True, True, not on_cpu, True])
     lr_at = schedule_for(cfg.train, len(train_loader))
 
     # --- resume ---------------------------------------------------------------------------------------------------
@@ -118,11 +140,27 @@ def main(cfg: PretrainConfig) -> Path:
             "final_train_loss": history[-1]["train_loss"], "final_val_loss": history[-1]["val_loss"],
             "best_val_loss": min(r["val_loss"] for r in history),
             "encoder_parameters": sum(p.numel() for p in accelerator.unwrap_model(model).encoder.parameters()),
-            "pipeline": "batched" if batched else "per_image", **training_cost(history, accelerator.device),
+            "pipeline": cfg.data.pipeline, **training_cost(history, accelerator.device),
         })
         accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
     return run_dir
+
+
+class AutoCachedImages:
+    """The images alone of :class:`CachedLabelledBatches` (no masks), as :class:`CachedBatches` gives them."""
+
+    def __init__(self, batches: CachedLabelledBatches):
+        self.batches = batches
+
+    def manual_seed(self, seed: int) -> None:
+        self.batches.manual_seed(seed)
+
+    def __call__(self, items: torch.Tensor) -> torch.Tensor:
+        return self.batches(items)[0]
+
+    def describe(self) -> str:
+        return self.batches.describe()
 
 
 def write_exports(model: SimMIM, cfg: PretrainConfig, run_dir: Path) -> None:

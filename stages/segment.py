@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import DistributedDataParallelKwargs
 from timm.utils import ModelEmaV3
@@ -35,7 +36,11 @@ from torch.utils.data import DataLoader
 
 from simseg.command_line import run_main, stage_config
 from simseg.config.segment import SegmentConfig
+from simseg.data.batched import IndexDataset
+from simseg.data.labelled_batches import CachedEvalSet, CachedLabelledBatches, choose_pipeline, keep_batch
+from simseg.data.labelled_cache import CacheSpec, cache_side, ensure_labelled_cache
 from simseg.data.loaders import TransformedPairs
+from simseg.data.pair_batch_augment import PairBatchAugment
 from simseg.data.pair_transforms import seg_eval_transform, seg_train_transform
 from simseg.data.pets import CLASS_NAMES, open_segmentation_pairs
 from simseg.data.splits import segmentation_splits
@@ -51,7 +56,7 @@ from simseg.training.export import load_init, read_weights, save_weights
 from simseg.training.metrics import segmentation_metrics, time_to_target
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import colour_masks, save_image_grid
-from simseg.training.rundir import check_or_save_splits, read_metrics
+from simseg.training.rundir import check_or_save_splits, read_metrics, recorded_pipeline
 from simseg.training.stage_steps import (
     begin_or_resume,
     end_epoch,
@@ -79,26 +84,44 @@ def main(cfg: SegmentConfig) -> Path:
     check_or_save_splits(run_dir, {k: [source.names[i] for i in v] for k, v in splits.items()},
                          write=accelerator.is_main_process)
     img, aug = cfg.model.img_size, cfg.aug
-    train_set = TransformedPairs(source, splits["train"], seg_train_transform(
-        img, aug.crop_scale, aug.crop_ratio, aug.hflip, aug.color_jitter, aug.color_jitter_prob, aug.mean, aug.std,
-        aug.rotation, aug.blur_prob, aug.blur_sigma))
-    test_set = TransformedPairs(source, splits["test"], seg_eval_transform(img, aug.mean, aug.std))
-    val_set = TransformedPairs(source, splits["val"], seg_eval_transform(img, aug.mean, aug.std))
+    # Per-image path: decode and transform each pair in the loader. Batched path: the pairs used are decoded once
+    # into a cache; the loader yields index batches, which make_inputs gathers and augments on the device.
+    used = np.concatenate([splits["train"], splits["test"], splits["val"]])
+    spec = CacheSpec(cache_side(img), img, "resize", masks=True)
+    batched = choose_pipeline(cfg.data.pipeline, recorded_pipeline(cfg), len(used) * spec.row_bytes()) == "batched"
+    cfg.data.pipeline = "batched" if batched else "per_image"  # what config.yaml records and a resume keeps
+    if batched:
+        cache = ensure_labelled_cache(source, used, spec, cfg.data.cache_dir or run_dir / "data_cache",
+                                      cfg.data.num_workers, cfg.log.progress, accelerator.print)
+        batches = CachedLabelledBatches(cache, PairBatchAugment.from_aug_config(aug, img, cfg.train.compile),
+                                        accelerator.device)
+        train_set = IndexDataset(splits["train"])
+        test_set, val_set = (CachedEvalSet(cache, splits[k], aug.mean, aug.std) for k in ("test", "val"))
+    else:
+        train_set = TransformedPairs(source, splits["train"], seg_train_transform(
+            img, aug.crop_scale, aug.crop_ratio, aug.hflip, aug.color_jitter, aug.color_jitter_prob, aug.mean,
+            aug.std, aug.rotation, aug.blur_prob, aug.blur_sigma))
+        test_set, val_set = (TransformedPairs(source, splits[k], seg_eval_transform(img, aug.mean, aug.std))
+                             for k in ("test", "val"))
     loader_args = dict(batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers,
                        pin_memory=accelerator.device.type == "cuda")
-    train_loader = DataLoader(train_set, shuffle=True, **loader_args)
-    test_loader = DataLoader(test_set, shuffle=False, **loader_args)
-    val_loader = DataLoader(val_set, shuffle=False, **loader_args) if val_size else None
+    eval_args = loader_args | ({"num_workers": 0, "collate_fn": keep_batch} if batched else {})
+    train_loader = DataLoader(train_set, shuffle=True, **(loader_args | {"num_workers": 0} if batched else loader_args))
+    test_loader = DataLoader(test_set, shuffle=False, **eval_args)
+    val_loader = DataLoader(val_set, shuffle=False, **eval_args) if val_size else None
     skipped = getattr(source, "skipped", 0)
     accelerator.print(f"segmenting {len(train_set):,} training images of {source.name}, testing on {len(test_set):,}"
                       + (f", validating on {len(val_set):,}" if val_size else "")
-                      + (f" ({skipped:,} unpaired files skipped)" if skipped else ""))
+                      + (f" ({skipped:,} unpaired files skipped)" if skipped else "")
+                      + f"; {batches.describe() if batched else 'per-image augmentation in the loader'}")
 
     # --- model and optimiser ------------------------------------------------------------------------------------
     model, lineage = build_model(cfg)
     optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.layer_decay,
                             fused=accelerator.device.type == "cuda")
-    model, optimizer, train_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, test_loader)
+    # Index batches stay on the CPU, where the augmentation draws its parameters from each item's original size.
+    model, optimizer, train_loader, test_loader = accelerator.prepare(
+        model, optimizer, train_loader, test_loader, device_placement=[True, True, not batched, True])
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
     decay = cfg.train.ema_decay()
@@ -115,7 +138,7 @@ def main(cfg: SegmentConfig) -> Path:
         return ema.module if ema is not None else model
 
     def make_inputs(batch):  # MixUp/CutMix turn the masks into per-pixel soft targets
-        images, mask = batch
+        images, mask = batches(batch) if batched else batch  # (B, 3, img, img), (B, img, img)
         if not cfg.mixup.enabled:
             return {"images": images, "mask": mask}
         mix = cfg.mixup
@@ -127,7 +150,10 @@ def main(cfg: SegmentConfig) -> Path:
     start = time.perf_counter()
     last_test_confusion = None  # the last epoch's test score, reused below when those are the reported weights
     for epoch in range(start_epoch, cfg.train.epochs):
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, accelerator.process_index))  # augmentation, dropout
+        seed = epoch_seed(cfg.seed, epoch, accelerator.process_index)
+        torch.manual_seed(seed)  # augmentation, dropout
+        if batched:
+            batches.manual_seed(seed)
         train_loader.set_epoch(epoch)
         accelerator.unwrap_model(model).freeze_encoder = epoch < cfg.train.freeze_encoder_epochs
         stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
@@ -179,7 +205,7 @@ def main(cfg: SegmentConfig) -> Path:
             **metrics,
             "reported_epoch": reported_epoch, "selected_on": "val_miou" if val_loader is not None else "last epoch",
             "best_val_miou": best_val, "loss": cfg.loss, "val_images": len(val_set), "skipped_unpaired": skipped,
-            "arch": cfg.model.arch, "aug": cfg.aug.preset, "recipe": cfg.recipe,
+            "arch": cfg.model.arch, "aug": cfg.aug.preset, "recipe": cfg.recipe, "pipeline": cfg.data.pipeline,
             "tta": None if tta is None else {"scales": tta[0], "flip": tta[1]},
             "time_to_target": time_to_target(history),
             **labelled_metrics(cfg, reported, history, len(train_set), len(test_set), accelerator.device),
@@ -204,8 +230,8 @@ def build_model(cfg: SegmentConfig) -> tuple[torch.nn.Module, dict]:
 
 
 @torch.no_grad()
-def write_examples(model: torch.nn.Module, test_set: TransformedPairs, rows: int, cfg: SegmentConfig, path: Path,
-                   title: str) -> None:
+def write_examples(model: torch.nn.Module, test_set: TransformedPairs | CachedEvalSet, rows: int,
+                   cfg: SegmentConfig, path: Path, title: str) -> None:
     """examples.png: image | ground truth | prediction for the first ``rows`` test images (background black, pet
     orange, boundary white)."""
     pairs = [test_set[i] for i in range(min(rows, len(test_set)))]

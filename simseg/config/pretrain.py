@@ -4,7 +4,6 @@ weight decay 0.05, 100 epochs, LR x 0.1 at half and 85% of the epochs, 50% of 16
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 from simseg.config.loader import check
 from simseg.config.sections import AugConfig, LogConfig, ModelConfig, SourceConfig, TrainConfig
@@ -20,10 +19,6 @@ class PretrainDataConfig(SourceConfig):
     """Held-out images for the validation loss and the grids; null = min(1% of the source, 500), at least 1."""
     synthetic_size: int = 2000
     """Number of images the ``synthetic`` source holds (each generated on the fly from ``seed`` and its index)."""
-    pipeline: Literal["auto", "per_image", "batched"] = "auto"
-    """Training batches: ``per_image`` (PIL transforms in the workers), ``batched`` (gathered from an image cache
-    made by ``simseg data cache`` and augmented as one batch on the device), ``auto`` = batched when
-    ``source`` is such a cache."""
 
     def __post_init__(self):
         super().__post_init__()

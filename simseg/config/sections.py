@@ -41,6 +41,14 @@ class SourceConfig:
     num_workers: int | None = None
     """DataLoader worker processes; 0 loads in the main process; null = chosen for this machine by
     :func:`default_num_workers` (the resolved number is what the run folder's config.yaml records)."""
+    pipeline: Literal["auto", "per_image", "batched"] = "auto"
+    """Training batches: ``per_image`` (decoding and PIL transforms item by item in the loader), ``batched``
+    (images decoded once into a cache, gathered by index and augmented as one batch on the training device),
+    ``auto`` = batched when the source is an image cache or its decoded items fit in a quarter of the memory.
+    A run records what it chose in its config.yaml, and a resumed run keeps it."""
+    cache_dir: str = ""
+    """Where the batched path's automatic caches go (one folder per source and size, reused while the source is
+    unchanged); empty = ``data_cache/`` in the run folder. A sweep or chain points its runs at one shared folder."""
 
     def __post_init__(self):
         if self.subset is not None:

@@ -303,6 +303,8 @@ def cell_config(template: SegmentConfig, cell: Cell, sweep_dir: Path) -> Segment
     tree.update(output_dir=str(cell.run_dir(sweep_dir)), init=cell.init.path, seed=cell.seed, resume=False)
     tree.pop("head", None)  # resolved into model.arch already
     tree["data"]["subset"] = str(cell.subset)
+    # every cell's batched path shares one cache of the pairs, decoded once for the whole grid
+    tree["data"]["cache_dir"] = tree["data"]["cache_dir"] or str((sweep_dir / "data_cache").resolve())
     return build(SegmentConfig, tree)
 
 

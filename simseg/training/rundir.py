@@ -30,7 +30,7 @@ from simseg.files import atomic_write_json, atomic_write_text
 STATE, STATE_TMP, STATE_OLD = "state", "state.tmp", "state.old"
 PROGRESS = "progress.json"
 # Keys a resumed run may change: they do not alter what is computed.
-RESUMABLE_CHANGES = ("resume", "data.num_workers", "log.progress", "log.trackers", "log.grid_every")
+RESUMABLE_CHANGES = ("resume", "data.num_workers", "data.cache_dir", "log.progress", "log.trackers", "log.grid_every")
 _PACKAGES = ("simseg", "torch", "torchvision", "timm", "accelerate", "datasets", "numpy")
 
 
@@ -59,7 +59,19 @@ def changed_keys(cfg) -> list[str]:
         return []
     old = load_yaml(saved.read_text()) or {}
     old.pop("meta", None)
-    return [k for k in diff_keys(with_new_defaults(old, type(cfg)), to_dict(cfg)) if k not in RESUMABLE_CHANGES]
+    # data.pipeline=auto continues on the path the run recorded (see recorded_pipeline)
+    auto = getattr(getattr(cfg, "data", None), "pipeline", None) == "auto"
+    return [k for k in diff_keys(with_new_defaults(old, type(cfg)), to_dict(cfg))
+            if k not in RESUMABLE_CHANGES and not (auto and k == "data.pipeline")]
+
+
+def recorded_pipeline(cfg) -> str | None:
+    """The ``data.pipeline`` a resumed run folder's config.yaml holds (what the run chose when it started): None for
+    a new run, ``auto`` for a folder written before a run recorded its choice (the key absent or ``auto``)."""
+    saved = Path(cfg.output_dir).expanduser() / "config.yaml"
+    if not cfg.resume or not saved.exists():
+        return None
+    return ((load_yaml(saved.read_text()) or {}).get("data") or {}).get("pipeline", "auto")
 
 
 def with_new_defaults(saved: dict, cls: type) -> dict:

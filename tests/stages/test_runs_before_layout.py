@@ -38,7 +38,9 @@ def resume_and_compare(stage: str, cls: type, run_dir: Path) -> tuple[Path, Path
     cfg = load_run_config(run_dir, cls)
     old_epoch0 = losses(run_dir)
     run_stage(stage, replace(cfg, resume=True))
-    fresh = run_stage(stage, replace(cfg, output_dir=str(run_dir.parent / f"{stage}-fresh")))
+    # the old runs decoded and augmented image by image: the uninterrupted run takes that path too
+    fresh = run_stage(stage, replace(cfg, output_dir=str(run_dir.parent / f"{stage}-fresh"),
+                                     data=replace(cfg.data, pipeline="per_image")))
     assert run_is_finished(run_dir, cfg.train.epochs)
     resumed, uninterrupted = losses(run_dir), losses(fresh)
     assert len(resumed) == cfg.train.epochs and resumed[:1] == old_epoch0
