@@ -1,15 +1,17 @@
 """End-to-end throughput of the labelled stages (classify, segment), data loading included, against their training
 step alone, and each stage's peak memory at its default batch size.
 
-    python benchmarks/labelled_pipelines.py [--images 1024] [--workers 2] [--epochs 2]
+    python benchmarks/labelled_pipelines.py [--images 1024] [--workers 2] [--epochs 2] [--pipelines batched,per_image]
 
 In one run, per stage, on the same model, batch and thread count:
   step only    the stage's own model (``build_model`` of stages/classify.py or stages/segment.py) trained on one
                batch already in memory: forward, loss (MixUp targets for classify), backward, clipping, AdamW;
   end to end   `simseg classify` / `simseg segment` in a fresh process on real images (Intel scenes, Oxford-IIIT
-               Pet beside the checkout in ../shared/data, else synthetic ones), PIL decoding and augmentation in
-               DataLoader workers; the figure is the training loop's images/s of the last epoch (metrics.jsonl),
-               so start-up and evaluation are not counted but data loading is.
+               Pet beside the checkout in ../shared/data, else synthetic ones), once per data path: ``batched``
+               (the stages' default for data that fits in memory: decoded once into a cache, gathered and augmented
+               as one batch) and ``per_image`` (PIL decoding and augmentation in the loader); the figure is the
+               training loop's images/s of the last epoch (metrics.jsonl), so start-up (the cache's decoding
+               included) and evaluation are not counted but data loading and augmentation are.
 Peak memory is the stage's metrics.json (process peak RSS on the CPU, allocated CUDA memory on a GPU).
 """
 
@@ -83,11 +85,11 @@ def workers_of(args) -> int:
     return default_num_workers() if args.workers is None else args.workers
 
 
-def end_to_end(name: str, source: str, args, out: Path) -> dict:
+def end_to_end(name: str, source: str, args, out: Path, pipeline: str) -> dict:
     """`simseg NAME` for --epochs epochs on --images training images in a fresh process: the last epoch's images/s
     and the run's peak memory."""
     command = [sys.executable, "-m", "simseg.cli", name, f"data.source={source}", f"data.subset={args.images}",
-               "data.test_size=64",
+               "data.test_size=64", f"data.pipeline={pipeline}",
                f"data.num_workers={workers_of(args)}", f"train.epochs={args.epochs}", "eval.every=0",
                "log.progress=false", f"output_dir={out}"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -105,6 +107,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(SHARED),
                         help="folder holding intel-image-classification/ and oxford-iiit-pet/ (else synthetic)")
     parser.add_argument("--stages", default="classify,segment", help="which stages to time")
+    parser.add_argument("--pipelines", default="batched,per_image", help="data paths to time (data.pipeline values)")
     args = parser.parse_args()
     data = {name: Path(args.data) / folder.name for name, folder in DATA.items()}
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -121,15 +124,16 @@ def main() -> None:
         if name not in args.stages.split(","):
             continue
         source = str(data[name]) if data[name].exists() else "synthetic"
-        # Step-only timed just before and just after the stage run: a noisy machine drifts within minutes.
+        # Step-only timed just before and just after the stage runs: a noisy machine drifts within minutes.
         before = step_only(make, batch, args.images, device)
-        run = end_to_end(name, source, args, work / name)
+        runs = {p: end_to_end(name, source, args, work / f"{name}-{p}", p) for p in args.pipelines.split(",")}
         after = step_only(make, batch, args.images, device)
         step = (before + after) / 2
         print(f"{name} (batch {batch}, {Path(source).name}):")
-        print(f"  step only:   {step:7.1f} images/s (before {before:.1f}, after {after:.1f})")
-        print(f"  end to end:  {run['images_per_s']:7.1f} images/s = {run['images_per_s'] / step:6.1%} of step only; "
-              f"peak memory {run['peak_memory_mib']:,.0f} MiB")
+        print(f"  step only:            {step:7.1f} images/s (before {before:.1f}, after {after:.1f})")
+        for pipeline, run in runs.items():
+            print(f"  end to end {pipeline + ':':10s} {run['images_per_s']:7.1f} images/s = "
+                  f"{run['images_per_s'] / step:6.1%} of step only; peak memory {run['peak_memory_mib']:,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 
 In one run, on the same images, model, batch and thread count:
   step only      the training step (mask, forward, backward, clipping, AdamW) on batches already in memory;
-  per_image      `simseg pretrain` with PIL transforms in DataLoader workers (the path for plain image folders);
+  default        `simseg pretrain` on the image folder with every data setting at its default (data.pipeline=auto: a
+                 folder that fits in memory is decoded once into an automatic cache and augmented in batches);
+  per_image      `simseg pretrain` with PIL transforms in DataLoader workers (data.pipeline=per_image);
   batched        `simseg pretrain` on a uint8 cache (`simseg data cache`) with batched augmentation on the device.
 Each stage figure is the training loop's own images/s (metrics.jsonl), so model set-up and the validation pass are
 not counted, but data loading is. Peak memory: the stage's metrics.json (process peak RSS on the CPU, allocated
@@ -144,8 +146,9 @@ def workers_of(args) -> int:
 
 def stage(source: str, pipeline: str, out: Path, args) -> dict:
     """--epochs epochs of `simseg pretrain` in a fresh process; the last epoch's images/s and the peak memory."""
-    command = [sys.executable, "-m", "simseg.cli", "pretrain", f"data.source={source}", f"data.pipeline={pipeline}",
-               f"data.num_workers={workers_of(args)}", f"train.batch_size={args.batch}", f"train.epochs={args.epochs}",
+    data_keys = [] if pipeline == "default" else [f"data.pipeline={pipeline}", f"data.num_workers={workers_of(args)}"]
+    command = [sys.executable, "-m", "simseg.cli", "pretrain", f"data.source={source}", *data_keys,
+               f"train.batch_size={args.batch}", f"train.epochs={args.epochs}",
                f"train.mixed_precision={'bf16' if args.bf16 else 'no'}", f"train.compile={str(args.compile).lower()}",
                "data.val_size=8", "log.progress=false", "log.grid_every=0", f"output_dir={out}"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -167,16 +170,16 @@ def main() -> None:
     parser.add_argument("--noise-images", type=int, default=0,
                         help="use this many random-pixel images instead of --data (GPU scale)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per stage run; the last one is reported")
-    parser.add_argument("--pipelines", default="per_image,batched", help="which stage paths to run")
+    parser.add_argument("--pipelines", default="default,per_image,batched", help="which stage paths to run")
     parser.add_argument("--compile", action="store_true", help="train.compile=true, and a compiled step only")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available(),
                         help="train.mixed_precision=bf16 and a bf16 step only (default: on a GPU)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
     args = parser.parse_args()
     pipelines = [p.strip() for p in args.pipelines.split(",")]
-    unknown = set(pipelines) - {"per_image", "batched"}
+    unknown = set(pipelines) - {"default", "per_image", "batched"}
     if unknown:
-        raise SystemExit(f"--pipelines: unknown {sorted(unknown)}; choose from per_image, batched")
+        raise SystemExit(f"--pipelines: unknown {sorted(unknown)}; choose from default, per_image, batched")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = Path(tempfile.mkdtemp(prefix="simseg-bench-"))
     # Training images plus 8 held out (the stage's data.val_size): the cache and the per-image folder hold the same.
@@ -186,7 +189,7 @@ def main() -> None:
         data = args.data if Path(args.data).exists() else "synthetic"
         data_cfg = PretrainDataConfig(source=data, synthetic_size=args.images + 8)
         source = FirstImages(open_image_source(data_cfg, "pretrain"), args.images + 8)
-    if "per_image" in pipelines:
+    if {"per_image", "default"} & set(pipelines):
         folder = work / "images" / "all"
         folder.mkdir(parents=True)
         for i in range(len(source)):
@@ -196,7 +199,7 @@ def main() -> None:
     cache_seconds = time.perf_counter() - start
 
     step = step_only(len(source) - 8, args.batch, device, args.bf16, args.compile)
-    where = {"per_image": work / "images", "batched": work / "cache"}
+    where = {"default": work / "images", "per_image": work / "images", "batched": work / "cache"}
     runs = {pipeline: stage(str(where[pipeline]), pipeline, work / pipeline, args) for pipeline in pipelines}
     flops = step_flops_per_image()
     peak, peak_name = peak_flops(device, args.peak_tflops)
