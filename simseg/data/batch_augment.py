@@ -217,14 +217,19 @@ def reference_apply(images: torch.Tensor, params: CropParams, out_size: int, mea
         x = TF.resized_crop(x, *box, size=[out_size, out_size], antialias=False)
         if params.flip[i]:
             x = TF.horizontal_flip(x)
-        if params.jitter[i]:
-            x = TF.adjust_brightness(x, float(params.brightness[i]))
-            x = TF.adjust_contrast(x, float(params.contrast[i]))
-            x = TF.adjust_saturation(x, float(params.saturation[i]))
-            if params.hue[i] != 0:
-                x = TF.adjust_hue(x, float(params.hue[i]))
-        out.append(TF.normalize(x, list(mean), list(std)))
+        out.append(TF.normalize(reference_jitter(x, params, i), list(mean), list(std)))
     return torch.stack(out)
+
+
+def reference_jitter(image: torch.Tensor, params: CropParams, i: int) -> torch.Tensor:
+    """Sample ``i``'s colour jitter on one float image (3, H, W) with torchvision's functional ops, in the batched
+    path's order (brightness, contrast, saturation, hue)."""
+    if not params.jitter[i]:
+        return image
+    image = TF.adjust_brightness(image, float(params.brightness[i]))
+    image = TF.adjust_contrast(image, float(params.contrast[i]))
+    image = TF.adjust_saturation(image, float(params.saturation[i]))
+    return TF.adjust_hue(image, float(params.hue[i])) if params.hue[i] != 0 else image
 
 
 class BatchAugment:

@@ -26,7 +26,15 @@ import torch.nn.functional as F
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from simseg.data.batch_augment import BatchAugment, CropParams, _color_jitter, _uniform, sample_params, sampling_grid
+from simseg.data.batch_augment import (
+    BatchAugment,
+    CropParams,
+    _color_jitter,
+    _uniform,
+    reference_jitter,
+    sample_params,
+    sampling_grid,
+)
 from simseg.data.pair_transforms import blur_kernel
 from simseg.data.rotate_blur import gaussian_blur, rotate
 from simseg.errors import SimsegError
@@ -157,12 +165,7 @@ def reference_apply_pairs(images: torch.Tensor, masks: torch.Tensor | None, para
         angle = float(params.angle[i])
         x = TF.rotate(x, angle, TF.InterpolationMode.BILINEAR, fill=fill)
         m = None if m is None else TF.rotate(m, angle, fill=IGNORE_INDEX)
-        if crop.jitter[i]:
-            x = TF.adjust_brightness(x, float(crop.brightness[i]))
-            x = TF.adjust_contrast(x, float(crop.contrast[i]))
-            x = TF.adjust_saturation(x, float(crop.saturation[i]))
-            if crop.hue[i] != 0:
-                x = TF.adjust_hue(x, float(crop.hue[i]))
+        x = reference_jitter(x, crop, i)
         if params.blur[i]:
             x = TF.gaussian_blur(x, [params.kernel_size] * 2, [float(params.sigma[i])] * 2)
         out_images.append(TF.normalize(x, list(mean), list(std)))
