@@ -47,6 +47,16 @@ def step_of(arch: str, batch: int, device: str):
     return step
 
 
+def measure(models: list[str], batch: int, steps: int, rounds: int, device: str) -> dict[str, list[float]]:
+    """{model: images/s of each round}; every round times every model, one after the other."""
+    step = {arch: step_of(arch, batch, device) for arch in models}
+    speeds: dict[str, list[float]] = {arch: [] for arch in models}
+    for _ in range(rounds):
+        for arch in models:
+            speeds[arch].append(timed_images_per_second(step[arch], batch, batch * steps, device))
+    return speeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="vit_linear,vit_fused_skip,unet_resnet18")
@@ -56,11 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     models = args.models.split(",")
-    steps = {arch: step_of(arch, args.batch, device) for arch in models}
-    speeds: dict[str, list[float]] = {arch: [] for arch in models}
-    for _ in range(args.rounds):
-        for arch in models:
-            speeds[arch].append(timed_images_per_second(steps[arch], args.batch, args.batch * args.steps, device))
+    speeds = measure(models, args.batch, args.steps, args.rounds, device)
     print(f"machine: {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; batch {args.batch}, "
           f"median of {args.rounds} interleaved rounds of {args.steps} steps")
     first = statistics.median(speeds[models[0]])
