@@ -189,7 +189,8 @@ def test_out_of_memory_mid_run_is_one_line_and_keeps_the_last_complete_state(tin
 
 
 @pytest.mark.slow
-def test_a_non_finite_loss_under_bf16_stops_naming_the_epoch_and_step(tiny_config, monkeypatch):
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_non_finite_loss_under_mixed_precision_stops_naming_the_epoch_and_step(tiny_config, monkeypatch, precision):
     from simseg.models.simmim import SimMIM
 
     real_forward = SimMIM.forward
@@ -200,4 +201,4 @@ def test_a_non_finite_loss_under_bf16_stops_naming_the_epoch_and_step(tiny_confi
 
     monkeypatch.setattr(SimMIM, "forward", forward_that_overflows)
     with pytest.raises(SimsegError, match=r"training loss became (inf|nan) in epoch 0 before step 6: lower train.lr"):
-        pretrain_stage.main(tiny_config("train.mixed_precision=bf16"))
+        pretrain_stage.main(tiny_config(f"train.mixed_precision={precision}"))

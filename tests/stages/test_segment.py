@@ -286,3 +286,18 @@ def test_tta_reports_both_figures_and_says_it_was_used(seg_config):
     assert 0 <= metrics["plain_miou"] <= 1 and metrics["plain_miou"] == plain
     confusion = json.loads((run_dir / "confusion.json").read_text())["matrix"]
     assert metrics["miou"] == segmentation_metrics(torch.tensor(confusion), list(CLASS_NAMES))["miou"]
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_under_fp16_stops_naming_the_epoch_and_step(seg_config, monkeypatch):
+    from simseg.models.segmentation import SegmentationModel
+
+    real_forward = SegmentationModel.forward
+
+    def forward_that_overflows(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
+        return {**out, "loss": out["loss"] * float("inf")} if self.training else out
+
+    monkeypatch.setattr(SegmentationModel, "forward", forward_that_overflows)
+    with pytest.raises(SimsegError, match=r"training loss became (inf|nan) in epoch 0 before step 2: lower train.lr"):
+        segment_stage.main(seg_config("train.mixed_precision=fp16"))
