@@ -157,3 +157,18 @@ def test_the_description_names_the_spec(pets, tmp_path):
     meta = json.loads((cache.path / "labelled.json").read_text())
     assert meta["spec"] == {"train_size": 40, "eval_size": 32, "eval_op": "resize", "masks": True}
     assert meta["source"] == pets.name and meta["count"] == 1
+
+
+def test_an_unreadable_image_stops_the_build_naming_the_file_and_leaves_nothing(pets, tmp_path):
+    pets.image_files[3].write_bytes(b"not a jpeg")
+    root = tmp_path / "cache"
+    with pytest.raises(SimsegError, match=r"breed_3\.jpg") as err:
+        ensure_labelled_cache(OxfordPetsSource(pets.root), range(6), SPEC, root, progress=False, say=quiet)
+    assert "\n" not in str(err.value)
+    assert [p.name for p in root.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_a_cache_dir_that_is_a_file_is_one_line(pets, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SimsegError, match="cannot create the data cache folder .*set data.cache_dir to a writable"):
+        ensure_labelled_cache(pets, [0], SPEC, tmp_path / "file" / "cache", progress=False, say=quiet)
