@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from simseg.command_line import run_main, stage_config
 from simseg.config.pretrain import PretrainConfig
 from simseg.data.batch_augment import BatchAugment
-from simseg.data.batched import CachedBatches, IndexDataset, use_batched
+from simseg.data.batched import CachedBatches, IndexDataset
 from simseg.data.cache import UInt8Cache
 from simseg.data.labelled_batches import CachedLabelledBatches, choose_pipeline
 from simseg.data.labelled_cache import CacheSpec, cache_side, ensure_labelled_cache
@@ -53,14 +53,9 @@ def main(cfg: PretrainConfig) -> Path:
     # Per-image path: PIL transforms in the loader's workers. Batched path: the loader yields index batches, which
     # make_inputs gathers and augments as one batch on the device, from an image cache given as the source (made by
     # `simseg data cache`), or else from the training images decoded once into an automatic cache.
-    recorded = recorded_pipeline(cfg)
-    if isinstance(source, UInt8Cache):
-        keep = cfg.data.pipeline == "auto" and recorded in ("per_image", "batched")
-        batched = use_batched(recorded if keep else cfg.data.pipeline, source)
-    else:
-        spec = CacheSpec(cache_side(img), 0, "shorter_crop", masks=False)  # held-out images stay per image
-        batched = choose_pipeline(cfg.data.pipeline, recorded, len(train_idx) * spec.row_bytes()) \
-            == "batched"
+    spec = CacheSpec(cache_side(img), 0, "shorter_crop", masks=False)  # held-out images stay per image
+    batched = choose_pipeline(cfg.data.pipeline, recorded_pipeline(cfg), len(train_idx) * spec.row_bytes(),
+                              source_is_cache=isinstance(source, UInt8Cache)) == "batched"
     cfg.data.pipeline = "batched" if batched else "per_image"  # what config.yaml records and a resume keeps
     if batched:
         train_set = IndexDataset(train_idx)

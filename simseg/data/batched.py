@@ -21,20 +21,8 @@ from torch.utils.data import Dataset
 
 from simseg.data.batch_augment import BatchAugment
 from simseg.data.cache import UInt8Cache, cache_memory_bytes, gather
-from simseg.errors import SimsegError
 
-PIPELINES = ("auto", "per_image", "batched")
 DEVICE_SHARE = 0.5  # keep the cache on the GPU when it takes at most this share of the free memory
-
-
-def use_batched(pipeline: str, source) -> bool:
-    """Whether ``data.pipeline`` (auto / per_image / batched) selects the batched path for ``source``."""
-    cached = isinstance(source, UInt8Cache)
-    if pipeline == "batched" and not cached:
-        raise SimsegError(f"data.pipeline=batched needs an image cache as data.source, but {source.name} is not one: "
-                          f"build one with `simseg data cache SOURCE --size 144 --out DIR` and pass "
-                          f"data.source=DIR, or use data.pipeline=per_image")
-    return pipeline == "batched" or (pipeline == "auto" and cached)
 
 
 class IndexDataset(Dataset):

@@ -24,18 +24,23 @@ from simseg.data.pair_batch_augment import PairBatchAugment
 AUTO_MEMORY_SHARE = 0.25  # data.pipeline=auto caches a source when its arrays take at most this share of the RAM
 
 
-def choose_pipeline(requested: str, recorded: str | None, cache_bytes: int) -> str:
+def choose_pipeline(requested: str, recorded: str | None, cache_bytes: int, source_is_cache: bool = False) -> str:
     """``per_image`` or ``batched`` for ``data.pipeline=requested``.
 
     ``recorded``: the value a resumed run folder's config.yaml holds (None for a new run): a resumed run keeps the
-    path it started on, and a folder written before ``auto`` could mean the cache (it recorded ``auto``) keeps the
-    per-image path. Otherwise ``auto`` takes the batched path when the cache of ``cache_bytes`` takes at most
+    path it started on, and a folder written before runs recorded their choice (``auto``) keeps what ``auto`` meant
+    then: batched for an image cache made by ``simseg data cache`` (``source_is_cache``), else per image. Otherwise
+    ``auto`` is batched for such a cache, or when an automatic cache of ``cache_bytes`` takes at most
     :data:`AUTO_MEMORY_SHARE` of this machine's memory.
     """
     if requested != "auto":
         return requested
+    if recorded in ("per_image", "batched"):
+        return recorded
+    if source_is_cache:
+        return "batched"
     if recorded is not None:
-        return recorded if recorded in ("per_image", "batched") else "per_image"
+        return "per_image"
     return "batched" if cache_bytes <= AUTO_MEMORY_SHARE * physical_memory_bytes() else "per_image"
 
 

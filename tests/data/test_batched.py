@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 import simseg.cli as cli
 from simseg.config.sections import AugConfig, ModelConfig
 from simseg.data.batch_augment import BatchAugment, reference_apply
-from simseg.data.batched import CachedBatches, IndexDataset, use_batched
+from simseg.data.batched import CachedBatches, IndexDataset
 from simseg.data.cache import build_cache, open_cache
 from simseg.data.sources import SyntheticSource
 from simseg.errors import SimsegError
@@ -70,14 +70,6 @@ def test_index_batches_in_one_gather_match_item_by_item():
     fast, slow = (list(loader) for loader in loaders)
     assert all(a.dtype == torch.int64 and torch.equal(a, b) for a, b in zip(fast, slow, strict=True))
     assert sorted(torch.cat(fast).tolist()) == sorted(indices)
-
-
-def test_the_pipeline_choice(cache):
-    plain = SyntheticSource(4, seed=0, size=64)
-    assert use_batched("auto", cache) and not use_batched("auto", plain)
-    assert not use_batched("per_image", cache) and use_batched("batched", cache)
-    with pytest.raises(SimsegError, match="data.pipeline=batched needs an image cache .*`simseg data cache SOURCE"):
-        use_batched("batched", plain)
 
 
 @pytest.mark.slow

@@ -150,6 +150,10 @@ def test_the_pipeline_choice():
     assert choose_pipeline("auto", None, 10**15) == "per_image", "a source that does not fit memory stays per image"
     assert choose_pipeline("auto", "batched", 10**15) == "batched", "a resumed run keeps what it started with"
     assert choose_pipeline("auto", "auto", 10**6) == "per_image", "a run folder from before the batched path"
+    # a cache made by `simseg data cache` is batched under auto, also for a run folder from before
+    assert choose_pipeline("auto", None, 10**15, source_is_cache=True) == "batched"
+    assert choose_pipeline("auto", "auto", 10**15, source_is_cache=True) == "batched"
+    assert choose_pipeline("per_image", None, 0, source_is_cache=True) == "per_image"
 
 
 def test_the_description_names_the_spec(pets, tmp_path):
