@@ -225,7 +225,7 @@ def ensure_labelled_cache(source, items: Sequence[int], spec: CacheSpec, root: s
         raise SimsegError(f"cannot create the data cache folder {folder.parent} ({err.strerror}): set "
                           f"data.cache_dir to a writable folder") from None
     with FileLock(str(folder) + ".lock"):
-        old = open_labelled_cache(folder) if (folder / META).exists() or folder.exists() else None
+        old = open_labelled_cache(folder) if folder.exists() else None
         if old is not None and old.meta["fingerprint"] == fingerprint and old.holds(items):
             say(f"data cache {folder}: {len(old):,} items, reused")
             return old
