@@ -1,0 +1,69 @@
+"""Two runs of the CPU-scale study side by side: test mIoU per init and labelled-subset size (mean ± std over
+seeds), the difference, and each step's wall time from the runs' timings.tsv.
+
+    python benchmarks/compare_results.py docs/results ../simseg-study-cpu [--names "per image,batched"]
+
+Each argument is a folder holding results.csv (a sweep folder, or docs/results with the published copy) and,
+optionally, timings.tsv (written by benchmarks/reproduce_cpu.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from pathlib import Path
+
+
+def cells(folder: Path) -> dict[tuple[str, int], list[float]]:
+    """{(init, subset): test mIoU of each seed}."""
+    scores: dict[tuple[str, int], list[float]] = {}
+    with open(folder / "results.csv") as file:
+        for row in csv.DictReader(file):
+            scores.setdefault((row["init"], int(row["subset"])), []).append(float(row["miou"]))
+    return scores
+
+
+def timings(folder: Path) -> dict[str, float]:
+    path = folder / "timings.tsv"
+    if not path.is_file():
+        return {}
+    rows = (line.split("\t") for line in path.read_text().splitlines() if line.strip())
+    return {name: float(seconds) for name, seconds in rows}
+
+
+def shown(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} (n={len(values)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    parser.add_argument("--names", default="before,after", help="the two runs' names in the tables")
+    args = parser.parse_args()
+    first, second = args.names.split(",")
+    old, new = cells(args.before), cells(args.after)
+    print(f"| init | labelled images | {first} | {second} | difference of the means |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for key in sorted(old.keys() | new.keys(), key=lambda k: (k[1], k[0])):
+        a, b = old.get(key, []), new.get(key, [])
+        delta = f"{statistics.mean(b) - statistics.mean(a):+.3f}" if a and b else "—"
+        print(f"| {key[0]} | {key[1]} | {shown(a)} | {shown(b)} | {delta} |")
+    before, after = timings(args.before), timings(args.after)
+    if before or after:
+        print(f"\n| step of reproduce_cpu.sh | {first} | {second} |")
+        print("| --- | ---: | ---: |")
+        for name in [*before, *(n for n in after if n not in before)]:
+            times = [f"{t[name] / 60:.1f} min" if name in t else "—" for t in (before, after)]
+            print(f"| {name} | {times[0]} | {times[1]} |")
+        totals = [f"{sum(t.values()) / 60:.1f} min" for t in (before, after)]
+        print(f"| total | {totals[0]} | {totals[1]} |")
+
+
+if __name__ == "__main__":
+    main()
