@@ -65,13 +65,14 @@ def segment_step(batch: int, device: str):
     return model, lambda: {"images": images, "mask": masks}, cfg.train
 
 
-def step_only(make, batch: int, images: int, device: str) -> float:
+def step_only(make, batch: int, images: int, device: str, bf16: bool = False) -> float:
     model, inputs, train_cfg = make(batch, device)
     optimizer = build_adamw(model, train_cfg.lr, train_cfg.weight_decay, getattr(train_cfg, "layer_decay", 1.0),
                             fused=device == "cuda")
 
     def step():
-        loss = model(**inputs())["loss"]
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**inputs())["loss"]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
         optimizer.step()
@@ -89,7 +90,8 @@ def end_to_end(name: str, source: str, args, out: Path, pipeline: str) -> dict:
     """`simseg NAME` for --epochs epochs on --images training images in a fresh process: the last epoch's images/s
     and the run's peak memory."""
     command = [sys.executable, "-m", "simseg.cli", name, f"data.source={source}", f"data.subset={args.images}",
-               "data.test_size=64", f"data.pipeline={pipeline}",
+               "data.test_size=64", f"data.pipeline={pipeline}", f"train.batch_size={args.batch_of[name]}",
+               f"train.mixed_precision={'bf16' if args.bf16 else 'no'}",
                f"data.num_workers={workers_of(args)}", f"train.epochs={args.epochs}", "eval.every=0",
                "log.progress=false", f"output_dir={out}"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -105,29 +107,35 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader workers; default: the stages' own for this machine (data.num_workers=null)")
     parser.add_argument("--data", default=str(SHARED),
-                        help="folder holding intel-image-classification/ and oxford-iiit-pet/ (else synthetic)")
+                        help="folder holding intel-image-classification/ and oxford-iiit-pet/; 'synthetic' (or a "
+                             "folder without them) times the built-in images, of which any number can be drawn")
     parser.add_argument("--stages", default="classify,segment", help="which stages to time")
     parser.add_argument("--pipelines", default="batched,per_image", help="data paths to time (data.pipeline values)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size of both stages (default: each stage's)")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available(),
+                        help="train.mixed_precision=bf16 and a bf16 step only (default: on a GPU)")
     args = parser.parse_args()
     data = {name: Path(args.data) / folder.name for name, folder in DATA.items()}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = Path(tempfile.mkdtemp(prefix="simseg-bench-"))
-    stages = {"classify": (classify_step, ClassifyConfig().train.batch_size),
-              "segment": (segment_step, SegmentConfig().train.batch_size)}
+    stages = {"classify": (classify_step, args.batch or ClassifyConfig().train.batch_size),
+              "segment": (segment_step, args.batch or SegmentConfig().train.batch_size)}
+    args.batch_of = {name: batch for name, (_, batch) in stages.items()}
     largest_batch = max(batch for _, batch in stages.values())
     if args.images < largest_batch:
         raise SystemExit(f"--images {args.images} is less than one batch of the stages' default {largest_batch}: "
                          f"give at least {largest_batch}")
     print(f"machine: {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; {args.images} training "
-          f"images per stage, {workers_of(args)} loader workers, last of {args.epochs} epochs")
+          f"images per stage, {workers_of(args)} loader workers, last of {args.epochs} epochs"
+          f"{', bf16' if args.bf16 else ''}")
     for name, (make, batch) in stages.items():
         if name not in args.stages.split(","):
             continue
         source = str(data[name]) if data[name].exists() else "synthetic"
         # Step-only timed just before and just after the stage runs: a noisy machine drifts within minutes.
-        before = step_only(make, batch, args.images, device)
+        before = step_only(make, batch, args.images, device, args.bf16)
         runs = {p: end_to_end(name, source, args, work / f"{name}-{p}", p) for p in args.pipelines.split(",")}
-        after = step_only(make, batch, args.images, device)
+        after = step_only(make, batch, args.images, device, args.bf16)
         step = (before + after) / 2
         print(f"{name} (batch {batch}, {Path(source).name}):")
         print(f"  step only:            {step:7.1f} images/s (before {before:.1f}, after {after:.1f})")
