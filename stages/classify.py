@@ -86,12 +86,12 @@ def main(cfg: ClassifyConfig) -> Path:
     if len(train_set) < batch * accelerator.num_processes:
         raise SimsegError(f"{len(train_set):,} training images do not fill one batch of train.batch_size={batch} "
                           f"on {accelerator.num_processes} process(es): lower train.batch_size or raise data.subset")
-    loader_args = dict(batch_size=batch, num_workers=cfg.data.num_workers, pin_memory=accelerator.device.type == "cuda")
-    cached_args = {"num_workers": 0, "collate_fn": keep_batch} if batched else {}
+    # The batched path's loaders only index arrays in memory: workers would add start-up and nothing else.
+    loader_args = dict(batch_size=batch, num_workers=0 if batched else cfg.data.num_workers,
+                       pin_memory=accelerator.device.type == "cuda")
     # drop_last: MixUp mixes each batch with its reverse and needs an even batch; a short last batch could be odd.
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=True,
-                              **(loader_args | {"num_workers": 0} if batched else loader_args))
-    test_loader = DataLoader(test_set, shuffle=False, **(loader_args | cached_args))
+    train_loader = DataLoader(train_set, shuffle=True, drop_last=True, **loader_args)
+    test_loader = DataLoader(test_set, shuffle=False, **loader_args, **({"collate_fn": keep_batch} if batched else {}))
     accelerator.print(f"classifying {len(train_set):,} training images of {data.train.name} into {len(classes)} "
                       f"classes, testing on {len(test_set):,} of {data.test.name}")
 

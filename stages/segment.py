@@ -103,10 +103,11 @@ def main(cfg: SegmentConfig) -> Path:
             aug.std, aug.rotation, aug.blur_prob, aug.blur_sigma))
         test_set, val_set = (TransformedPairs(source, splits[k], seg_eval_transform(img, aug.mean, aug.std))
                              for k in ("test", "val"))
-    loader_args = dict(batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers,
+    # The batched path's loaders only index arrays in memory: workers would add start-up and nothing else.
+    loader_args = dict(batch_size=cfg.train.batch_size, num_workers=0 if batched else cfg.data.num_workers,
                        pin_memory=accelerator.device.type == "cuda")
-    eval_args = loader_args | ({"num_workers": 0, "collate_fn": keep_batch} if batched else {})
-    train_loader = DataLoader(train_set, shuffle=True, **(loader_args | {"num_workers": 0} if batched else loader_args))
+    eval_args = loader_args | ({"collate_fn": keep_batch} if batched else {})
+    train_loader = DataLoader(train_set, shuffle=True, **loader_args)
     test_loader = DataLoader(test_set, shuffle=False, **eval_args)
     val_loader = DataLoader(val_set, shuffle=False, **eval_args) if val_size else None
     skipped = getattr(source, "skipped", 0)
