@@ -22,7 +22,7 @@ PRETRAINED=${3:-}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 MODELS=${MODELS:-vit_linear,vit_fused_skip}
 SEEDS=${SEEDS:-0,1,2}
-SUBSETS_LARGE=${SUBSETS_LARGE:-877}
+SUBSETS_LARGE=${SUBSETS_LARGE-877}  # set and empty: none
 SEGMENT=(-c "$HERE/configs/study_cpu/segment.yaml" --data "$DATA/oxford-iiit-pet" --models "$MODELS"
          --recipes study,mild,medium eval.tta=true)
 if [ -n "$PRETRAINED" ]; then
