@@ -12,7 +12,11 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from publish_models import summary  # noqa: E402  (mean ± std, beside this script)
 
 
 def cells(folder: Path) -> dict[tuple[str, int], list[float]]:
@@ -33,11 +37,7 @@ def timings(folder: Path) -> dict[str, float]:
 
 
 def shown(values: list[float]) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} (n={len(values)})"
+    return summary(values) + (f" (n={len(values)})" if len(values) > 1 else "")
 
 
 def main() -> None:
