@@ -27,8 +27,9 @@ MODELS=${MODELS:-vit_linear,vit_fused_skip}
 SEEDS=${SEEDS:-0,1,2}
 SUBSETS_LARGE=${SUBSETS_LARGE-877}  # set and empty: none
 EMA_HALF_LIFE=${EMA_HALF_LIFE:-16}
-SEGMENT=(-c "$HERE/configs/study_cpu/segment.yaml" --data "$DATA/oxford-iiit-pet" --models "$MODELS" eval.tta=true)
-RECIPES=("--recipes study" "--recipes mild,medium train.ema_half_life=$EMA_HALF_LIFE")
+SEGMENT=(-c "$HERE/configs/study_cpu/segment.yaml" --data "$DATA/oxford-iiit-pet" --models "$MODELS")
+# each: the recipe flag, then the config keys (key=value arguments go last, after every flag)
+RECIPES=("--recipes study eval.tta=true" "--recipes mild,medium eval.tta=true train.ema_half_life=$EMA_HALF_LIFE")
 if [ -n "$PRETRAINED" ]; then
   INITS=(--init "scratch,pretrain-all=$PRETRAINED")
 else
@@ -39,15 +40,15 @@ fi
 
 for recipes in "${RECIPES[@]}"; do  # (word splitting of $recipes is wanted: a flag and its keys)
   # shellcheck disable=SC2086
-  simseg sweep "${SEGMENT[@]}" "${INITS[@]}" $recipes --output-dir "$OUT" --subsets 250 --seeds "$SEEDS"
+  simseg sweep "${SEGMENT[@]}" "${INITS[@]}" --output-dir "$OUT" --subsets 250 --seeds "$SEEDS" $recipes
   if [ -n "$SUBSETS_LARGE" ]; then
     # shellcheck disable=SC2086
-    simseg sweep "${SEGMENT[@]}" "${INITS[@]}" $recipes --output-dir "$OUT" --subsets "$SUBSETS_LARGE" --seeds 0
+    simseg sweep "${SEGMENT[@]}" "${INITS[@]}" --output-dir "$OUT" --subsets "$SUBSETS_LARGE" --seeds 0 $recipes
   fi
 done
-simseg sweep "${SEGMENT[@]}" --recipes medium "train.ema_half_life=$EMA_HALF_LIFE" \
-  --init "scratch,pretrain-all=$PRETRAINED" --output-dir "$OUT/equal-time" \
-  --subsets 250 --seeds "$SEEDS" train.epochs=7 "train.milestones=[0.8]"  # the LR drop at 80%, as epoch 8 of 10
+simseg sweep "${SEGMENT[@]}" --init "scratch,pretrain-all=$PRETRAINED" --output-dir "$OUT/equal-time" \
+  --subsets 250 --seeds "$SEEDS" --recipes medium eval.tta=true "train.ema_half_life=$EMA_HALF_LIFE" \
+  train.epochs=7 "train.milestones=[0.8]"  # the LR drop at 80%, as epoch 8 of 10
 simseg report "$OUT"
 simseg report "$OUT/equal-time"
 python "$HERE/benchmarks/publish_recipes.py" "$OUT"
