@@ -54,9 +54,8 @@ def main() -> None:
     if (equal / "results.csv").is_file():
         table(read_results(equal), "medium at the study recipe's training minutes:")
     args.page_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("training_curves.png", "miou_vs_subset.png"):
-        if (args.run_root / name).is_file():
-            shrink(args.run_root / name, args.page_dir / name)
+    if (args.run_root / "training_curves.png").is_file():
+        shrink(args.run_root / "training_curves.png", args.page_dir / "training_curves.png")
     print(f"\nfigures in {args.page_dir}")
 
 
