@@ -222,10 +222,7 @@ class UInt8Cache:
         """
         if isinstance(indices, torch.Tensor):
             indices = indices.cpu().numpy()
-        indices = np.asarray(indices, dtype=np.int64)
-        order = np.argsort(indices, kind="stable")
-        rows = np.empty((len(indices), *self.array.shape[1:]), dtype=np.uint8)  # (B, S, S, 3)
-        rows[order] = self.array[indices[order]]
+        rows = sorted_gather(self.array, np.asarray(indices, dtype=np.int64))  # (B, S, S, 3)
         return torch.from_numpy(rows).permute(0, 3, 1, 2)  # (B, 3, S, S)
 
     def to_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -241,6 +238,14 @@ class UInt8Cache:
             chunk = np.array(self.array[start:start + step])  # a writable host copy of one chunk
             images[start:start + len(chunk)].copy_(torch.from_numpy(chunk))
         return images
+
+
+def sorted_gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` of a memory map, read in ascending row order (locality in the file), in the order asked for."""
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+    out[order] = array[rows[order]]
+    return out
 
 
 def gather(images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from simseg.data.batched import DEVICE_SHARE
+from simseg.data.cache import sorted_gather
 from simseg.data.labelled_cache import LabelledCache
 from simseg.data.pair_batch_augment import PairBatchAugment
 
@@ -73,7 +74,7 @@ class CachedLabelledBatches:
         array = self.arrays[key]
         if self.on_device:
             return array[torch.from_numpy(rows).to(self.device, non_blocking=True)]
-        return torch.from_numpy(_sorted_gather(array, rows)).to(self.device, non_blocking=True)
+        return torch.from_numpy(sorted_gather(array, rows)).to(self.device, non_blocking=True)
 
     def __call__(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         rows = self.cache.rows(items.cpu().numpy())
@@ -86,14 +87,6 @@ class CachedLabelledBatches:
         where = f"kept on {self.device}" if self.on_device else "gathered from the memory map"
         return (f"batched augmentation on {self.device.type} from the {self.cache.nbytes() / 2**20:,.0f} MiB data "
                 f"cache ({where})")
-
-
-def _sorted_gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` read in ascending row order (locality in the file), in the order asked for."""
-    order = np.argsort(rows, kind="stable")
-    out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
-    out[order] = array[rows[order]]
-    return out
 
 
 class CachedEvalSet(Dataset):
@@ -113,11 +106,11 @@ class CachedEvalSet(Dataset):
 
     def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.rows[positions]
-        pixels = torch.from_numpy(_sorted_gather(self.cache.arrays["eval_images"], rows)).permute(0, 3, 1, 2)
+        pixels = torch.from_numpy(sorted_gather(self.cache.arrays["eval_images"], rows)).permute(0, 3, 1, 2)
         images = TF.normalize(TF.to_dtype(pixels, torch.float32, scale=True), self.mean, self.std)
         if self.labels is not None:
             return images, self.labels[torch.from_numpy(self.items[positions])]
-        return images, torch.from_numpy(_sorted_gather(self.cache.arrays["eval_masks"], rows)).long()
+        return images, torch.from_numpy(sorted_gather(self.cache.arrays["eval_masks"], rows)).long()
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         images, second = self.__getitems__([i])
