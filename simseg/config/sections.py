@@ -48,7 +48,7 @@ class SourceConfig:
     A run records what it chose in its config.yaml, and a resumed run keeps it."""
     cache_dir: str = ""
     """Where the batched path's automatic caches go (one folder per source and size, reused while the source is
-    unchanged); empty = ``data_cache/`` in the run folder. A sweep or chain points its runs at one shared folder."""
+    unchanged); empty = ``data_cache/`` in the run folder. A sweep points all its cells at ``SWEEP_DIR/data_cache``."""
 
     def __post_init__(self):
         if self.subset is not None:
