@@ -5,7 +5,9 @@ there, at sizes a repository can hold.
 
 Tables: per model, init and recipe, test mIoU without and with test-time augmentation at 250 labelled images (mean
 ± std over seeds) and at 877, boundary IoU and training minutes, at the same epochs; then the medium recipe at the
-study recipe's training minutes (OUT/equal-time). Figures: the sweep report's mIoU-against-training-minutes curves.
+study recipe's training minutes (OUT/equal-time). Figure: recipe_curves.png, test mIoU (plain) against training
+minutes at 250 labelled images, one panel per model and init, one line per recipe (mean over seeds), medium at
+equal minutes dashed.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from publish_models import summary  # noqa: E402  (mean ± std, beside this script)
 from publish_results import shrink  # noqa: E402
 
+from simseg.experiments.report_figures import PALETTE, STYLE, save_png, training_curves  # noqa: E402
 from simseg.experiments.results import read_results  # noqa: E402
+from simseg.training.plots import plt  # noqa: E402  (the Agg backend first)
 
 RECIPES = ("study", "mild", "medium")
+CURVE_SUBSET = 250  # the size with three seeds
 
 
 def table(rows: list[dict], title: str) -> None:
@@ -44,16 +49,57 @@ def table(rows: list[dict], title: str) -> None:
               f"{minutes[877]} |")
 
 
+def recipe_curves(rows: list[dict], run_root: Path, label_suffix: str = "") -> dict:
+    """(model, init) -> {recipe label: [(training minutes, mean test mIoU)]} at CURVE_SUBSET labelled images, from
+    the cells' metrics.jsonl through the report's own averaging (each recipe relabelled as an init of its own)."""
+    panels: dict[tuple[str, str], dict] = {}
+    for arch, init in sorted({(r["arch"], r["init"]) for r in rows}, key=lambda v: (v[0], v[1] != "scratch")):
+        mine = [{**r, "init": r["recipe"] + label_suffix, "base_init": None} for r in rows
+                if (r["arch"], r["init"], r["subset"]) == (arch, init, CURVE_SUBSET)]
+        panels[arch, init] = training_curves(mine, run_root)[0] if mine else {}
+    return panels
+
+
+def plot_recipe_curves(equal_epochs: dict, equal_minutes: dict, path: Path) -> None:
+    colours = {recipe: PALETTE[i] for i, recipe in enumerate(RECIPES)}
+    keys = list(equal_epochs)
+    columns = min(2, len(keys))
+    with plt.rc_context(STYLE):
+        # each panel its own y range: the recipes differ by hundredths, the models and inits by tenths
+        fig, axes = plt.subplots(-(-len(keys) // columns), columns, figsize=(6.5, 2.8 * -(-len(keys) // columns)),
+                                 squeeze=False)
+        for ax in axes.flat[len(keys):]:
+            ax.set_visible(False)
+        for ax, key in zip(axes.flat, keys):
+            lines = [*equal_epochs[key].items(), *equal_minutes.get(key, {}).items()]
+            for label, curve in sorted(lines, key=lambda line: RECIPES.index(line[0].partition(" ")[0])):
+                recipe, _, note = label.partition(" ")
+                ax.plot(*zip(*curve), label=label, color=colours.get(recipe, "black"), marker="o",
+                        linestyle="--" if note else "-")
+            ax.set_title(f"{key[0]}, {key[1]}")
+            ax.set_xlabel("training minutes")
+            ax.set_ylabel("test mIoU (evaluated epochs)")
+        axes.flat[0].legend(loc="lower right")
+        fig.suptitle(f"Test mIoU against training minutes per recipe, {CURVE_SUBSET} labelled pets (mean over seeds)")
+        save_png(fig, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_root", type=Path)
     parser.add_argument("page_dir", type=Path, nargs="?", default=Path("docs/results/recipes"))
     args = parser.parse_args()
-    table(read_results(args.run_root), "Same epochs (10) for every recipe:")
+    rows = read_results(args.run_root)
+    table(rows, "Same epochs (10) for every recipe:")
+    curves, equal_minutes = recipe_curves(rows, args.run_root), {}
     equal = args.run_root / "equal-time"
     if (equal / "results.csv").is_file():
-        table(read_results(equal), "medium at the study recipe's training minutes:")
+        equal_rows = read_results(equal)
+        table(equal_rows, "medium at the study recipe's training minutes:")
+        equal_minutes = recipe_curves(equal_rows, equal, f" ({equal_rows[0]['epochs']} epochs)")
     args.page_dir.mkdir(parents=True, exist_ok=True)
+    plot_recipe_curves(curves, equal_minutes, args.run_root / "recipe_curves.png")
+    shrink(args.run_root / "recipe_curves.png", args.page_dir / "recipe_curves.png")
     if (args.run_root / "training_curves.png").is_file():
         shrink(args.run_root / "training_curves.png", args.page_dir / "training_curves.png")
     print(f"\nfigures in {args.page_dir}")
