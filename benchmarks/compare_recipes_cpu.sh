@@ -12,8 +12,8 @@
 # 3. the same at all 877 labelled images, seed 0
 # 4. medium again with the epochs that cost the study recipe's 10 (SAM every 2nd step makes a step 1.5x dearer:
 #    7 epochs), in OUT_DIR/equal-time; mild costs what study costs, so its equal-epoch cells are equal-time too
-# 5. simseg report for both folders (training_curves.png: test mIoU against training minutes per recipe) and the
-#    tables (benchmarks/publish_recipes.py)
+# 5. simseg report for both folders, the tables and recipe_curves.png (test mIoU against training minutes per
+#    recipe, a panel per model and init: benchmarks/publish_recipes.py)
 # The recipes' EMA half-life (Composer's 1,000 batches, for runs of ~100k steps) would leave a 157-step cell's EMA
 # weights mostly at their initial values: mild and medium run with EMA_HALF_LIFE=16 batches, a tenth of a
 # 250-image cell, as an explicit key over the recipe's.
