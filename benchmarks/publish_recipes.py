@@ -26,6 +26,14 @@ from simseg.training.plots import plt  # noqa: E402  (the Agg backend first)
 
 RECIPES = ("study", "mild", "medium")
 CURVE_SUBSET = 250  # the size with three seeds
+MODELS = ("vit_linear", "vit_fused_skip")  # the study's ViT first, then the best decoder of models.md
+
+
+def variant_order(variant: tuple) -> tuple:
+    """(model, init[, recipe]) as the page lists them: the study's ViT first, scratch first, recipes by strength."""
+    arch, init, *recipe = variant
+    return (MODELS.index(arch) if arch in MODELS else len(MODELS), arch, init != "scratch",
+            *(RECIPES.index(r) if r in RECIPES else len(RECIPES) for r in recipe))
 
 
 def table(rows: list[dict], title: str) -> None:
@@ -34,7 +42,7 @@ def table(rows: list[dict], title: str) -> None:
           "| mIoU @877 with TTA | training min @250 | training min @877 |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     variants = sorted({(r["arch"], r["init"], r["recipe"]) for r in rows},
-                      key=lambda v: (v[0], v[1] != "scratch", RECIPES.index(v[2]) if v[2] in RECIPES else 9))
+                      key=variant_order)
     for arch, init, recipe in variants:
         mine = [r for r in rows if (r["arch"], r["init"], r["recipe"]) == (arch, init, recipe)]
         at = {s: [r for r in mine if r["subset"] == s] for s in (250, 877)}
@@ -53,7 +61,7 @@ def recipe_curves(rows: list[dict], run_root: Path, label_suffix: str = "") -> d
     """(model, init) -> {recipe label: [(training minutes, mean test mIoU)]} at CURVE_SUBSET labelled images, from
     the cells' metrics.jsonl through the report's own averaging (each recipe relabelled as an init of its own)."""
     panels: dict[tuple[str, str], dict] = {}
-    for arch, init in sorted({(r["arch"], r["init"]) for r in rows}, key=lambda v: (v[0], v[1] != "scratch")):
+    for arch, init in sorted({(r["arch"], r["init"]) for r in rows}, key=variant_order):
         mine = [{**r, "init": r["recipe"] + label_suffix, "base_init": None} for r in rows
                 if (r["arch"], r["init"], r["subset"]) == (arch, init, CURVE_SUBSET)]
         panels[arch, init] = training_curves(mine, run_root)[0] if mine else {}
