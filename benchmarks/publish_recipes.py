@@ -29,11 +29,14 @@ CURVE_SUBSET = 250  # the size with three seeds
 MODELS = ("vit_linear", "vit_fused_skip")  # the study's ViT first, then the best decoder of models.md
 
 
+def recipe_rank(recipe: str) -> int:
+    return RECIPES.index(recipe) if recipe in RECIPES else len(RECIPES)
+
+
 def variant_order(variant: tuple) -> tuple:
     """(model, init[, recipe]) as the page lists them: the study's ViT first, scratch first, recipes by strength."""
     arch, init, *recipe = variant
-    return (MODELS.index(arch) if arch in MODELS else len(MODELS), arch, init != "scratch",
-            *(RECIPES.index(r) if r in RECIPES else len(RECIPES) for r in recipe))
+    return (MODELS.index(arch) if arch in MODELS else len(MODELS), arch, init != "scratch", *map(recipe_rank, recipe))
 
 
 def table(rows: list[dict], title: str) -> None:
@@ -72,15 +75,15 @@ def plot_recipe_curves(equal_epochs: dict, equal_minutes: dict, path: Path) -> N
     colours = {recipe: PALETTE[i] for i, recipe in enumerate(RECIPES)}
     keys = list(equal_epochs)
     columns = min(2, len(keys))
+    panel_rows = -(-len(keys) // columns)
     with plt.rc_context(STYLE):
         # each panel its own y range: the recipes differ by hundredths, the models and inits by tenths
-        fig, axes = plt.subplots(-(-len(keys) // columns), columns, figsize=(6.5, 2.8 * -(-len(keys) // columns)),
-                                 squeeze=False)
+        fig, axes = plt.subplots(panel_rows, columns, figsize=(6.5, 2.8 * panel_rows), squeeze=False)
         for ax in axes.flat[len(keys):]:
             ax.set_visible(False)
         for ax, key in zip(axes.flat, keys):
             lines = [*equal_epochs[key].items(), *equal_minutes.get(key, {}).items()]
-            for label, curve in sorted(lines, key=lambda line: RECIPES.index(line[0].partition(" ")[0])):
+            for label, curve in sorted(lines, key=lambda line: recipe_rank(line[0].partition(" ")[0])):
                 recipe, _, note = label.partition(" ")
                 ax.plot(*zip(*curve), label=label, color=colours.get(recipe, "black"), marker="o",
                         linestyle="--" if note else "-")
@@ -108,8 +111,9 @@ def main() -> None:
     args.page_dir.mkdir(parents=True, exist_ok=True)
     plot_recipe_curves(curves, equal_minutes, args.run_root / "recipe_curves.png")
     shrink(args.run_root / "recipe_curves.png", args.page_dir / "recipe_curves.png")
-    if (args.run_root / "training_curves.png").is_file():
-        shrink(args.run_root / "training_curves.png", args.page_dir / "training_curves.png")
+    for name in ("training_curves.png", "miou_vs_subset.png"):
+        if (args.run_root / name).is_file():
+            shrink(args.run_root / name, args.page_dir / name)
     print(f"\nfigures in {args.page_dir}")
 
 
