@@ -7,7 +7,7 @@
     simseg sweep --subsets 250,500,1k --init scratch,RUN_DIR [--seeds 0,1,2] [--data PETS] [--shard i/n] ...
     simseg report SWEEP_DIR
     simseg grid --checkpoint RUN_DIR --data SOURCE [--n 8] [--out FILE.png]
-    simseg data cache SOURCE --out DIR [--size 144] [--workers 4] [--overwrite]
+    simseg data cache SOURCE --out DIR [--img-size 128] [--workers 4] [--overwrite]
     simseg demo [--output-dir outputs/demo]
 """
 
@@ -145,26 +145,31 @@ def grid(argv: list[str]) -> Path:
 
 
 def data(argv: list[str]) -> Path:
-    """Data tools. ``simseg data cache``: decode every image of a source once into a uint8 cache at training
-    resolution, for pretraining's batched path (data.source=DIR)."""
+    """Data tools. ``simseg data cache``: decode every image of a source once into an image cache, the format every
+    stage's batched path reads (pretrain on it with data.source=DIR)."""
     from simseg.config.pretrain import PretrainDataConfig
-    from simseg.data.cache import build_cache
+    from simseg.data.cache_build import build_cache
+    from simseg.data.image_cache import CacheSpec, cache_side
     from simseg.data.unlabelled import open_image_source
 
     parser = argparse.ArgumentParser(prog="simseg data", description=data.__doc__)
     tools = parser.add_subparsers(dest="tool", required=True)
-    cache = tools.add_parser("cache", help="decode a source once into an image cache (images.npy + cache.json)")
+    cache = tools.add_parser("cache", help="decode a source once into an image cache (*.npy + cache.json)")
     cache.add_argument("source", help="an image folder, a datasets dataset on disk, parquet/arrow files or 'synthetic'")
     cache.add_argument("--out", required=True, help="the cache folder (then pretrain with data.source=DIR)")
-    cache.add_argument("--size", type=int, default=144,
-                       help="side in pixels: shorter side resized to it, centre square kept (default 144 for "
-                            "128-px training, room for the random crops)")
+    cache.add_argument("--img-size", type=int, default=128, help="the model.img_size it will train (default 128)")
+    cache.add_argument("--size", type=int, default=None,
+                       help="side of the stored squares in pixels (default: a quarter more than --img-size, room for "
+                            "the random crops)")
     cache.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
     cache.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
     args = parser.parse_args(argv)
+    size = args.size or cache_side(args.img_size)
+    if size < 1 or args.img_size < 1:
+        raise SimsegError(f"--size {size} and --img-size {args.img_size} must be positive numbers of pixels")
     source = open_image_source(PretrainDataConfig(source=args.source), stream="pretrain")
-    out = build_cache(source, args.out, size=args.size, workers=args.workers, overwrite=args.overwrite)
-    print(f"wrote {out}: {len(source):,} images at {args.size} px; pretrain on it with data.source={out}")
+    out = build_cache(source, args.out, CacheSpec(size), workers=args.workers, overwrite=args.overwrite)
+    print(f"wrote {out}: {len(source):,} images at {size} px; pretrain on it with data.source={out}")
     return out
 
 

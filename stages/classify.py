@@ -22,30 +22,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from simseg.command_line import run_main, stage_config
 from simseg.config.classify import ClassifyConfig
 from simseg.config.loader import to_dict
-from simseg.data.batched import IndexDataset
-from simseg.data.labelled_batches import CachedEvalSet, CachedLabelledBatches, choose_pipeline, keep_batch
-from simseg.data.labelled_cache import CacheSpec, cache_side, ensure_labelled_cache
-from simseg.data.pair_batch_augment import PairBatchAugment
-from simseg.data.scenes import LabelledDataset, open_labelled
-from simseg.data.transforms import eval_transform, pretrain_transform
+from simseg.data.image_cache import CacheSpec, cache_side
+from simseg.data.scenes import open_labelled
 from simseg.errors import SimsegError
 from simseg.files import atomic_write_json
 from simseg.models.classifier import Classifier, build_mixup, mix_batch
 from simseg.models.vit import build_encoder
-from simseg.training.engine import epoch_record, epoch_seed, evaluate_confusion, speed_summary, train_one_epoch
+from simseg.training.data_path import DataPath
+from simseg.training.engine import epoch_record, evaluate_confusion, speed_summary, train_one_epoch
 from simseg.training.export import load_init
 from simseg.training.metrics import classification_metrics
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import save_confusion_png
-from simseg.training.rundir import check_or_save_splits, read_metrics, recorded_pipeline
+from simseg.training.rundir import check_or_save_splits, read_metrics
 from simseg.training.stage_steps import (
     begin_or_resume,
     end_epoch,
+    epochs,
+    evaluation_due,
     init_name,
     labelled_metrics,
     start_run,
@@ -58,127 +56,90 @@ def main(cfg: ClassifyConfig) -> Path:
 
     # --- data: the test set (whole or a seeded draw) and a seeded, class-stratified training subset ---------------
     data = open_labelled(cfg.data, cfg.seed)
-    classes = data.train.classes
-    check_or_save_splits(run_dir, {"test": [data.test.names[i] for i in data.test_indices],
-                                   "train": [data.train.names[i] for i in data.train_indices]},
+    classes, train_idx, test_idx = data.train.classes, data.train_indices, data.test_indices
+    check_or_save_splits(run_dir, {"test": [data.test.names[i] for i in test_idx],
+                                   "train": [data.train.names[i] for i in train_idx]},
                          write=accelerator.is_main_process)
     check_or_save_classes(run_dir, classes, write=accelerator.is_main_process)
-    # The same crops, flips and jitter as the segmentation stage (image only); the test images are centre-cropped.
-    # Per-image path: decode and transform in the loader. Batched path: the images used are decoded once into a
-    # cache (one per split folder); the loader yields index batches, which make_inputs gathers and augments.
-    img, batch = cfg.model.img_size, cfg.train.batch_size
-    spec = CacheSpec(cache_side(img), img, "shorter_crop", masks=False)
-    used = {"train": data.train_indices, "test": data.test_indices}
-    batched = choose_pipeline(cfg.data.pipeline, recorded_pipeline(cfg),
-                              (len(data.train_indices) + len(data.test_indices)) * spec.row_bytes()) == "batched"
-    cfg.data.pipeline = "batched" if batched else "per_image"  # what config.yaml records and a resume keeps
-    if batched:
-        caches = cached_splits(data, used, spec, cfg.data.cache_dir or run_dir / "data_cache", cfg, accelerator)
-        batches = CachedLabelledBatches(caches["train"], PairBatchAugment.from_aug_config(cfg.aug, img,
-                                                                                          cfg.train.compile),
-                                        accelerator.device)
-        labels = torch.as_tensor(data.train.labels)
-        train_set = IndexDataset(data.train_indices)
-        test_set = CachedEvalSet(caches["test"], data.test_indices, cfg.aug.mean, cfg.aug.std, data.test.labels)
-    else:
-        train_set = LabelledDataset(data.train, data.train_indices, pretrain_transform(cfg.aug, img))
-        test_set = LabelledDataset(data.test, data.test_indices, eval_transform(img, cfg.aug.mean, cfg.aug.std))
-    if len(train_set) < batch * accelerator.num_processes:
-        raise SimsegError(f"{len(train_set):,} training images do not fill one batch of train.batch_size={batch} "
-                          f"on {accelerator.num_processes} process(es): lower train.batch_size or raise data.subset")
-    # The batched path's loaders only index arrays in memory: workers would add start-up and nothing else.
-    loader_args = dict(batch_size=batch, num_workers=0 if batched else cfg.data.num_workers,
-                       pin_memory=accelerator.device.type == "cuda")
+    if len(train_idx) < cfg.train.batch_size * accelerator.num_processes:
+        raise SimsegError(f"{len(train_idx):,} training images do not fill one batch of train.batch_size="
+                          f"{cfg.train.batch_size} on {accelerator.num_processes} process(es): lower "
+                          f"train.batch_size or raise data.subset")
+    # The segmentation stage's crops, flips and jitter (image only); test images are resized and centre-cropped.
+    img = cfg.model.img_size
+    path = DataPath(cfg, run_dir, accelerator, CacheSpec(cache_side(img), img, "shorter_crop", labels=True),
+                    len(train_idx) + len(test_idx))
+    one_source = data.test is data.train  # synthetic shapes: test set and training pool drawn from one source
+    train_cache = path.cache(data.train, np.union1d(train_idx, test_idx) if one_source else train_idx)
+    test_cache = train_cache if one_source else path.cache(data.test, test_idx)
     # drop_last: MixUp mixes each batch with its reverse and needs an even batch; a short last batch could be odd.
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=True, **loader_args)
-    test_loader = DataLoader(test_set, shuffle=False, **loader_args, **({"collate_fn": keep_batch} if batched else {}))
-    accelerator.print(f"classifying {len(train_set):,} training images of {data.train.name} into {len(classes)} "
-                      f"classes, testing on {len(test_set):,} of {data.test.name}")
+    train = path.training(data.train, train_idx, train_cache, targets="labels", drop_last=True)
+    test_loader = path.evaluation(data.test, test_idx, test_cache, "labels", "shorter_crop")
+    accelerator.print(f"classifying {len(train_idx):,} training images of {data.train.name} into {len(classes)} "
+                      f"classes, testing on {len(test_idx):,} of {data.test.name}; {train.describe()}")
 
     # --- model, optimiser, MixUp ----------------------------------------------------------------------------------
     model, lineage = build_model(cfg, len(classes))
-    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay,
-                            fused=accelerator.device.type == "cuda")
-    # Index batches stay on the CPU, where the augmentation draws its parameters from each item's original size.
-    model, optimizer, train_loader, test_loader = accelerator.prepare(
-        model, optimizer, train_loader, test_loader, device_placement=[True, True, not batched, True])
-    lr_at = schedule_for(cfg.train, len(train_loader))
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, fused=accelerator.device.type == "cuda")
+    model, optimizer = accelerator.prepare(model, optimizer)
+    lr_at = schedule_for(cfg.train, len(train.loader))
     mixup = build_mixup(cfg.mixup, cfg.train.label_smoothing, len(classes))
+    start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "classify", lineage, path.resolved())
 
-    def make_inputs(batch):
-        if batched:  # batch: source indices (B,)
-            batch = (batches(batch)[0], labels[batch].to(accelerator.device, non_blocking=True))
-        images, targets = mix_batch(mixup, batch[0], batch[1], len(classes), cfg.train.label_smoothing)
+    def make_inputs(batch) -> dict:
+        images, labels = train(batch)  # (B, 3, img, img), (B,)
+        images, targets = mix_batch(mixup, images, labels, len(classes), cfg.train.label_smoothing)
         return {"images": images, "targets": targets}  # targets: (B, K) soft, rows sum to one
-
-    # --- resume ---------------------------------------------------------------------------------------------------
-    start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "classify", lineage)
 
     # --- training loop ------------------------------------------------------------------------------------------
     start = time.perf_counter()
-    last_test_confusion = None  # the last epoch's test score: the reported weights are that epoch's
-    for epoch in range(start_epoch, cfg.train.epochs):
-        seed = epoch_seed(cfg.seed, epoch, accelerator.process_index)
-        torch.manual_seed(seed)  # augmentation, dropout
-        np.random.seed(seed % 2**32)  # MixUp's lambda and CutMix boxes come from numpy's global generator
-        if batched:
-            batches.manual_seed(seed)
-        train_loader.set_epoch(epoch)
-        stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
+    confusion = None  # the last epoch's test score: the reported weights are that epoch's
+    for epoch in epochs(accelerator, cfg, start_epoch, train):
+        stats, step = train_one_epoch(model, train.loader, optimizer, accelerator, epoch=epoch, step=step,
                                       lr_at=lr_at, make_inputs=make_inputs, grad_clip=cfg.train.grad_clip,
                                       progress=cfg.log.progress)
         record = epoch_record(epoch, step, stats)
-        last = epoch == cfg.train.epochs - 1
-        if last or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):
+        if evaluation_due(cfg, epoch):
             confusion = evaluate_confusion(model, test_loader, accelerator, len(classes))
             record["test_top1"] = classification_metrics(confusion, classes)["top1"]
-            last_test_confusion = confusion if last else None
         score = f", test top-1 {record['test_top1']:.4f}" if "test_top1" in record else ""
         end_epoch(accelerator, run_dir, record,
                   f"epoch {epoch}: train loss {stats['loss']:.4f}{score}, {speed_summary(stats)}")
 
     # --- final test evaluation, pictures and exports ----------------------------------------------------------------
-    reported = accelerator.unwrap_model(model)
-    history = read_metrics(run_dir)
-    confusion = last_test_confusion  # None when resuming a finished run: then score it now
-    if confusion is None:
-        confusion = evaluate_confusion(reported, test_loader, accelerator, len(classes))
+    if confusion is None:  # resuming a finished run: score it now
+        confusion = evaluate_confusion(model, test_loader, accelerator, len(classes))
     if accelerator.is_main_process:
-        metrics = classification_metrics(confusion, classes)
-        matrix = metrics.pop("confusion")
-        atomic_write_json(run_dir / "confusion.json", {"classes": classes, "rows": "target", "columns": "prediction",
-                                                       "matrix": matrix})
-        save_confusion_png(run_dir / "confusion.png", matrix, classes,
-                           f"{init_name(cfg.init)}: test top-1 {metrics['top1']:.3f} ({len(train_set):,} training "
-                           f"images)")
-        atomic_write_json(run_dir / "metrics.json", {
-            **metrics, "chance": 1 / len(classes), "classes": classes, "reported_epoch": history[-1]["epoch"],
-            "mixup": to_dict(cfg.mixup), "head": cfg.head, "pipeline": cfg.data.pipeline,
-            **labelled_metrics(cfg, reported, history, len(train_set), len(test_set), accelerator.device),
-        })
-        write_labelled_exports(run_dir, reported, cfg, "classify", head=cfg.head, classes=json.dumps(classes))
-        accelerator.print(f"test top-1 {metrics['top1']:.4f}, mean per-class accuracy "
-                          f"{metrics['mean_class_accuracy']:.4f}; done in {time.perf_counter() - start:.0f}s: "
-                          f"{run_dir}")
+        report(accelerator.unwrap_model(model), cfg, run_dir, confusion, classes, path.pipeline, accelerator.device,
+               len(train_idx), len(test_idx))
+        accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
     return run_dir
 
 
 def build_model(cfg: ClassifyConfig, num_classes: int) -> tuple[Classifier, dict]:
     """The classifier, its encoder from scratch or from an export, and the lineage record saying which."""
-    model = Classifier(build_encoder(cfg.model), num_classes, cfg.head, cfg.train.label_smoothing)
+    model = Classifier(build_encoder(cfg.model), num_classes, cfg.pool, cfg.train.label_smoothing)
     return model, load_init(model, cfg.init, cfg.model)
 
 
-def cached_splits(data, used: dict, spec: CacheSpec, root, cfg: ClassifyConfig, accelerator) -> dict:
-    """{split: the labelled cache holding its items}: one per source folder (synthetic train and test share one)."""
-    if data.train is data.test:
-        cache = ensure_labelled_cache(data.train, np.union1d(used["train"], used["test"]), spec, root,
-                                      cfg.data.num_workers, cfg.log.progress, accelerator.print)
-        return {"train": cache, "test": cache}
-    return {split: ensure_labelled_cache(source, used[split], spec, root, cfg.data.num_workers, cfg.log.progress,
-                                         accelerator.print)
-            for split, source in (("train", data.train), ("test", data.test))}
+def report(model: Classifier, cfg: ClassifyConfig, run_dir: Path, confusion: torch.Tensor, classes: list[str],
+           pipeline: str, device: torch.device, train_images: int, test_images: int) -> None:
+    """metrics.json, confusion.json and confusion.png of the reported (last) weights, and the exports."""
+    history = read_metrics(run_dir)
+    metrics = classification_metrics(confusion, classes)
+    matrix = metrics.pop("confusion")
+    atomic_write_json(run_dir / "confusion.json", {"classes": classes, "rows": "target", "columns": "prediction",
+                                                   "matrix": matrix})
+    save_confusion_png(run_dir / "confusion.png", matrix, classes, f"{init_name(cfg.init)}: test top-1 "
+                       f"{metrics['top1']:.3f} ({train_images:,} training images)")
+    atomic_write_json(run_dir / "metrics.json", {
+        **metrics, "chance": 1 / len(classes), "classes": classes, "reported_epoch": history[-1]["epoch"],
+        "mixup": to_dict(cfg.mixup), "pool": cfg.pool, "pipeline": pipeline,
+        **labelled_metrics(cfg, model, history, train_images, test_images, device),
+    })
+    write_labelled_exports(run_dir, model, cfg, "classify", pool=cfg.pool, classes=json.dumps(classes))
+    print(f"test top-1 {metrics['top1']:.4f}, mean per-class accuracy {metrics['mean_class_accuracy']:.4f}")
 
 
 def check_or_save_classes(run_dir: Path, classes: list[str], write: bool) -> None:

@@ -10,16 +10,15 @@ Classes (simseg.data.pets): 0 background, 1 pet, 2 boundary (Oxford trimap value
 
 Writes into ``output_dir``: config.yaml, lineage.json (where the encoder's weights came from), test_images.txt /
 train_images.txt / val_images.txt (the split, one item name per line), metrics.jsonl (per epoch: train loss, and
-every ``eval.every`` epochs test and validation mIoU), metrics.json (final test figures from one confusion matrix over
-every test pixel, plus the model's cost: parameters, GFLOPs, inference and training images/s, seconds),
-confusion.json, examples.png (rows image | ground
-truth | prediction for the first ``log.examples`` test images; colours: background black, pet orange, boundary
-white), encoder.safetensors (the export; ViT models only), model.safetensors (encoder + head), best.safetensors
-(with a validation split) and state/ (for ``resume=true``).
+every ``eval.every`` epochs test and validation mIoU), metrics.json (final test figures from one confusion matrix
+over every test pixel, plus the model's cost: parameters, GFLOPs, inference and training images/s, seconds),
+confusion.json, examples.png (rows image | ground truth | prediction for the first ``log.examples`` test images;
+background black, pet orange, boundary white), encoder.safetensors (the export; ViT models only), model.safetensors
+(encoder + head), best.safetensors (with a validation split) and state/ (for ``resume=true``).
 
 Nothing is chosen on the test set: with ``data.val_size`` > 0 the reported weights are those of the epoch with the
-best validation mIoU (among evaluated epochs), otherwise those of the last epoch. With ``train.ema`` the EMA weights
-(or ``train.ema_half_life``) are evaluated, reported and exported instead of the raw ones.
+best validation mIoU (among evaluated epochs), otherwise those of the last epoch. With ``train.ema`` (or
+``train.ema_half_life``) the EMA weights are evaluated, reported and exported instead of the raw ones.
 """
 
 from __future__ import annotations
@@ -32,16 +31,10 @@ import numpy as np
 import torch
 from accelerate import DistributedDataParallelKwargs
 from timm.utils import ModelEmaV3
-from torch.utils.data import DataLoader
 
 from simseg.command_line import run_main, stage_config
 from simseg.config.segment import SegmentConfig
-from simseg.data.batched import IndexDataset
-from simseg.data.labelled_batches import CachedEvalSet, CachedLabelledBatches, choose_pipeline, keep_batch
-from simseg.data.labelled_cache import CacheSpec, cache_side, ensure_labelled_cache
-from simseg.data.loaders import TransformedPairs
-from simseg.data.pair_batch_augment import PairBatchAugment
-from simseg.data.pair_transforms import seg_eval_transform, seg_train_transform
+from simseg.data.image_cache import CacheSpec, cache_side
 from simseg.data.pets import CLASS_NAMES, open_segmentation_pairs
 from simseg.data.splits import segmentation_splits
 from simseg.data.transforms import denormalize
@@ -51,15 +44,18 @@ from simseg.models.registry import build_segmentation_model
 from simseg.models.segmentation_mixing import mix_segmentation_batch
 from simseg.models.vit import build_encoder
 from simseg.training.cnn_weights import load_cnn_init
-from simseg.training.engine import epoch_record, epoch_seed, evaluate_confusion, speed_summary, train_one_epoch
+from simseg.training.data_path import DataPath
+from simseg.training.engine import epoch_record, evaluate_confusion, speed_summary, train_one_epoch
 from simseg.training.export import load_init, read_weights, save_weights
 from simseg.training.metrics import segmentation_metrics, time_to_target
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import colour_masks, save_image_grid
-from simseg.training.rundir import check_or_save_splits, read_metrics, recorded_pipeline
+from simseg.training.rundir import check_or_save_splits, read_metrics
 from simseg.training.stage_steps import (
     begin_or_resume,
     end_epoch,
+    epochs,
+    evaluation_due,
     init_name,
     labelled_metrics,
     start_run,
@@ -83,139 +79,61 @@ def main(cfg: SegmentConfig) -> Path:
                                  test_seed=cfg.data.test_seed)
     check_or_save_splits(run_dir, {k: [source.names[i] for i in v] for k, v in splits.items()},
                          write=accelerator.is_main_process)
-    img, aug = cfg.model.img_size, cfg.aug
-    # Per-image path: decode and transform each pair in the loader. Batched path: the pairs used are decoded once
-    # into a cache; the loader yields index batches, which make_inputs gathers and augments on the device.
     used = np.concatenate([splits["train"], splits["test"], splits["val"]])
-    spec = CacheSpec(cache_side(img), img, "resize", masks=True)
-    batched = choose_pipeline(cfg.data.pipeline, recorded_pipeline(cfg), len(used) * spec.row_bytes()) == "batched"
-    cfg.data.pipeline = "batched" if batched else "per_image"  # what config.yaml records and a resume keeps
-    if batched:
-        cache = ensure_labelled_cache(source, used, spec, cfg.data.cache_dir or run_dir / "data_cache",
-                                      cfg.data.num_workers, cfg.log.progress, accelerator.print)
-        batches = CachedLabelledBatches(cache, PairBatchAugment.from_aug_config(aug, img, cfg.train.compile),
-                                        accelerator.device)
-        train_set = IndexDataset(splits["train"])
-        test_set, val_set = (CachedEvalSet(cache, splits[k], aug.mean, aug.std) for k in ("test", "val"))
-    else:
-        train_set = TransformedPairs(source, splits["train"], seg_train_transform(
-            img, aug.crop_scale, aug.crop_ratio, aug.hflip, aug.color_jitter, aug.color_jitter_prob, aug.mean,
-            aug.std, aug.rotation, aug.blur_prob, aug.blur_sigma))
-        test_set, val_set = (TransformedPairs(source, splits[k], seg_eval_transform(img, aug.mean, aug.std))
-                             for k in ("test", "val"))
-    # The batched path's loaders only index arrays in memory: workers would add start-up and nothing else.
-    loader_args = dict(batch_size=cfg.train.batch_size, num_workers=0 if batched else cfg.data.num_workers,
-                       pin_memory=accelerator.device.type == "cuda")
-    eval_args = loader_args | ({"collate_fn": keep_batch} if batched else {})
-    train_loader = DataLoader(train_set, shuffle=True, **loader_args)
-    test_loader = DataLoader(test_set, shuffle=False, **eval_args)
-    val_loader = DataLoader(val_set, shuffle=False, **eval_args) if val_size else None
+    img = cfg.model.img_size
+    data = DataPath(cfg, run_dir, accelerator, CacheSpec(cache_side(img), img, "resize", masks=True), len(used))
+    cache = data.cache(source, used)
+    train = data.training(source, splits["train"], cache, targets="masks")
+    test_loader = data.evaluation(source, splits["test"], cache, "masks", "resize")
+    val_loader = data.evaluation(source, splits["val"], cache, "masks", "resize") if val_size else None
     skipped = getattr(source, "skipped", 0)
-    accelerator.print(f"segmenting {len(train_set):,} training images of {source.name}, testing on {len(test_set):,}"
-                      + (f", validating on {len(val_set):,}" if val_size else "")
-                      + (f" ({skipped:,} unpaired files skipped)" if skipped else "")
-                      + f"; {batches.describe() if batched else 'per-image augmentation in the loader'}")
+    accelerator.print(f"segmenting {len(splits['train']):,} training images of {source.name}, testing on "
+                      f"{test_size:,}" + (f", validating on {val_size:,}" if val_size else "")
+                      + (f" ({skipped:,} unpaired files skipped)" if skipped else "") + f"; {train.describe()}")
 
     # --- model and optimiser ------------------------------------------------------------------------------------
     model, lineage = build_model(cfg)
     optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.layer_decay,
                             fused=accelerator.device.type == "cuda")
-    # Index batches stay on the CPU, where the augmentation draws its parameters from each item's original size.
-    model, optimizer, train_loader, test_loader = accelerator.prepare(
-        model, optimizer, train_loader, test_loader, device_placement=[True, True, not batched, True])
-    if val_loader is not None:
-        val_loader = accelerator.prepare(val_loader)
+    model, optimizer = accelerator.prepare(model, optimizer)
     decay = cfg.train.ema_decay()
     ema = ModelEmaV3(accelerator.unwrap_model(model), decay=decay) if decay else None
     if ema is not None:
         accelerator.register_for_checkpointing(ema)  # the average is training state: resume continues it
-    lr_at = schedule_for(cfg.train, len(train_loader))
+    evaluated = ema.module if ema is not None else model  # what is scored, reported and exported
+    lr_at = schedule_for(cfg.train, len(train.loader))
+    start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "segment", lineage, data.resolved())
 
-    # --- resume ---------------------------------------------------------------------------------------------------
-    start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "segment", lineage)
-    best_val = max((r["val_miou"] for r in read_metrics(run_dir) if r.get("val_miou") is not None), default=None)
-
-    def evaluated_model():
-        return ema.module if ema is not None else model
-
-    def make_inputs(batch):  # MixUp/CutMix turn the masks into per-pixel soft targets
-        images, mask = batches(batch) if batched else batch  # (B, 3, img, img), (B, img, img)
-        if not cfg.mixup.enabled:
-            return {"images": images, "mask": mask}
-        mix = cfg.mixup
-        images, targets = mix_segmentation_batch(images, mask, NUM_CLASSES, mix.alpha, mix.cutmix_alpha, mix.prob,
-                                                 mix.switch_prob)
-        return {"images": images, "mask": targets}
+    def make_inputs(batch) -> dict:  # MixUp/CutMix turn the masks into per-pixel soft targets
+        images, masks = train(batch)  # (B, 3, img, img), (B, img, img)
+        if cfg.mixup.enabled:
+            mix = cfg.mixup
+            images, masks = mix_segmentation_batch(images, masks, NUM_CLASSES, mix.alpha, mix.cutmix_alpha,
+                                                   mix.prob, mix.switch_prob)
+        return {"images": images, "mask": masks}
 
     # --- training loop ------------------------------------------------------------------------------------------
     start = time.perf_counter()
     last_test_confusion = None  # the last epoch's test score, reused below when those are the reported weights
-    for epoch in range(start_epoch, cfg.train.epochs):
-        seed = epoch_seed(cfg.seed, epoch, accelerator.process_index)
-        torch.manual_seed(seed)  # augmentation, dropout
-        if batched:
-            batches.manual_seed(seed)
-        train_loader.set_epoch(epoch)
+    for epoch in epochs(accelerator, cfg, start_epoch, train):
         accelerator.unwrap_model(model).freeze_encoder = epoch < cfg.train.freeze_encoder_epochs
-        stats, step = train_one_epoch(model, train_loader, optimizer, accelerator, epoch=epoch, step=step,
-                                      lr_at=lr_at, make_inputs=make_inputs,
-                                      grad_clip=cfg.train.grad_clip, progress=cfg.log.progress, ema=ema,
-                                      ema_every=cfg.train.ema_interval, sam=cfg.train.sam())
+        stats, step = train_one_epoch(model, train.loader, optimizer, accelerator, epoch=epoch, step=step,
+                                      lr_at=lr_at, make_inputs=make_inputs, grad_clip=cfg.train.grad_clip,
+                                      progress=cfg.log.progress, ema=ema, ema_every=cfg.train.ema_interval,
+                                      sam=cfg.train.sam())
         record = epoch_record(epoch, step, stats)
-        last = epoch == cfg.train.epochs - 1
-        if last or (cfg.eval.every and (epoch + 1) % cfg.eval.every == 0):
-            confusion = evaluate_confusion(evaluated_model(), test_loader, accelerator, NUM_CLASSES)
-            record["test_miou"] = segmentation_metrics(confusion, CLASS_NAMES)["miou"]
-            last_test_confusion = confusion if last else None
-            if val_loader is not None:
-                confusion = evaluate_confusion(evaluated_model(), val_loader, accelerator, NUM_CLASSES)
-                record["val_miou"] = segmentation_metrics(confusion, CLASS_NAMES)["miou"]
-                if best_val is None or record["val_miou"] > best_val:
-                    best_val = record["val_miou"]
-                    if accelerator.is_main_process:
-                        save_weights(run_dir / "best.safetensors",
-                                     accelerator.unwrap_model(evaluated_model()).state_dict(),
-                                     {"stage": "segment", "epoch": str(epoch)})
+        if evaluation_due(cfg, epoch):
+            last_test_confusion = score(evaluated, test_loader, accelerator, record, "test_miou")
+            if val_size:
+                keep_if_best(evaluated, val_loader, accelerator, record, run_dir, epoch)
         scores = "".join(f", {k[:-5]} mIoU {record[k]:.4f}" for k in ("test_miou", "val_miou") if k in record)
         end_epoch(accelerator, run_dir, record,
                   f"epoch {epoch}: train loss {stats['loss']:.4f}{scores}, {speed_summary(stats)}")
 
     # --- final test evaluation of the reported weights, pictures and exports ---------------------------------------
-    reported = accelerator.unwrap_model(evaluated_model())
-    history = read_metrics(run_dir)
-    reported_epoch = history[-1]["epoch"]
-    if val_loader is not None:
-        accelerator.wait_for_everyone()
-        weights, meta = read_weights(run_dir / "best.safetensors")
-        reported.load_state_dict(weights)
-        reported_epoch = int(meta["epoch"])
-    if last_test_confusion is not None and reported_epoch == history[-1]["epoch"]:
-        confusion = last_test_confusion  # the same weights were scored on the test set a moment ago
-    else:
-        confusion = evaluate_confusion(reported, test_loader, accelerator, NUM_CLASSES)
-    plain_confusion, tta = confusion, cfg.eval.tta_views()
-    if tta is not None:  # the reported figures are the TTA ones; the plain mIoU stays beside them
-        confusion = evaluate_confusion(reported, test_loader, accelerator, NUM_CLASSES, tta)
-    if accelerator.is_main_process:
-        metrics = segmentation_metrics(confusion, CLASS_NAMES)
-        if tta is not None:
-            metrics["plain_miou"] = segmentation_metrics(plain_confusion, CLASS_NAMES)["miou"]
-        atomic_write_json(run_dir / "confusion.json", {"classes": list(CLASS_NAMES), "rows": "target",
-                                                       "columns": "prediction", "matrix": metrics.pop("confusion")})
-        atomic_write_json(run_dir / "metrics.json", {
-            **metrics,
-            "reported_epoch": reported_epoch, "selected_on": "val_miou" if val_loader is not None else "last epoch",
-            "best_val_miou": best_val, "loss": cfg.loss, "val_images": len(val_set), "skipped_unpaired": skipped,
-            "arch": cfg.model.arch, "aug": cfg.aug.preset, "recipe": cfg.recipe, "pipeline": cfg.data.pipeline,
-            "tta": None if tta is None else {"scales": tta[0], "flip": tta[1]},
-            "time_to_target": time_to_target(history),
-            **labelled_metrics(cfg, reported, history, len(train_set), len(test_set), accelerator.device),
-        })
-        write_examples(reported, test_set, cfg.log.examples, cfg, run_dir / "examples.png",
-                       f"{init_name(cfg.init)}: test mIoU {metrics['miou']:.3f} ({len(train_set):,} training images)")
-        write_labelled_exports(run_dir, reported, cfg, "segment", arch=cfg.model.arch, num_classes=str(NUM_CLASSES))
-        accelerator.print(f"test mIoU {metrics['miou']:.4f} (epoch {reported_epoch}), pixel accuracy "
-                          f"{metrics['pixel_accuracy']:.4f}; done in {time.perf_counter() - start:.0f}s: {run_dir}")
+    report(accelerator.unwrap_model(evaluated), cfg, run_dir, accelerator, test_loader, last_test_confusion,
+           data.pipeline, dict(train=len(splits["train"]), test=test_size, val=val_size, skipped=skipped))
+    accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
     return run_dir
 
@@ -230,12 +148,67 @@ def build_model(cfg: SegmentConfig) -> tuple[torch.nn.Module, dict]:
     return model, load_init(model, cfg.init, cfg.model)
 
 
+def score(model, loader, accelerator, record: dict, key: str) -> torch.Tensor:
+    """``record[key]``: the mIoU of ``model`` on ``loader``; returns the confusion matrix."""
+    confusion = evaluate_confusion(model, loader, accelerator, NUM_CLASSES)
+    record[key] = segmentation_metrics(confusion, CLASS_NAMES)["miou"]
+    return confusion
+
+
+def keep_if_best(model, val_loader, accelerator, record: dict, run_dir: Path, epoch: int) -> None:
+    """Score the validation split; weights that beat every earlier epoch's go to best.safetensors."""
+    score(model, val_loader, accelerator, record, "val_miou")
+    earlier = [r["val_miou"] for r in read_metrics(run_dir) if r.get("val_miou") is not None]
+    if accelerator.is_main_process and record["val_miou"] > max(earlier, default=-1.0):
+        save_weights(run_dir / "best.safetensors", accelerator.unwrap_model(model).state_dict(),
+                     {"stage": "segment", "epoch": str(epoch)})
+
+
+def report(model, cfg: SegmentConfig, run_dir: Path, accelerator, test_loader, last_test_confusion,
+           pipeline: str, counts: dict) -> None:
+    """Score the reported weights (the best validation epoch's, else the last) on the test set, with TTA when
+    asked, and write metrics.json, confusion.json, examples.png and the exports."""
+    history = read_metrics(run_dir)
+    reported_epoch, best_val = history[-1]["epoch"], None
+    if counts["val"]:
+        accelerator.wait_for_everyone()
+        weights, meta = read_weights(run_dir / "best.safetensors")
+        model.load_state_dict(weights)
+        reported_epoch = int(meta["epoch"])
+        best_val = max(r["val_miou"] for r in history if r.get("val_miou") is not None)
+    confusion = last_test_confusion  # the same weights were scored on the test set a moment ago ...
+    if confusion is None or reported_epoch != history[-1]["epoch"]:  # ... unless they are another epoch's
+        confusion = evaluate_confusion(model, test_loader, accelerator, NUM_CLASSES)
+    tta = cfg.eval.tta_views()
+    metrics = segmentation_metrics(confusion, CLASS_NAMES)
+    if tta is not None:  # the reported figures are the TTA ones; the plain mIoU stays beside them
+        plain_miou = metrics["miou"]
+        metrics = {**segmentation_metrics(evaluate_confusion(model, test_loader, accelerator, NUM_CLASSES, tta),
+                                          CLASS_NAMES), "plain_miou": plain_miou}
+    if not accelerator.is_main_process:
+        return
+    atomic_write_json(run_dir / "confusion.json", {"classes": list(CLASS_NAMES), "rows": "target",
+                                                   "columns": "prediction", "matrix": metrics.pop("confusion")})
+    atomic_write_json(run_dir / "metrics.json", {
+        **metrics, "reported_epoch": reported_epoch,
+        "selected_on": "val_miou" if counts["val"] else "last epoch", "best_val_miou": best_val, "loss": cfg.loss,
+        "val_images": counts["val"], "skipped_unpaired": counts["skipped"], "arch": cfg.model.arch,
+        "aug": cfg.aug.preset, "recipe": cfg.recipe, "pipeline": pipeline,
+        "tta": None if tta is None else {"scales": tta[0], "flip": tta[1]}, "time_to_target": time_to_target(history),
+        **labelled_metrics(cfg, model, history, counts["train"], counts["test"], accelerator.device),
+    })
+    write_examples(model, test_loader.dataset, cfg, run_dir / "examples.png",
+                   f"{init_name(cfg.init)}: test mIoU {metrics['miou']:.3f} ({counts['train']:,} training images)")
+    write_labelled_exports(run_dir, model, cfg, "segment", arch=cfg.model.arch, num_classes=str(NUM_CLASSES))
+    accelerator.print(f"test mIoU {metrics['miou']:.4f} (epoch {reported_epoch}), pixel accuracy "
+                      f"{metrics['pixel_accuracy']:.4f}")
+
+
 @torch.no_grad()
-def write_examples(model: torch.nn.Module, test_set: TransformedPairs | CachedEvalSet, rows: int,
-                   cfg: SegmentConfig, path: Path, title: str) -> None:
-    """examples.png: image | ground truth | prediction for the first ``rows`` test images (background black, pet
-    orange, boundary white)."""
-    pairs = [test_set[i] for i in range(min(rows, len(test_set)))]
+def write_examples(model: torch.nn.Module, test_set, cfg: SegmentConfig, path: Path, title: str) -> None:
+    """examples.png: image | ground truth | prediction for the first ``log.examples`` test images (background
+    black, pet orange, boundary white)."""
+    pairs = [test_set[i] for i in range(min(cfg.log.examples, len(test_set)))]
     device = next(model.parameters()).device
     images = torch.stack([p[0] for p in pairs]).to(device)  # (N, 3, H, W)
     truth = torch.stack([p[1] for p in pairs])  # (N, H, W)

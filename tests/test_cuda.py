@@ -19,11 +19,12 @@ def test_pretraining_on_the_gpu_with_bf16_compiled_and_the_cache_on_the_device(t
     import stages.pretrain as pretrain_stage
     from simseg.config.loader import load_config
     from simseg.config.pretrain import PretrainConfig, PretrainDataConfig
-    from simseg.data.cache import build_cache
+    from simseg.data.cache_build import build_cache
+    from simseg.data.image_cache import CacheSpec
     from simseg.data.unlabelled import open_image_source
 
     source = open_image_source(PretrainDataConfig(source="synthetic", synthetic_size=96), "pretrain")
-    cache = build_cache(source, tmp_path / "cache", size=144, progress=False)
+    cache = build_cache(source, tmp_path / "cache", CacheSpec(160), progress=False)
     for compile_ in ("false", "true"):
         out = tmp_path / f"run-{compile_}"
         pretrain_stage.main(load_config(PretrainConfig, None, [

@@ -86,7 +86,7 @@ class ClassifyConfig:
     resume: bool = False
     init: str = "scratch"
     """``scratch`` (random encoder) or a run folder / ``encoder.safetensors`` of another stage (pretraining)."""
-    head: Literal["token", "mean"] = "token"
+    pool: Literal["token", "mean"] = "token"
     """Classifier input: the cls token (the study), or the mean of the patch tokens."""
     data: ClsDataConfig = dataclasses.field(default_factory=ClsDataConfig)
     model: FineTuneModelConfig = dataclasses.field(default_factory=FineTuneModelConfig)
@@ -101,3 +101,6 @@ class ClassifyConfig:
         check(not self.mixup.enabled or self.train.batch_size % 2 == 0,
                f"train.batch_size={self.train.batch_size} must be even with MixUp/CutMix on (it mixes each batch "
                f"with its reverse): choose an even size or set mixup.prob=0")
+
+
+ClassifyConfig.RENAMED = {"head": ("pool", None)}  # the key's name in configs written before it was ``pool``

@@ -74,7 +74,7 @@ def build(cls: type, tree: dict[str, Any], prefix: str = "") -> Any:
     """Construct dataclass ``cls`` from a nested dict, rejecting unknown keys and ill-typed values."""
     if not isinstance(tree, dict):
         raise SimsegError(f"config section '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {tree!r}")
-    tree = with_recipe(cls, tree, prefix)
+    tree = with_recipe(cls, with_renamed_keys(cls, tree, prefix), prefix)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -90,6 +90,33 @@ def build(cls: type, tree: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def with_renamed_keys(cls: type, tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``tree`` with the keys of configs written before a rename moved to their new place, for a class with
+    ``RENAMED`` (old top-level key -> (new dotted key, {old value: new value} or None to keep the value)). An old
+    key set to null is dropped; one that contradicts its new key given as well is refused."""
+    renamed = getattr(cls, "RENAMED", {})
+    if not any(old in tree for old in renamed):
+        return tree
+    tree = dict(tree)
+    for old, (new, values) in renamed.items():
+        given = tree.pop(old, None)
+        if given is None:
+            continue
+        if values is not None and given not in values:
+            raise SimsegError(f"{prefix}{old}={given!r} is not allowed; set {new} instead ({old} accepts only "
+                              f"{', '.join(values)}, its names from before)")
+        value = given if values is None else values[given]
+        *parents, leaf = new.split(".")
+        node = tree
+        for part in parents:
+            node[part] = dict(node.get(part) or {})
+            node = node[part]
+        if node.get(leaf, value) != value:
+            raise SimsegError(f"{prefix}{old}={given} means {new}={value}, but {new}={node[leaf]}: give only {new}")
+        node[leaf] = value
+    return tree
+
+
 def with_recipe(cls: type, tree: dict[str, Any], prefix: str) -> dict[str, Any]:
     """``tree`` over the keys of its named recipe, for a class with ``RECIPES`` (name -> nested keys): a recipe
     fills what the tree leaves out, and every key given explicitly wins."""
@@ -100,14 +127,16 @@ def with_recipe(cls: type, tree: dict[str, Any], prefix: str) -> dict[str, Any]:
     if name not in recipes:
         raise SimsegError(f"{prefix}recipe={name!r} is not allowed; choose one of {', '.join(recipes)}")
 
-    def merge(base: dict, over: dict) -> dict:
-        merged = dict(base)
-        for key, value in over.items():
-            merged[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
-                else value
-        return merged
+    return merge_trees(recipes[name], tree)
 
-    return merge(recipes[name], tree)
+
+def merge_trees(base: dict, over: dict) -> dict:
+    """``base`` with the values of ``over`` (nested alike) written over it; neither is changed."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = merge_trees(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return merged
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class SourceConfig:
     """Which synthetic images: each stage draws its own stream from this seed, so stages never share images."""
     num_workers: int | None = None
     """DataLoader worker processes; 0 loads in the main process; null = chosen for this machine by
-    :func:`default_num_workers` (the resolved number is what the run folder's config.yaml records)."""
+    :func:`default_num_workers` (the run folder's config.yaml records the number under ``resolved``)."""
     pipeline: Literal["auto", "per_image", "batched"] = "auto"
     """Training batches: ``per_image`` (decoding and PIL transforms item by item in the loader), ``batched``
     (images decoded once into a cache, gathered by index and augmented as one batch on the training device),
@@ -54,9 +54,11 @@ class SourceConfig:
         if self.subset is not None:
             parse_size(self.subset, "data.subset")
         check(self.synthetic_image_size >= 32, "data.synthetic_image_size must be at least 32")
-        if self.num_workers is None:
-            self.num_workers = default_num_workers()
-        check(self.num_workers >= 0, "data.num_workers must be >= 0")
+        check(self.num_workers is None or self.num_workers >= 0, "data.num_workers must be >= 0 (or null)")
+
+    def workers(self) -> int:
+        """``num_workers``, or the machine's default when it is null."""
+        return default_num_workers() if self.num_workers is None else self.num_workers
 
 
 def default_num_workers() -> int:
@@ -160,6 +162,12 @@ class AugConfig:
     color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
     """Brightness, contrast, saturation, hue."""
     color_jitter_prob: float = 0.8
+    rotation: float = 0.0
+    """Rotation by up to +-this many degrees (a segmentation mask with its image, nearest; the uncovered corners
+    are left out of the loss, see :mod:`simseg.data.transforms`); 0 = none."""
+    blur_prob: float = 0.0
+    """Probability of a Gaussian blur of the image (never a mask) with sigma drawn from ``blur_sigma``."""
+    blur_sigma: tuple[float, float] = (0.1, 1.0)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -169,6 +177,12 @@ class AugConfig:
         check(0 < self.crop_ratio[0] <= self.crop_ratio[1], "aug.crop_ratio must be two numbers with 0 < low <= high")
         check(0 <= self.hflip <= 1 and 0 <= self.color_jitter_prob <= 1,
               "aug.hflip and aug.color_jitter_prob are probabilities")
+        check(len(self.color_jitter) == 4 and min(self.color_jitter[:3]) >= 0 and 0 <= self.color_jitter[3] <= 0.5,
+              f"aug.color_jitter={list(self.color_jitter)} must be brightness, contrast, saturation >= 0 and hue "
+              f"in [0, 0.5]")
+        check(0 <= self.rotation <= 180, "aug.rotation must be in [0, 180] degrees")
+        check(0 <= self.blur_prob <= 1, "aug.blur_prob is a probability")
+        check(0 < self.blur_sigma[0] <= self.blur_sigma[1], "aug.blur_sigma must be two numbers with 0 < low <= high")
         check(all(s > 0 for s in self.std), "aug.std must be positive")
 
 

@@ -100,20 +100,13 @@ class SegAugConfig(FineTuneAugConfig):
     color_jitter: tuple[float, float, float, float] | None = None
     color_jitter_prob: float | None = None
     rotation: float | None = None
-    """Rotation by up to +-this many degrees, image and mask together (mask nearest; the uncovered corners are left
-    out of the loss, see :mod:`simseg.data.pair_transforms`); 0 = none."""
     blur_prob: float | None = None
-    """Probability of a Gaussian blur of the image (never the mask) with sigma drawn from ``blur_sigma``."""
-    blur_sigma: tuple[float, float] = (0.1, 1.0)
 
     def __post_init__(self):
         for key, value in AUG_PRESETS[self.preset].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
         super().__post_init__()
-        check(0 <= self.rotation <= 180, "aug.rotation must be in [0, 180] degrees")
-        check(0 <= self.blur_prob <= 1, "aug.blur_prob is a probability")
-        check(0 < self.blur_sigma[0] <= self.blur_sigma[1], "aug.blur_sigma must be two numbers with 0 < low <= high")
 
 
 @dataclasses.dataclass
@@ -233,9 +226,6 @@ class SegmentConfig:
     """A ViT model: ``scratch`` (random encoder, the baseline) or a run folder / ``encoder.safetensors`` of another
     stage. A CNN model: ``scratch``, ``imagenet`` (its library's ImageNet weights; needs a network the first time)
     or a local weights file of its encoder (torchvision/timm ResNet-18 keys, ``.pth`` or ``.safetensors``)."""
-    head: str | None = None
-    """The name of ``model.arch`` in configs written before it existed: ``linear`` = ``vit_linear``,
-    ``linear_upsample`` = ``vit_linear_upsample``; null = ``model.arch`` decides. Resolved into ``model.arch``."""
     loss: Literal["ce", "ce+dice"] = "ce"
     """Per-pixel cross-entropy, or its mean with a soft Dice loss over the classes."""
     recipe: Literal["study", "mild", "medium", "hot"] = "study"
@@ -253,13 +243,6 @@ class SegmentConfig:
 
     def __post_init__(self):
         check(bool(self.init.strip()), "init must be 'scratch' or the path of a run folder or encoder.safetensors")
-        if self.head is not None:
-            check(self.head in HEAD_SYNONYMS, f"head={self.head!r} is not allowed; set model.arch instead (head "
-                                              f"accepts only {', '.join(HEAD_SYNONYMS)}, its names from before)")
-            meant = HEAD_SYNONYMS[self.head]
-            check(self.model.arch in (DEFAULT_ARCH, meant), f"head={self.head} means model.arch={meant}, but "
-                                                           f"model.arch={self.model.arch}: give only model.arch")
-            self.model.arch, self.head = meant, None
         if self.model.family == "vit":
             check(self.init != "imagenet", f"init=imagenet is for the CNN models; {self.model.arch} starts from "
                                            f"scratch or from a simseg run folder / encoder.safetensors")
@@ -269,3 +252,5 @@ class SegmentConfig:
 
 
 SegmentConfig.RECIPES = RECIPES  # read by the loader, which fills a recipe's keys the config does not give
+# ``head=`` named the model before ``model.arch`` did; the loader moves it there in configs written before.
+SegmentConfig.RENAMED = {"head": ("model.arch", HEAD_SYNONYMS)}

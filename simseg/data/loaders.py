@@ -1,39 +1,32 @@
-"""torch Datasets over an image or pair source: the per-image path's transforms applied item by item."""
+"""torch Datasets of the per-image path: items decoded and transformed one by one in the loader."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 from torch.utils.data import Dataset
 
-from simseg.data.sources import ImageSource
 
+class TransformedItems(Dataset):
+    """Item i: source item ``indices[i]`` decoded and transformed: the image (3, H, W) float alone (``targets``
+    None), with its mask (H, W) int64 (``masks``: a source of image/mask pairs) or with its class id, an int64
+    scalar (``labels``: a source with a label per item)."""
 
-class TransformedImages(Dataset):
-    """``transform(source.image(indices[i]))``: a (3, H, W) float tensor per item."""
-
-    def __init__(self, source: ImageSource, indices: Sequence[int], transform: Callable):
-        self.source, self.indices, self.transform = source, list(map(int, indices)), transform
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.transform(self.source.image(self.indices[i]))
-
-
-class TransformedPairs(Dataset):
-    """``transform(*source.pair(indices[i]))``: (image (3, H, W) float, mask (H, W) int64) per item."""
-
-    def __init__(self, source, indices: Sequence[int], transform: Callable):
-        self.source, self.indices, self.transform = source, list(map(int, indices)), transform
+    def __init__(self, source, indices: Sequence[int], transform: Callable,
+                 targets: Literal["masks", "labels"] | None = None):
+        self.source, self.indices, self.transform, self.targets = source, list(map(int, indices)), transform, targets
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.transform(*self.source.pair(self.indices[i]))
+    def __getitem__(self, i: int):
+        index = self.indices[i]
+        if self.targets == "masks":
+            return self.transform(*self.source.pair(index))
+        image = self.transform(self.source.image(index))
+        return image if self.targets is None else (image, torch.tensor(self.source.labels[index]))
 
 
 class WithFixedMasks(Dataset):
@@ -48,5 +41,3 @@ class WithFixedMasks(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[i], self.masks[i]
-
-

@@ -25,7 +25,15 @@ from typing import Protocol
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from simseg.data.sources import DatasetSource, SyntheticSource, is_table_folder, looks_local, read_rgb
+from simseg.data.sources import (
+    DatasetSource,
+    SyntheticSource,
+    digest,
+    files_fingerprint,
+    is_table_folder,
+    looks_local,
+    read_rgb,
+)
 from simseg.data.synthetic import SHAPE_CLASSES
 from simseg.errors import SimsegError
 
@@ -63,6 +71,10 @@ class PairSource(Protocol):
 
     def pair(self, index: int) -> tuple[Image.Image, np.ndarray]:
         """(RGB image, (H, W) uint8 class ids) of item ``index``; the mask is the image's size."""
+        ...
+
+    def fingerprint(self) -> str:
+        """As :meth:`simseg.data.sources.ImageSource.fingerprint`: changes when any pair does."""
         ...
 
 
@@ -153,6 +165,9 @@ class OxfordPetsSource:
         return _labelled(read_rgb(self.image_files[index]), _read_trimap(self.trimap_files[index]),
                          str(self.trimap_files[index]))
 
+    def fingerprint(self) -> str:
+        return files_fingerprint([*self.image_files, *self.trimap_files])
+
 
 class DatasetPairsSource:
     """A ``datasets`` dataset with an image column and a mask column of Oxford trimap values 1/2/3.
@@ -208,6 +223,9 @@ class DatasetPairsSource:
                               f"row") from None
         return _labelled(image, values, where)
 
+    def fingerprint(self) -> str:
+        return digest("pairs", self._images.fingerprint(), self.mask_column)
+
 
 class SyntheticPairsSource:
     """``count`` synthetic images with their trimaps as class ids; ``groups`` are the shape names."""
@@ -230,6 +248,9 @@ class SyntheticPairsSource:
     def pair(self, index: int) -> tuple[Image.Image, np.ndarray]:
         sample = self._source.sample(index)
         return _labelled(Image.fromarray(sample.image), sample.trimap, self.names[index])
+
+    def fingerprint(self) -> str:
+        return digest("pairs", self._source.fingerprint())
 
 
 SYNTHETIC_POOL = 10_000  # synthetic images besides the test set (rendered only when used)

@@ -1,7 +1,7 @@
 """Batched per-sample rotation and Gaussian blur that reproduce torchvision v2's functional ``rotate`` and
 ``gaussian_blur`` on float tensors, each sample with its own angle or sigma, in one kernel launch for the batch.
 
-Used by :mod:`simseg.data.pair_batch_augment` after the crop. The rotation follows torchvision's tensor kernel step by
+Used by :mod:`simseg.data.batch_augment` after the crop. The rotation follows torchvision's tensor kernel step by
 step (``_get_inverse_affine_matrix`` -> ``_affine_grid`` -> ``_apply_grid_transform``) in float32, so nearest-sampled
 masks come out bit-identical to torchvision's and bilinear images equal to float rounding.
 """
@@ -66,6 +66,11 @@ def rotate(images: torch.Tensor, angles: torch.Tensor, mode: str, fill: Sequence
     rotated = sample_with_fill(images, grid, mode, fill)
     still = (angles == 0).to(images.device).view(-1, 1, 1, 1)
     return torch.where(still, images, rotated)
+
+
+def blur_kernel_size(max_sigma: float) -> int:
+    """The odd kernel side covering +-3 sigma of the widest blur (the per-image transform's too)."""
+    return 2 * max(1, math.ceil(3 * max_sigma)) + 1
 
 
 def gaussian_kernels(sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:

@@ -13,16 +13,23 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from simseg.data.pets import SyntheticPairsSource
-from simseg.data.sources import IMAGE_EXTENSIONS, DatasetSource, SyntheticSource, looks_local, read_rgb
+from simseg.data.sources import (
+    IMAGE_EXTENSIONS,
+    DatasetSource,
+    SyntheticSource,
+    digest,
+    files_fingerprint,
+    looks_local,
+    read_rgb,
+)
 from simseg.data.splits import segmentation_splits, stratified_order
 from simseg.data.synthetic import SHAPE_CLASSES
 from simseg.errors import SimsegError
@@ -35,16 +42,23 @@ _LABEL_COLUMNS = ("label", "labels")
 
 
 class LabelledImages:
-    """Items ``names[i]`` with class ids ``labels[i]`` (indices into ``classes``); ``image(i)`` reads one."""
+    """Items ``names[i]`` with class ids ``labels[i]`` (indices into ``classes``); ``image(i)`` reads one with
+    ``read(i)``; ``fingerprint`` is the digest of where the images come from (an
+    :class:`~simseg.data.sources.ImageSource`'s), to which the labels are added."""
 
-    def __init__(self, name: str, classes: list[str], names: list[str], labels: list[int], read):
-        self.name, self.classes, self.names, self.labels, self._read = name, classes, names, labels, read
+    def __init__(self, name: str, classes: list[str], names: list[str], labels: list[int],
+                 read: Callable[[int], Image.Image], fingerprint: Callable[[], str]):
+        self.name, self.classes, self.names, self.labels = name, classes, names, labels
+        self._read, self._fingerprint = read, fingerprint
 
     def __len__(self) -> int:
         return len(self.names)
 
     def image(self, index: int) -> Image.Image:
         return self._read(int(index))
+
+    def fingerprint(self) -> str:
+        return digest(self._fingerprint(), *self.classes, *self.labels)
 
 
 @dataclass
@@ -53,20 +67,6 @@ class LabelledSplits:
     train_indices: np.ndarray
     test: LabelledImages
     test_indices: np.ndarray
-
-
-class LabelledDataset(Dataset):
-    """``(transform(source.image(indices[i])), class id)``: a (3, H, W) float tensor and an int64 scalar."""
-
-    def __init__(self, source: LabelledImages, indices, transform):
-        self.source, self.indices, self.transform = source, [int(i) for i in indices], transform
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = self.indices[i]
-        return self.transform(self.source.image(index)), torch.tensor(self.source.labels[index])
 
 
 def open_labelled(data_cfg, seed: int, stream: str = "classify") -> LabelledSplits:
@@ -82,7 +82,7 @@ def open_labelled(data_cfg, seed: int, stream: str = "classify") -> LabelledSpli
         shapes = SyntheticPairsSource(count, seed_of_stream, data_cfg.synthetic_image_size).groups  # cheap labels
         pictures = SyntheticSource(count, seed_of_stream, data_cfg.synthetic_image_size)
         source = LabelledImages(pictures.name, list(SHAPE_CLASSES), [f"synthetic_{i:05d}" for i in range(count)],
-                                [SHAPE_CLASSES.index(s) for s in shapes], pictures.image)
+                                [SHAPE_CLASSES.index(s) for s in shapes], pictures.image, pictures.fingerprint)
         split = segmentation_splits(count, test_size, subset, seed, shapes, 0, source.name)
         return LabelledSplits(source, split["train"], source, split["test"])
     path = Path(data_cfg.source).expanduser()
@@ -151,7 +151,9 @@ def folder_images(folder: Path, classes: list[str] | None = None) -> LabelledIma
                               f"images or remove the folder")
         names += [str(f.relative_to(folder)) for f in files]
         labels += [label] * len(files)
-    return LabelledImages(str(folder), found, names, labels, lambda i: read_rgb(folder / names[i]))
+    files = [folder / name for name in names]
+    return LabelledImages(str(folder), found, names, labels, lambda i: read_rgb(files[i]),
+                          lambda: files_fingerprint(files))
 
 
 def dataset_images(data_cfg, path: Path) -> tuple[LabelledImages, LabelledImages]:
@@ -197,5 +199,5 @@ def dataset_images(data_cfg, path: Path) -> tuple[LabelledImages, LabelledImages
     out = []
     for loaded, split in zip(splits, (data_cfg.split, data_cfg.test_split)):
         out.append(LabelledImages(f"{loaded.name}[{split}]", classes, [f"{split}_{i}" for i in range(len(loaded))],
-                                  code(loaded.dataset[column]), loaded.image))
+                                  code(loaded.dataset[column]), loaded.image, loaded.fingerprint))
     return out[0], out[1]

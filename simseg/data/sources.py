@@ -1,12 +1,15 @@
 """Image sources shared by all stages: an image folder, a Hugging Face ``datasets`` dataset, or ``synthetic``.
 
-A source is an indexable collection of RGB PIL images with a way to name each item in error messages. Splitting
-(held-out validation, seeded subsets) works on indices, so every source behaves the same.
+A source is an indexable collection of RGB PIL images with a way to name each item in error messages, and a
+fingerprint that changes when its items do. Splitting (held-out validation, seeded subsets) works on indices, so
+every source behaves the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +30,30 @@ class ImageSource(Protocol):
     def image(self, index: int) -> Image.Image:
         """The RGB image at ``index``; a :class:`SimsegError` naming the item if it cannot be read."""
         ...
+
+    def fingerprint(self) -> str:
+        """A digest of what the source holds that changes when any item does (names, file sizes and modification
+        times; a dataset's own fingerprint; a synthetic seed): a cache made from it is reused while it holds."""
+        ...
+
+
+def digest(*parts: object) -> str:
+    """SHA-256 of the parts, one per line: a fingerprint of things that have no files."""
+    return hashlib.sha256("".join(f"{part}\n" for part in parts).encode()).hexdigest()
+
+
+def files_fingerprint(paths: Iterable[Path]) -> str:
+    """A fingerprint of files by path, size and modification time (a replaced or edited file changes it; the
+    contents are not read)."""
+    sha = hashlib.sha256()
+    for path in paths:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise SimsegError(f"{path} disappeared while reading the data: restore it or point data.source at the "
+                              f"data as it is now") from None
+        sha.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return sha.hexdigest()
 
 
 def looks_local(source: str) -> bool:
@@ -79,6 +106,9 @@ class FolderSource:
 
     def image(self, index: int) -> Image.Image:
         return read_rgb(self.files[index])
+
+    def fingerprint(self) -> str:
+        return files_fingerprint(self.files)
 
 
 class DatasetSource:
@@ -158,6 +188,10 @@ class DatasetSource:
             raise SimsegError(f"{self.name}[{index}] column '{self.column}' cannot be read as an image "
                               f"({type(err).__name__}): fix or drop that row") from None
 
+    def fingerprint(self) -> str:
+        # datasets fingerprints every table it loads or derives (the attribute has no public accessor)
+        return digest("dataset", self.name, len(self), self.column, self.dataset._fingerprint)
+
 
 class SyntheticSource:
     """``count`` images generated on the fly from (seed, index): same seed, same images, nothing on disk."""
@@ -176,3 +210,6 @@ class SyntheticSource:
 
     def image(self, index: int) -> Image.Image:
         return Image.fromarray(self.sample(index).image)
+
+    def fingerprint(self) -> str:
+        return digest("synthetic", self.count, self.seed, self.size)

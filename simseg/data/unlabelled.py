@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simseg.data.cache import is_cache, open_cache
+from simseg.data.image_cache import is_cache, open_cache
 from simseg.data.sources import DatasetSource, FolderSource, ImageSource, SyntheticSource, is_table_folder, looks_local
 from simseg.errors import SimsegError
 from simseg.sizes import format_size, parse_size
@@ -55,6 +55,12 @@ def split_indices(count: int, val_size: int, subset: int | None, seed: int,
                 f"({len(rest):,} after holding out {val_size} for validation): choose a smaller data.subset")
         rest = rest[:subset]
     return rest, val
+
+
+def pretraining_split(source: ImageSource, data_cfg, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`split_indices` of ``source`` with the sizes a pretraining data section asks for."""
+    subset = parse_size(data_cfg.subset, "data.subset") if data_cfg.subset else None
+    return split_indices(len(source), resolve_val_size(data_cfg, len(source)), subset, seed, source.name)
 
 
 def default_val_size(count: int) -> int:

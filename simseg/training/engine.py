@@ -7,9 +7,9 @@ these loops never branch on the task; ``make_inputs(batch)`` turns a loader batc
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,52 +49,85 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
 
     ``ema``: a ``timm.utils.ModelEmaV3`` of the unwrapped model, updated after every ``ema_every``-th optimiser
     step (counted over the whole run, so resuming keeps the rhythm). ``sam``: (rho, interval, adaptive) to take
-    every ``interval``-th step at the SAM-perturbed weights (:mod:`simseg.training.sam`); other steps are plain."""
+    every ``interval``-th step at the SAM-perturbed weights (:mod:`simseg.training.sam`); other steps are plain.
+
+    A non-finite loss stops the run naming its step: every step's loss is checked on the device, without a sync,
+    and the finding is read with the running loss every :data:`LOG_EVERY` steps and at the end, so the run stops
+    within that many steps. No state is saved mid-epoch, so what a resume finds never saw the non-finite step."""
     model.train()
-    loss_sum, batches, images = torch.zeros((), device=accelerator.device), 0, 0
-    bar = tqdm(total=len(loader), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not a flood
-               disable=not (progress and accelerator.is_main_process))
+    device = accelerator.device
+    loss_sum, batches, images = torch.zeros((), device=device), 0, 0
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step whose loss was not finite
+    bad_loss = torch.zeros((), device=device)
     start = time.perf_counter()
     waited, asked = 0.0, start
-    for batch in loader:
-        waited += time.perf_counter() - asked  # since the previous step ended: time blocked on the loader
-        lr = lr_at(step)
-        set_lr(optimizer, lr)
-        inputs = make_inputs(batch)
-        with out_of_memory_is_one_line(f"in epoch {epoch} at step {step}", len(next(iter(inputs.values())))):
-            loss = model(**inputs)["loss"]
-            accelerator.backward(loss)
-            if sam is not None and step % sam[1] == 0:
-                params = [p for p in model.parameters() if p.requires_grad]
-                moves = perturb(params, sam[0], sam[2])
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(model(**inputs)["loss"])  # the gradient at w + e
-                restore(params, moves)
-            if grad_clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None and (step + 1) % ema_every == 0:
-            ema.update(accelerator.unwrap_model(model), step=step + 1)
-        loss_sum += loss.detach()
-        batches += 1
-        step += 1
-        images += len(next(iter(inputs.values()))) * accelerator.num_processes
-        if batches % LOG_EVERY == 0 or batches == len(loader):
-            mean_loss = loss_sum.item() / batches
-            if not math.isfinite(mean_loss):
-                raise SimsegError(f"training loss became {mean_loss} in epoch {epoch} before step {step}: lower "
-                                  f"train.lr or use train.mixed_precision=no; resume=true restarts from the last epoch")
-            speed = images / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{speed:.0f}", refresh=False)  # mininterval decides
-        bar.update(1)
-        asked = time.perf_counter()
-    bar.close()
+    with progress_bar(len(loader), f"epoch {epoch}", progress and accelerator.is_main_process) as bar:
+        for batch in loader:
+            waited += time.perf_counter() - asked  # since the previous step ended: time blocked on the loader
+            lr = lr_at(step)
+            set_lr(optimizer, lr)
+            inputs = make_inputs(batch)
+            with out_of_memory_is_one_line(f"in epoch {epoch} at step {step}", len(next(iter(inputs.values())))):
+                loss = model(**inputs)["loss"]
+                accelerator.backward(loss)
+                if sam is not None and step % sam[1] == 0:
+                    params = [p for p in model.parameters() if p.requires_grad]
+                    moves = perturb(params, sam[0], sam[2])
+                    optimizer.zero_grad(set_to_none=True)
+                    accelerator.backward(model(**inputs)["loss"])  # the gradient at w + e
+                    restore(params, moves)
+                if grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None and (step + 1) % ema_every == 0:
+                ema.update(accelerator.unwrap_model(model), step=step + 1)
+            loss = loss.detach().float()
+            newly_bad = (first_bad < 0) & ~torch.isfinite(loss)
+            first_bad, bad_loss = torch.where(newly_bad, step, first_bad), torch.where(newly_bad, loss, bad_loss)
+            loss_sum += loss
+            batches += 1
+            step += 1
+            images += len(next(iter(inputs.values()))) * accelerator.num_processes
+            if batches % LOG_EVERY == 0 or batches == len(loader):
+                mean_loss = loss_sum.item() / batches  # a device sync, with the non-finite check's result
+                if int(first_bad) >= 0:
+                    raise SimsegError(f"training loss became {bad_loss.item()} in epoch {epoch} at step "
+                                      f"{int(first_bad)}: lower train.lr or use train.mixed_precision=no; "
+                                      f"resume=true restarts from the last epoch")
+                speed = images / (time.perf_counter() - start)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{speed:.0f}", refresh=False)  # mininterval decides
+            bar.update(1)
+            asked = time.perf_counter()
     seconds = time.perf_counter() - start
     mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(batches, 1)
     return {"loss": mean_loss, "lr": lr_at(step - 1), "images": images, "seconds": seconds,
             "images_per_s": images / seconds, "loader_wait": waited / seconds}, step
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar on stderr (in a log file, a line every 30 s) during which every message starts on a line of its
+    own and stays: warnings are written above the bar (``tqdm.write``), and an error or Ctrl-C raised inside closes
+    the bar first, ending its line in a log file, so the one-line message printed after it stands alone."""
+    bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, disable=not enabled,
+               mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    shown = warnings.showwarning
+
+    def write_above(message, category, filename, lineno, file=None, line=None):
+        tqdm.write(warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n"), file=sys.stderr)
+
+    warnings.showwarning = write_above
+    try:
+        yield bar
+    except BaseException:
+        bar.close()
+        if enabled and not sys.stderr.isatty():
+            sys.stderr.write("\n")
+        raise
+    finally:
+        warnings.showwarning = shown
+    bar.close()
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 """The run folder: a run describes itself and can be continued.
 
     output_dir/
-      config.yaml         resolved config + git revision, package versions, command
+      config.yaml         the config as given, with every default filled in; under ``resolved`` what the run chose
+                          where the config leaves the choice to it (the data path, the loader workers); under
+                          ``meta`` the git revision, package versions and command
       metrics.jsonl       one line per finished epoch (each epoch exactly once, also after resumes)
       metrics.json        final figures
       state/              Accelerate state for resume (model, optimiser, RNG) + progress.json (epoch, step)
@@ -17,13 +19,15 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import yaml
+from safetensors import SafetensorError, safe_open
 
-from simseg.config.loader import diff_keys, load_yaml, to_dict
+from simseg.config.loader import diff_keys, flat_dict, load_yaml, merge_trees, to_dict
 from simseg.errors import SimsegError
 from simseg.files import atomic_write_json, atomic_write_text
 
@@ -35,7 +39,8 @@ _PACKAGES = ("simseg", "torch", "torchvision", "timm", "accelerate", "datasets",
 
 
 def prepare_run_dir(cfg) -> Path:
-    """Create ``cfg.output_dir`` for a new run, or check that a resumed run's config matches the saved one."""
+    """Create ``cfg.output_dir`` for a new run, or check that a resumed run's config matches the saved one and that
+    its saved state can be read, before anything in the folder changes."""
     run_dir = Path(cfg.output_dir).expanduser()
     if run_dir.exists() and not run_dir.is_dir():
         raise SimsegError(f"output_dir {run_dir} is a file: choose a folder")
@@ -44,6 +49,7 @@ def prepare_run_dir(cfg) -> Path:
         if changed:
             raise SimsegError(f"resume=true but {', '.join(changed)} differ from {run_dir / 'config.yaml'}: resume "
                               f"with the original values or start a new output_dir")
+        check_state(run_dir)
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise SimsegError(f"output_dir {run_dir} is not empty: pass resume=true to continue that run, or choose "
                           f"another output_dir")
@@ -51,27 +57,43 @@ def prepare_run_dir(cfg) -> Path:
     return run_dir
 
 
+def saved_config(run_dir: Path) -> dict | None:
+    """A run folder's config.yaml as a tree (``meta`` left out), or None when it has none yet. A folder written
+    before runs recorded their choices under ``resolved`` had written the data path it chose into
+    ``data.pipeline`` (or, before the batched path, nothing: per image); that choice moves to ``resolved``."""
+    path = Path(run_dir).expanduser() / "config.yaml"
+    if not path.exists():
+        return None
+    tree = load_yaml(path.read_text()) or {}
+    tree.pop("meta", None)
+    if "resolved" not in tree and isinstance(tree.get("data"), dict):
+        chosen = tree["data"].get("pipeline", "auto")
+        tree["resolved"] = {"data": {"pipeline": "per_image" if chosen == "auto" else chosen}}
+        tree["data"] = {**tree["data"], "pipeline": "auto"}
+    return tree
+
+
+def recorded_choices(cfg) -> dict:
+    """What a resumed run chose when it started (its config.yaml's ``resolved`` tree); {} for a new run."""
+    saved = saved_config(cfg.output_dir) if cfg.resume else None
+    return (saved or {}).get("resolved") or {}
+
+
 def changed_keys(cfg) -> list[str]:
     """Dotted keys whose values in ``cfg`` differ from those its run folder's ``config.yaml`` was made with, leaving
-    out the keys a resume may change; [] when the folder has no config yet."""
-    saved = Path(cfg.output_dir).expanduser() / "config.yaml"
-    if not saved.exists():
+    out the keys a resume may change; [] when the folder has no config yet. A key the run resolved (``data.pipeline``
+    under ``auto``) is unchanged when given as what the run chose, or left at its default, which leaves the choice
+    to the run: a resumed run's choice is the one it made."""
+    saved = saved_config(cfg.output_dir)
+    if saved is None:
         return []
-    old = load_yaml(saved.read_text()) or {}
-    old.pop("meta", None)
-    # data.pipeline=auto continues on the path the run recorded (see recorded_pipeline)
-    auto = getattr(getattr(cfg, "data", None), "pipeline", None) == "auto"
-    return [k for k in diff_keys(with_new_defaults(old, type(cfg)), to_dict(cfg))
-            if k not in RESUMABLE_CHANGES and not (auto and k == "data.pipeline")]
-
-
-def recorded_pipeline(cfg) -> str | None:
-    """The ``data.pipeline`` a resumed run folder's config.yaml holds (what the run chose when it started): None for
-    a new run, ``auto`` for a folder written before a run recorded its choice (the key absent or ``auto``)."""
-    saved = Path(cfg.output_dir).expanduser() / "config.yaml"
-    if not cfg.resume or not saved.exists():
-        return None
-    return ((load_yaml(saved.read_text()) or {}).get("data") or {}).get("pipeline", "auto")
+    resolved = saved.pop("resolved", None) or {}
+    new, cls = to_dict(cfg), type(cfg)
+    as_given = diff_keys(with_new_defaults(saved, cls), new)
+    as_resolved = set(diff_keys(with_new_defaults(merge_trees(saved, resolved), cls), new))
+    defaults, given = flat_dict(to_dict(cls())), flat_dict(new)
+    left_to_the_run = {key for key in flat_dict(resolved) if defaults.get(key) == given.get(key)}
+    return [k for k in as_given if k in as_resolved and k not in left_to_the_run and k not in RESUMABLE_CHANGES]
 
 
 def with_new_defaults(saved: dict, cls: type) -> dict:
@@ -86,26 +108,27 @@ def with_new_defaults(saved: dict, cls: type) -> dict:
 
 
 def load_run_config(run_dir: Path, cls: type):
-    """The resolved config a run folder was made with."""
+    """The config a run folder was made with."""
     from simseg.config.loader import build
 
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
+    tree = saved_config(run_dir)
+    if tree is None:
         raise SimsegError(f"{run_dir} has no config.yaml: give a simseg run folder (the output_dir of a stage)")
-    tree = load_yaml(path.read_text()) or {}
-    tree.pop("meta", None)
+    tree.pop("resolved", None)
     return build(cls, tree)
 
 
-def write_config(run_dir: Path, cfg, command: list[str] | None = None) -> None:
-    """``config.yaml``: the resolved config plus what is needed to reproduce it."""
+def write_config(run_dir: Path, cfg, resolved: dict | None = None, command: list[str] | None = None) -> None:
+    """``config.yaml``: the config, what the run resolved (``resolved``, nested as the config), and what is needed
+    to reproduce it."""
     meta = {
         "git_revision": git_revision(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(command if command is not None else sys.argv),
         "versions": package_versions(),
     }
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump({**to_dict(cfg), "meta": meta}, sort_keys=False))
+    text = yaml.safe_dump({**to_dict(cfg), "resolved": resolved or {}, "meta": meta}, sort_keys=False)
+    atomic_write_text(run_dir / "config.yaml", text)
 
 
 def git_revision() -> str:
@@ -197,11 +220,11 @@ def save_state(accelerator, run_dir: Path, progress: dict) -> None:
     accelerator.wait_for_everyone()
 
 
-def start_or_resume(accelerator, run_dir: Path, cfg) -> tuple[int, int, bool]:
+def start_or_resume(accelerator, run_dir: Path, cfg, resolved: dict | None = None) -> tuple[int, int, bool]:
     """Where a stage's loop starts: (first epoch, step, whether this is a new run).
 
     With ``resume=true`` the newest complete state is restored and epochs logged after it are dropped from
-    ``metrics.jsonl`` (they run again); a new run writes ``config.yaml``.
+    ``metrics.jsonl`` (they run again); a new run writes ``config.yaml`` with what it ``resolved``.
     """
     progress = load_state(accelerator, run_dir) if cfg.resume else None
     start_epoch, step = (progress["epoch"], progress["step"]) if progress else (0, 0)
@@ -212,7 +235,7 @@ def start_or_resume(accelerator, run_dir: Path, cfg) -> tuple[int, int, bool]:
     if accelerator.is_main_process:
         truncate_metrics(run_dir, start_epoch)
         if progress is None:
-            write_config(run_dir, cfg)
+            write_config(run_dir, cfg, resolved)
     accelerator.wait_for_everyone()  # every process sees the truncated log
     return start_epoch, step, progress is None
 
@@ -225,13 +248,58 @@ def find_state(run_dir: Path) -> Path | None:
     return None
 
 
+def read_progress(state: Path) -> dict:
+    """A state folder's progress (next epoch, step), or one line saying it cannot be read."""
+    try:
+        progress = json.loads((state / PROGRESS).read_text())
+        return {"epoch": int(progress["epoch"]), "step": int(progress["step"])}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SimsegError(_unreadable(state / PROGRESS, type(err).__name__)) from None
+
+
+def check_state(run_dir: Path) -> None:
+    """Refuse, in one line naming the file, a resume whose newest state holds a file that cannot be read whole (a
+    copy cut short, a damaged disk): the safetensors headers must cover their files, and Accelerate's pickles
+    (zip archives) must pass their CRC checks. Reads the files; changes nothing."""
+    state = find_state(run_dir)
+    if state is None:
+        return
+    read_progress(state)
+    for path in sorted(state.iterdir()):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as file:
+                    file.keys()
+            elif path.suffix in (".bin", ".pkl", ".pt"):
+                with zipfile.ZipFile(path) as archive:
+                    broken = archive.testzip()
+                if broken is not None:
+                    raise zipfile.BadZipFile(f"{broken} fails its CRC check")
+        except (SafetensorError, zipfile.BadZipFile, OSError, EOFError) as err:
+            raise SimsegError(_unreadable(path, str(err).strip().splitlines()[0] if str(err).strip()
+                                          else type(err).__name__)) from None
+
+
+def _unreadable(path: Path, reason: str) -> str:
+    state = path.parent
+    return (f"cannot resume {state.parent}: {path} is damaged ({reason}); restore the folder from a copy, or move "
+            f"{state} away to start the run again from epoch 0 (nothing was changed)")
+
+
 def load_state(accelerator, run_dir: Path) -> dict | None:
     """Restore the newest complete state; returns its progress, or None when there is nothing to resume."""
     state = find_state(run_dir)
     if state is None:
         return None
-    accelerator.load_state(str(state))
-    return json.loads((state / PROGRESS).read_text())
+    progress = read_progress(state)
+    try:
+        accelerator.load_state(str(state))
+    except (RuntimeError, ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, SafetensorError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SimsegError(f"cannot resume {run_dir} from {state} ({type(err).__name__}: {reason}): it was saved by "
+                          f"another model or setup; resume with the run's own config, or start a new "
+                          f"output_dir") from None
+    return progress
 
 
 def is_finished(cfg) -> bool:
@@ -245,4 +313,7 @@ def run_is_finished(run_dir: Path, epochs: int) -> bool:
     # model.safetensors is every stage's last file (a CNN writes no encoder.safetensors, the ViT handoff)
     if state is None or not (run_dir / "metrics.json").exists() or not (run_dir / "model.safetensors").exists():
         return False
-    return json.loads((state / PROGRESS).read_text())["epoch"] >= epochs
+    try:
+        return read_progress(state)["epoch"] >= epochs
+    except SimsegError:  # a damaged state: not finished; resuming it says what is wrong
+        return False

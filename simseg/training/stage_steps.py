@@ -1,18 +1,21 @@
-"""The steps every stage script takes, as plain functions: start a run, resume or begin it, close an epoch, and the
-final figures and exports. Each stage's loop stays in its own script (``stages/*.py``), where the stories differ;
-these are the lines they would otherwise repeat."""
+"""The steps every stage script takes, as plain functions: start a run, resume or begin it, seed and run its epochs,
+close an epoch, and the final figures and exports. Each stage's loop stays in its own script (``stages/*.py``),
+where the stories differ; these are the lines they would otherwise repeat."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from simseg.config.loader import flat_dict, to_dict
 from simseg.files import atomic_write_json
 from simseg.models.cost import model_cost
-from simseg.training.engine import make_accelerator, peak_memory_mib
+from simseg.training.data_path import TrainingBatches
+from simseg.training.engine import epoch_seed, make_accelerator, peak_memory_mib
 from simseg.training.export import export_encoder, save_weights
 from simseg.training.rundir import append_metrics, prepare_run_dir, save_state, start_or_resume
 
@@ -20,7 +23,7 @@ from simseg.training.rundir import append_metrics, prepare_run_dir, save_state, 
 def start_run(cfg, **accelerator_kwargs):
     """(accelerator, run folder) of a stage run, seeded with ``cfg.seed``; ``accelerator_kwargs`` go to
     ``Accelerator`` (e.g. ``kwargs_handlers``). Every process checks the run folder, so a refusal (a non-empty
-    output_dir, a changed config) stops all ranks instead of leaving the others waiting."""
+    output_dir, a changed config, a damaged state to resume from) stops all ranks, before anything is written."""
     accelerator = make_accelerator(cfg, **accelerator_kwargs)
     run_dir = prepare_run_dir(cfg)
     accelerator.wait_for_everyone()
@@ -28,15 +31,39 @@ def start_run(cfg, **accelerator_kwargs):
     return accelerator, run_dir
 
 
-def begin_or_resume(accelerator, run_dir: Path, cfg, stage: str, lineage: dict | None = None) -> tuple[int, int]:
-    """(first epoch, step) after restoring the newest state with ``resume=true``; a new run also writes
-    ``lineage.json`` (where its encoder's weights came from), and trackers start either way."""
-    start_epoch, step, new_run = start_or_resume(accelerator, run_dir, cfg)
+def begin_or_resume(accelerator, run_dir: Path, cfg, stage: str, lineage: dict | None = None,
+                    resolved: dict | None = None) -> tuple[int, int]:
+    """(first epoch, step) after restoring the newest state with ``resume=true``; a new run writes config.yaml
+    with what it ``resolved`` and ``lineage.json`` (where its encoder's weights came from), and trackers start
+    either way."""
+    start_epoch, step, new_run = start_or_resume(accelerator, run_dir, cfg, resolved)
     if new_run and lineage is not None and accelerator.is_main_process:
         atomic_write_json(run_dir / "lineage.json", lineage)
     if cfg.log.trackers:
         accelerator.init_trackers(stage, config=flat_dict(to_dict(cfg)))
     return start_epoch, step
+
+
+def epochs(accelerator, cfg, start_epoch: int, train: TrainingBatches, *generators: torch.Generator
+           ) -> Iterator[int]:
+    """The epochs left to run, each seeded from (seed, epoch, process) before it starts, so a run resumed at an
+    epoch draws what an uninterrupted run draws there: torch's global generator (dropout, per-image augmentation
+    through the loader's worker seeds), numpy's (timm's MixUp draws from it), the batched augmentation,
+    ``generators`` (e.g. masks), and the loader's shuffle."""
+    for epoch in range(start_epoch, cfg.train.epochs):
+        seed = epoch_seed(cfg.seed, epoch, accelerator.process_index)
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        train.manual_seed(seed)
+        for generator in generators:
+            generator.manual_seed(seed)
+        train.loader.set_epoch(epoch)
+        yield epoch
+
+
+def evaluation_due(cfg, epoch: int) -> bool:
+    """Whether ``epoch`` is scored: the last one, and every ``eval.every``-th."""
+    return epoch == cfg.train.epochs - 1 or bool(cfg.eval.every and (epoch + 1) % cfg.eval.every == 0)
 
 
 def end_epoch(accelerator, run_dir: Path, record: dict, line: str) -> None:

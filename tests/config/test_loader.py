@@ -132,5 +132,6 @@ def test_num_workers_default_fits_the_cores_and_the_device(monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda g=gpu: g)
         assert default_num_workers() == expected, (cores, gpu)
     cfg = load_config(PretrainConfig, None, [])
-    assert cfg.data.num_workers == expected  # null resolves when the config is built, so config.yaml says what ran
+    assert cfg.data.num_workers is None and cfg.data.workers() == expected  # resolved at run time (config.yaml's
+    assert load_config(PretrainConfig, None, ["data.num_workers=3"]).data.workers() == 3  # resolved tree says so)
     assert load_config(PretrainConfig, None, ["data.num_workers=3"]).data.num_workers == 3

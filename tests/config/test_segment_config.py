@@ -36,9 +36,10 @@ def test_explicit_aug_keys_override_the_preset_and_the_resolved_config_rebuilds_
 
 def test_head_is_a_synonym_of_model_arch_for_old_configs():
     assert config("head=linear_upsample").model.arch == "vit_linear_upsample"
-    assert config("head=linear").model.arch == "vit_linear" and config("head=linear").head is None
+    assert config("head=linear").model.arch == "vit_linear" and "head" not in to_dict(config("head=linear"))
     same = config("head=linear_upsample", "model.arch=vit_linear_upsample")
     assert to_dict(same) == to_dict(config("model.arch=vit_linear_upsample"))
+    assert to_dict(config("head=null")) == to_dict(config()), "config.yaml of runs before model.arch held head: null"
 
 
 @pytest.mark.parametrize("overrides,message", [

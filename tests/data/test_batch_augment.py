@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from simseg.config.sections import AugConfig, ModelConfig
-from simseg.data.batch_augment import BatchAugment, CropParams, apply, reference_apply, sample_params
+from simseg.data.batch_augment import AugmentParams, BatchAugment, apply, sample_params
 from simseg.errors import SimsegError
 from simseg.models.masking import random_unit_mask
 from simseg.models.simmim import SimMIM
 from simseg.models.vit import build_encoder
+from tests.data.reference_augment import reference_apply
 
 MEAN, STD = AugConfig().mean, AugConfig().std
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -25,19 +26,21 @@ def params(**fields):
                           [10, 3, 21, 30], [2, 9, 38, 39], [0, 0, 2, 2]], dtype=torch.float32)
     batch = len(boxes)
     ones = torch.ones(batch)
-    values = dict(top=boxes[:, 0], left=boxes[:, 1], height=boxes[:, 2], width=boxes[:, 3],
-                  flip=torch.arange(batch) % 2 == 1, jitter=torch.zeros(batch, dtype=torch.bool), brightness=ones,
-                  contrast=ones, saturation=ones, hue=torch.zeros(batch))
-    return CropParams(**{**values, **fields})
+    values = dict(heights=torch.full((batch,), 40), widths=torch.full((batch,), 48), top=boxes[:, 0],
+                  left=boxes[:, 1], height=boxes[:, 2], width=boxes[:, 3], flip=torch.arange(batch) % 2 == 1,
+                  jitter=torch.zeros(batch, dtype=torch.bool), brightness=ones, contrast=ones, saturation=ones,
+                  hue=torch.zeros(batch), angle=torch.zeros(batch, dtype=torch.float64),
+                  blur=torch.zeros(batch, dtype=torch.bool), sigma=ones, kernel_size=3)
+    return AugmentParams(**{**values, **fields})
 
 
 def test_sample_params_are_reproducible_and_within_bounds():
     def draw(seed):
         return sample_params(1000, 60, 90, (0.2, 0.9), (0.5, 2.0), 0.3, (0.4, 0.3, 0.2, 0.1), 0.8,
-                             torch.Generator().manual_seed(seed))
+                             generator=torch.Generator().manual_seed(seed))
 
     first, again, other = draw(1), draw(1), draw(2)
-    for name in ("top", "left", "height", "width", "flip", "brightness", "hue"):
+    for name in ("top", "left", "height", "width", "flip", "brightness", "hue", "angle", "blur", "sigma"):
         assert torch.equal(getattr(first, name), getattr(again, name))
     assert not torch.equal(first.left, other.left)
     p = first
@@ -63,8 +66,8 @@ def test_sample_params_falls_back_to_a_central_crop_as_torchvision():
 def test_apply_matches_torchvision_on_hand_made_boxes():
     batch = images(8, 40, 48)
     for out_size in (16, 64):  # downsampling and upsampling
-        got = apply(batch, params(), out_size, MEAN, STD)
-        want = reference_apply(batch.cpu(), params(), out_size, MEAN, STD)
+        got = apply(batch, params(), out_size, MEAN, STD)[0]
+        want = reference_apply(batch.cpu(), params(), out_size, MEAN, STD)[0]
         assert got.shape == (8, 3, out_size, out_size) and got.dtype == torch.float32
         assert (got.cpu() - want).abs().max() < 1e-4
 
@@ -72,15 +75,15 @@ def test_apply_matches_torchvision_on_hand_made_boxes():
 @pytest.mark.parametrize("jitter", [(0.0, 0.0, 0.0, 0.0), (0.4, 0.4, 0.4, 0.0), (0.8, 0.8, 0.8, 0.3)])
 def test_apply_matches_torchvision_on_random_params(jitter):
     batch = images(32, 40, 48, seed=1)
-    p = sample_params(32, 40, 48, (0.02, 1.0), (0.5, 2.0), 0.5, jitter, 0.7, torch.Generator().manual_seed(3))
-    difference = (apply(batch, p, 32, MEAN, STD).cpu() - reference_apply(batch.cpu(), p, 32, MEAN, STD)).abs()
+    p = sample_params(32, 40, 48, (0.02, 1.0), (0.5, 2.0), 0.5, jitter, 0.7, generator=torch.Generator().manual_seed(3))
+    difference = (apply(batch, p, 32, MEAN, STD)[0].cpu() - reference_apply(batch.cpu(), p, 32, MEAN, STD)[0]).abs()
     assert difference.max() < (1e-4 if max(jitter) == 0 else 1e-3)
 
 
 def test_channels_last_input_gives_the_same_result():
     batch = images(8, 40, 48)
-    channels_last = batch.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # what UInt8Cache.batch returns
-    assert torch.equal(apply(batch, params(), 24, MEAN, STD), apply(channels_last, params(), 24, MEAN, STD))
+    channels_last = batch.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # what a cache's gather gives
+    assert torch.equal(apply(batch, params(), 24, MEAN, STD)[0], apply(channels_last, params(), 24, MEAN, STD)[0])
 
 
 def test_simmim_loss_is_the_same_on_both_paths():
@@ -88,29 +91,30 @@ def test_simmim_loss_is_the_same_on_both_paths():
     model = SimMIM(build_encoder(ModelConfig(depth=1))).to(DEVICE)
     batch = images(4, 144, 144, seed=2)
     p = sample_params(4, 144, 144, (0.67, 1.0), (3 / 4, 4 / 3), 0.5, (0.4, 0.4, 0.4, 0.1), 1.0,
-                      torch.Generator().manual_seed(0))
+                      generator=torch.Generator().manual_seed(0))
     mask = random_unit_mask(4, 128, 16, 32, 0.5, torch.Generator().manual_seed(0)).to(DEVICE)
     with torch.no_grad():
-        fast = model(apply(batch, p, 128, MEAN, STD), mask)["loss"].item()
-        slow = model(reference_apply(batch.cpu(), p, 128, MEAN, STD).to(DEVICE), mask)["loss"].item()
+        fast = model(apply(batch, p, 128, MEAN, STD)[0], mask)["loss"].item()
+        slow = model(reference_apply(batch.cpu(), p, 128, MEAN, STD)[0].to(DEVICE), mask)["loss"].item()
     assert math.isclose(fast, slow, rel_tol=1e-4)
 
 
 def test_batch_augment_from_config_is_seeded():
     augment = BatchAugment.from_aug_config(AugConfig(), img_size=32)
-    batch = images(6, 40, 48)
-    first = augment(batch, torch.Generator().manual_seed(5))
-    assert first.shape == (6, 3, 32, 32) and torch.isfinite(first).all()
-    assert torch.equal(first, augment(batch, torch.Generator().manual_seed(5)))
+    batch, heights, widths = images(6, 40, 48), torch.full((6,), 40), torch.full((6,), 48)
+    first, none = augment(batch, heights, widths, generator=torch.Generator().manual_seed(5))
+    assert first.shape == (6, 3, 32, 32) and torch.isfinite(first).all() and none is None
+    assert torch.equal(first, augment(batch, heights, widths, generator=torch.Generator().manual_seed(5))[0])
     with pytest.raises(SimsegError, match=r"aug.color_jitter=.*hue in \[0, 0.5\]"):
-        BatchAugment(32, (0.5, 1), (0.75, 1.33), 0.5, (0.4, 0.4, 0.4, 0.7), 0.8, MEAN, STD)
+        AugConfig(color_jitter=(0.4, 0.4, 0.4, 0.7))
 
 
 def test_compiled_jitter_matches_eager():
     torch._dynamo.reset()
     eager = BatchAugment.from_aug_config(AugConfig(), img_size=32)
     compiled = BatchAugment.from_aug_config(AugConfig(), img_size=32, compile=True)
-    batch = images(8, 40, 48)
-    expected = eager(batch, torch.Generator().manual_seed(3))
-    assert torch.allclose(compiled(batch, torch.Generator().manual_seed(3)), expected, atol=1e-5)
+    batch, heights, widths = images(8, 40, 48), torch.full((8,), 40), torch.full((8,), 48)
+    expected = eager(batch, heights, widths, generator=torch.Generator().manual_seed(3))[0]
+    got = compiled(batch, heights, widths, generator=torch.Generator().manual_seed(3))[0]
+    assert torch.allclose(got, expected, atol=1e-5)
     torch._dynamo.reset()

@@ -10,7 +10,8 @@ import pytest
 
 from simseg.config.classify import ClassifyConfig
 from simseg.config.loader import load_config
-from simseg.data.scenes import LabelledDataset, find_split_folders, open_labelled
+from simseg.data.loaders import TransformedItems
+from simseg.data.scenes import find_split_folders, open_labelled
 from simseg.data.synthetic import SHAPE_CLASSES, make_sample
 from simseg.data.transforms import eval_transform
 from simseg.errors import SimsegError
@@ -44,7 +45,8 @@ def test_folder_layouts_give_sorted_classes_and_both_splits(tmp_path, train, tes
     assert sorted(data.test.labels) == [0, 0, 1, 1, 2, 2]
     name = data.train.names[data.train_indices[0]]
     assert data.train.labels[data.train_indices[0]] == sorted(CLASSES).index(name.split("/")[0])
-    image, label = LabelledDataset(data.test, data.test_indices, eval_transform(32, (0.5,) * 3, (0.5,) * 3))[0]
+    transform = eval_transform(32, (0.5,) * 3, (0.5,) * 3)
+    image, label = TransformedItems(data.test, data.test_indices, transform, "labels")[0]
     assert image.shape == (3, 32, 32) and label.item() == data.test.labels[data.test_indices[0]]
 
 

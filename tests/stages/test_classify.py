@@ -46,7 +46,7 @@ def jsonl(path: Path) -> list[dict]:
 def test_defaults_are_the_study_intermediate_recipe():
     cfg = load_config(ClassifyConfig)
     assert (cfg.train.lr, cfg.train.epochs, cfg.train.milestones, cfg.train.lr_decay) == (8e-4, 200, [180, 190], 0.1)
-    assert cfg.model.drop_rate == 0.1 and cfg.aug.crop_scale == (0.5, 1.0) and cfg.head == "token"
+    assert cfg.model.drop_rate == 0.1 and cfg.aug.crop_scale == (0.5, 1.0) and cfg.pool == "token"
     assert (cfg.mixup.alpha, cfg.mixup.cutmix_alpha, cfg.mixup.prob, cfg.mixup.switch_prob) == (0.8, 0, 1, 0.5)
     assert cfg.train.label_smoothing == 0.1
     cfg = load_config(ClassifyConfig, None, ["model.depth=2", "aug.hflip=0.3", "train.epochs=3"])
@@ -57,7 +57,8 @@ def test_defaults_are_the_study_intermediate_recipe():
     ("train.batch_size=7", "train.batch_size=7 must be even with MixUp/CutMix on"),
     ("mixup.prob=2", "mixup.prob and mixup.switch_prob are probabilities"),
     ("train.label_smoothing=1", "train.label_smoothing must be in [0, 1)"),
-    ("head=avg", "head='avg' is not allowed; choose one of token, mean"),
+    ("pool=avg", "pool='avg' is not allowed; choose one of token, mean"),
+    ("head=avg", "pool='avg' is not allowed; choose one of token, mean"),  # pool's name in configs before
     ("data.test_size=some", "data.test_size='some' is not a size"),
 ])
 def test_bad_values_fail_in_one_line_naming_them(override, message):
@@ -147,7 +148,7 @@ def test_classify_starts_from_a_pretraining_export(cls_config, tmp_path):
 
 @pytest.mark.slow
 def test_synthetic_run_writes_every_file_of_the_run_folder(cls_config):
-    run_dir = classify_stage.main(cls_config("head=mean", "mixup.cutmix_alpha=1.0"))
+    run_dir = classify_stage.main(cls_config("pool=mean", "mixup.cutmix_alpha=1.0"))
     for name in ("config.yaml", "lineage.json", "classes.json", "metrics.jsonl", "metrics.json", "confusion.json",
                  "confusion.png", "test_images.txt", "train_images.txt", "encoder.safetensors", "model.safetensors",
                  "state/progress.json"):

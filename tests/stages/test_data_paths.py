@@ -1,6 +1,6 @@
 """Every stage on both data paths: ``data.pipeline=auto`` picks the batched path (an automatic cache) for data that
-fits in memory and records the choice; a resumed run keeps its path; a sweep's cells share one cache, decoding
-each item once."""
+fits in memory and records the choice beside the config, which stays as given; a resumed run keeps its path; a
+sweep's cells share one cache, decoding each item once."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import stages.segment as segment_stage
 from simseg.config.classify import ClassifyConfig
 from simseg.config.loader import load_config
 from simseg.config.segment import SegmentConfig
-from simseg.data import labelled_cache
+from simseg.data import cache_build
 from simseg.errors import SimsegError
 from simseg.experiments.sweep import sweep
 from tests.helpers import write_images
@@ -30,23 +30,25 @@ CLS = ["model.depth=2", "model.img_size=64", "model.patch_size=8", "data.subset=
        "log.progress=false"]
 
 
-def recorded(run_dir: Path) -> tuple[str, str]:
-    """(config.yaml's data.pipeline, metrics.json's pipeline)."""
+def recorded(run_dir: Path, given: str = "auto") -> tuple[str, str]:
+    """(the data path config.yaml records as resolved, metrics.json's pipeline); config.yaml's data.pipeline stays
+    what was ``given``."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    return config["data"]["pipeline"], json.loads((run_dir / "metrics.json").read_text())["pipeline"]
+    assert config["data"]["pipeline"] == given, "the config is written as given, never changed"
+    return config["resolved"]["data"]["pipeline"], json.loads((run_dir / "metrics.json").read_text())["pipeline"]
 
 
 @pytest.fixture
 def decoded(monkeypatch) -> list[int]:
     """The source items the automatic caches decode, in order."""
     items: list[int] = []
-    real = labelled_cache._Decoded.__getitem__
+    real = cache_build._Decoded.__getitem__
 
     def counted(self, i):
         items.append(self.items[i])
         return real(self, i)
 
-    monkeypatch.setattr(labelled_cache._Decoded, "__getitem__", counted)
+    monkeypatch.setattr(cache_build._Decoded, "__getitem__", counted)
     return items
 
 
@@ -80,7 +82,7 @@ def test_segmentation_takes_the_batched_path_for_small_data_and_a_resume_keeps_i
     killed_after_epoch_0(lambda: segment_stage.main(seg("train.epochs=2", "data.pipeline=per_image",
                                                         f"output_dir={out}")), monkeypatch)
     resumed = segment_stage.main(seg("train.epochs=2", "resume=true", f"output_dir={out}"))
-    assert recorded(resumed) == ("per_image", "per_image") and not (out / "data_cache").exists()
+    assert recorded(resumed, "per_image") == ("per_image", "per_image") and not (out / "data_cache").exists()
     with pytest.raises(SimsegError, match="resume=true but data.pipeline differ"):
         segment_stage.main(seg("train.epochs=2", "resume=true", "data.pipeline=batched", f"output_dir={out}"))
 
@@ -112,4 +114,4 @@ def test_pretraining_on_a_small_folder_takes_the_batched_path(tiny_config, tmp_p
     assert len(decoded) == 20, "the 20 training images; the 4 held out are read per image"
     per_image = pretrain_stage.main(tiny_config(f"data.source={folder}", "data.pipeline=per_image",
                                                 output_dir=tmp_path / "pre-per-image"))
-    assert recorded(per_image) == ("per_image", "per_image")
+    assert recorded(per_image, "per_image") == ("per_image", "per_image")

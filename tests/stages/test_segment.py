@@ -299,5 +299,5 @@ def test_a_non_finite_loss_under_fp16_stops_naming_the_epoch_and_step(seg_config
         return {**out, "loss": out["loss"] * float("inf")} if self.training else out
 
     monkeypatch.setattr(SegmentationModel, "forward", forward_that_overflows)
-    with pytest.raises(SimsegError, match=r"training loss became (inf|nan) in epoch 0 before step 2: lower train.lr"):
+    with pytest.raises(SimsegError, match=r"training loss became (inf|nan) in epoch 0 at step 0: lower train.lr"):
         segment_stage.main(seg_config("train.mixed_precision=fp16"))

@@ -10,10 +10,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from simseg.config.sections import AugConfig
 from simseg.config.segment import SegAugConfig
-from simseg.data.batch_augment import sample_params
-from simseg.data.pair_batch_augment import PairBatchAugment, apply_pairs, reference_apply_pairs, sample_pair_params
-from simseg.errors import SimsegError
+from simseg.data.batch_augment import BatchAugment, apply, sample_params
 from simseg.models.segmentation import IGNORE_INDEX
+from tests.data.reference_augment import reference_apply
 
 MEAN, STD = AugConfig().mean, AugConfig().std
 RAW = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # "normalised" image = colours in [0, 1], easy to decode
@@ -42,17 +41,16 @@ SETTINGS = {  # seg_train_transform's knobs: one feature at a time, then all at 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_batched_path_matches_torchvision(setting, seed):
     images, masks, heights, widths = pairs(8, 40, seed)
-    p = sample_pair_params(heights, widths, (0.05, 1.0), (0.5, 2.0), jitter=(0.4, 0.4, 0.4, 0.1),
-                           blur_sigma=(0.1, 2.0), generator=torch.Generator().manual_seed(seed), **SETTINGS[setting])
+    p = sample_params(8, heights, widths, (0.05, 1.0), (0.5, 2.0), jitter=(0.4, 0.4, 0.4, 0.1), blur_sigma=(0.1, 2.0),
+                      generator=torch.Generator().manual_seed(seed), **SETTINGS[setting])
     for out_size in (32, 56):  # downsampling and upsampling
-        got_images, got_masks = apply_pairs(images.to(DEVICE), masks.to(DEVICE), heights, widths, p, out_size, MEAN,
-                                            STD)
-        want_images, want_masks = reference_apply_pairs(images, masks, p, out_size, MEAN, STD)
+        got_images, got_masks = apply(images.to(DEVICE), p, out_size, MEAN, STD, masks.to(DEVICE))
+        want_images, want_masks = reference_apply(images, p, out_size, MEAN, STD, masks)
         assert got_images.shape == (8, 3, out_size, out_size) and got_images.dtype == torch.float32
         assert got_masks.shape == (8, out_size, out_size) and got_masks.dtype == torch.int64
         assert (got_images.cpu() - want_images).abs().max() < 1e-4
         assert torch.equal(got_masks.cpu(), want_masks)
-        alone, none = apply_pairs(images.to(DEVICE), None, heights, widths, p, out_size, MEAN, STD)
+        alone, none = apply(images.to(DEVICE), p, out_size, MEAN, STD)
         assert none is None and torch.equal(alone, got_images)  # the image path does not depend on the mask
 
 
@@ -84,33 +82,34 @@ def agreement(images, masks):
 def test_masks_stay_aligned_with_images_through_crop_flip_and_rotation(seed):
     # 60 x 96 originals squashed to 48 x 48: boxes drawn in original pixels must land on the same place of both
     images, masks, heights, widths = squashed_blocks(60, 96, 48, seed)
-    p = sample_pair_params(heights, widths, (0.3, 1.0), (0.5, 2.0), 0.5, (0.4, 0.4, 0.4, 0.1), 0.0, rotation=30.0,
-                           generator=torch.Generator().manual_seed(seed))
-    p.crop.flip[:] = torch.tensor([True, False, True, False])  # both kinds, whatever the draw
+    p = sample_params(4, heights, widths, (0.3, 1.0), (0.5, 2.0), 0.5, (0.4, 0.4, 0.4, 0.1), 0.0, rotation=30.0,
+                      generator=torch.Generator().manual_seed(seed))
+    p.flip[:] = torch.tensor([True, False, True, False])  # both kinds, whatever the draw
     p.angle[:] = torch.tensor([25.0, -30.0, 0.0, 15.0])
 
-    def augment(params, heights=heights, widths=widths):
-        return apply_pairs(images, masks, heights, widths, params, 40, **RAW)
+    def augment(params):
+        return apply(images, params, 40, masks=masks, **RAW)
 
     out_images, out_masks = augment(p)
     score, scored = agreement(out_images, out_masks)
     assert score >= 0.99 and scored > 0.2
 
     # The test has teeth: moving the mask alone (flip, rotation or box mapping) leaves image and mask disagreeing.
-    flipped = dataclasses.replace(p, crop=dataclasses.replace(p.crop, flip=~p.crop.flip))
+    flipped = dataclasses.replace(p, flip=~p.flip)
     rotated = dataclasses.replace(p, angle=p.angle + 30.0)
     stored = torch.full((4,), 48)  # boxes read as stored pixels: the original-to-stored mapping skipped
-    for wrong_masks in (augment(flipped)[1], augment(rotated)[1], augment(p, stored, stored)[1]):
+    unmapped = dataclasses.replace(p, heights=stored, widths=stored)
+    for wrong_masks in (augment(flipped)[1], augment(rotated)[1], augment(unmapped)[1]):
         assert agreement(out_images, wrong_masks)[0] < 0.9
 
 
 def test_a_seed_reproduces_the_batch_and_rotated_corners_are_filled():
-    augment = PairBatchAugment(32, (1.0, 1.0), (1.0, 1.0), 0.5, (0.4, 0.4, 0.4, 0.1), 0.0, MEAN, STD,
-                               rotation=45.0, blur_prob=0.5)
+    augment = BatchAugment(32, (1.0, 1.0), (1.0, 1.0), 0.5, (0.4, 0.4, 0.4, 0.1), 0.0, MEAN, STD, rotation=45.0,
+                           blur_prob=0.5)
     images, masks, heights, widths = pairs(16, 40)
-    first = augment(images.to(DEVICE), masks.to(DEVICE), heights, widths, torch.Generator().manual_seed(5))
-    again = augment(images.to(DEVICE), masks.to(DEVICE), heights, widths, torch.Generator().manual_seed(5))
-    other = augment(images.to(DEVICE), masks.to(DEVICE), heights, widths, torch.Generator().manual_seed(6))
+    images, masks = images.to(DEVICE), masks.to(DEVICE)
+    first, again, other = (augment(images, heights, widths, masks, torch.Generator().manual_seed(seed))
+                           for seed in (5, 5, 6))
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     assert not torch.equal(first[1], other[1])
 
@@ -153,25 +152,24 @@ def test_boxes_follow_torchvision_per_sample_geometry():
 def test_per_sample_sizes_draw_what_one_size_draws():
     # pretraining's seeds stay valid: equal per-sample sizes give bit for bit the boxes of the int call
     one = sample_params(64, 40, 48, (0.05, 1.0), (0.5, 2.0), 0.5, (0.4, 0.4, 0.4, 0.1), 0.8,
-                        torch.Generator().manual_seed(1))
+                        generator=torch.Generator().manual_seed(1))
     each = sample_params(64, torch.full((64,), 40), torch.full((64,), 48), (0.05, 1.0), (0.5, 2.0), 0.5,
-                         (0.4, 0.4, 0.4, 0.1), 0.8, torch.Generator().manual_seed(1))
+                         (0.4, 0.4, 0.4, 0.1), 0.8, generator=torch.Generator().manual_seed(1))
     for field in dataclasses.fields(one):
-        assert torch.equal(getattr(one, field.name), getattr(each, field.name)), field.name
+        mine, theirs = getattr(one, field.name), getattr(each, field.name)
+        assert torch.equal(mine, theirs) if isinstance(mine, torch.Tensor) else mine == theirs, field.name
 
 
-def test_from_aug_config_for_both_stages():
+def test_from_aug_config_for_every_stage():
     images, masks, heights, widths = pairs(4, 40)
-    heavy = PairBatchAugment.from_aug_config(SegAugConfig(preset="heavy"), img_size=32)
-    assert (heavy.rotation, heavy.blur_prob) == (20.0, 0.2)
-    out_images, out_masks = heavy(images, masks, heights, widths, torch.Generator().manual_seed(0))
+    heavy = BatchAugment.from_aug_config(SegAugConfig(preset="heavy"), img_size=32)
+    assert (heavy.draws["rotation"], heavy.draws["blur_prob"]) == (20.0, 0.2)
+    out_images, out_masks = heavy(images, heights, widths, masks, torch.Generator().manual_seed(0))
     assert out_images.shape == (4, 3, 32, 32) and out_masks.shape == (4, 32, 32) and torch.isfinite(out_images).all()
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the pixel work stays float32 inside a training step
-        in_autocast = heavy(images, masks, heights, widths, torch.Generator().manual_seed(0))
+        in_autocast = heavy(images, heights, widths, masks, torch.Generator().manual_seed(0))
     assert torch.equal(in_autocast[0], out_images) and torch.equal(in_autocast[1], out_masks)
-    classify = PairBatchAugment.from_aug_config(AugConfig(), img_size=32)  # no rotation or blur keys: both off
-    assert (classify.rotation, classify.blur_prob) == (0.0, 0.0)
-    out_images, none = classify(images, None, heights, widths, torch.Generator().manual_seed(0))
+    plain = BatchAugment.from_aug_config(AugConfig(), img_size=32)  # pretraining's and classification's defaults
+    assert (plain.draws["rotation"], plain.draws["blur_prob"]) == (0.0, 0.0)
+    out_images, none = plain(images, heights, widths, None, torch.Generator().manual_seed(0))
     assert none is None and out_images.shape == (4, 3, 32, 32)
-    with pytest.raises(SimsegError, match="rotation must be in"):
-        PairBatchAugment(32, (0.5, 1), (0.75, 1.33), 0.5, (0.4, 0.4, 0.4, 0.1), 0.8, MEAN, STD, rotation=200.0)

@@ -4,13 +4,23 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from simseg.data.pair_transforms import seg_eval_transform, seg_train_transform
+from simseg.config.sections import FineTuneAugConfig
+from simseg.data.transforms import eval_transform, train_transform
 from simseg.errors import SimsegError
 
 # The image's colour encodes its class: class c is pure red / green / blue, so mask == decode(image) pixel for pixel.
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
 RAW = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # "normalised" image = colours in [0, 1], easy to decode
 NO_JITTER = {"color_jitter_prob": 0.0, **RAW}
+
+
+def seg_train_transform(img_size: int, **fields):
+    """The training transform of the labelled stages' augmentation config with ``fields`` changed."""
+    return train_transform(FineTuneAugConfig(**fields), img_size)
+
+
+def seg_eval_transform(img_size: int, mean=FineTuneAugConfig.mean, std=FineTuneAugConfig.std):
+    return eval_transform(img_size, mean, std, "resize")
 
 
 def blocks(height: int, width: int, block: int, seed: int) -> tuple[Image.Image, np.ndarray]:
