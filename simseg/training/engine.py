@@ -107,15 +107,20 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
 
 @contextlib.contextmanager
 def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar on stderr (in a log file, a line every 30 s) during which every message starts on a line of its
-    own and stays: warnings are written above the bar (``tqdm.write``), and an error or Ctrl-C raised inside closes
-    the bar first, ending its line in a log file, so the one-line message printed after it stands alone."""
+    """A tqdm bar on stderr (in a log file, redrawn every 30 s) during which every message starts on a line of its
+    own and stays: warnings are written above the bar on a terminal and on a line of their own in a log file, and
+    an error or Ctrl-C raised inside closes the bar first (ending its line in a log file), so the one-line message
+    printed after it stands alone."""
     bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, disable=not enabled,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
     shown = warnings.showwarning
 
     def write_above(message, category, filename, lineno, file=None, line=None):
-        tqdm.write(warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n"), file=sys.stderr)
+        text = warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n")
+        if sys.stderr.isatty():
+            tqdm.write(text, file=sys.stderr)  # clears the bar, writes, draws the bar again below
+        else:  # a log file keeps the bar's line: end it first
+            sys.stderr.write(f"\n{text}\n")
 
     warnings.showwarning = write_above
     try:
