@@ -72,7 +72,7 @@ step "segmentation cell throughput" python3 benchmarks/labelled_pipelines.py "${
 # grid. The pretraining LR is the study's 1e-4 at batch 128 scaled linearly to batch 512.
 STUDY=$WORK/study
 step "study: image cache" python3 -m simseg.cli data cache "$DATA/imagenet-subset/train" --out "$WORK/imagenet-cache" \
-  --size 144 --overwrite
+  --img-size 128 --overwrite
 step "study: pretraining and cells" python3 -m simseg.cli sweep --subsets "$SUBSETS" --seeds "$SEEDS" --init scratch \
   --pretrain-subsets "$PRE_SUBSETS" --pretrain-data "$WORK/imagenet-cache" --data "$DATA/oxford-iiit-pet" \
   --output-dir "$STUDY" data.test_size=292 "train.epochs=$SEG_EPOCHS" train.mixed_precision=bf16 eval.every=10 \

@@ -10,7 +10,7 @@ In one run, on the same images, model, batch and thread count:
   default        `simseg pretrain` on the image folder with every data setting at its default (data.pipeline=auto: a
                  folder that fits in memory is decoded once into an automatic cache and augmented in batches);
   per_image      `simseg pretrain` with PIL transforms in DataLoader workers (data.pipeline=per_image);
-  batched        `simseg pretrain` on a uint8 cache (`simseg data cache`) with batched augmentation on the device.
+  batched        `simseg pretrain` on an image cache (`simseg data cache`) with batched augmentation on the device.
 Each stage figure is the training loop's own images/s (metrics.jsonl), so model set-up and the validation pass are
 not counted, but data loading is. Peak memory: the stage's metrics.json (process peak RSS on the CPU, allocated
 CUDA memory on a GPU), measured in a fresh process per stage. Without --data (or when it is missing) the images
@@ -37,7 +37,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from simseg.config.pretrain import PretrainDataConfig
 from simseg.config.sections import ModelConfig, default_num_workers
-from simseg.data.cache import build_cache
+from simseg.data.cache_build import build_cache
+from simseg.data.image_cache import CacheSpec, cache_side
+from simseg.data.sources import digest
 from simseg.data.unlabelled import open_image_source
 from simseg.models.masking import random_unit_mask
 from simseg.models.simmim import SimMIM
@@ -62,6 +64,9 @@ class NoiseImages:
         pixels = np.random.default_rng(index).integers(0, 256, (self.size, self.size, 3), dtype=np.uint8)
         return Image.fromarray(pixels)
 
+    def fingerprint(self) -> str:
+        return digest("noise", self.count, self.size)
+
 
 class FirstImages:
     """The first ``count`` images of a source (what the stage's data.subset would not give: a fixed set)."""
@@ -74,6 +79,9 @@ class FirstImages:
 
     def image(self, index: int):
         return self.source.image(index)
+
+    def fingerprint(self) -> str:
+        return digest(self.source.fingerprint(), self.count)
 
 
 def step_flops_per_image() -> float:
@@ -195,7 +203,7 @@ def main() -> None:
         for i in range(len(source)):
             source.image(i).save(folder / f"{i:06d}.png")
     start = time.perf_counter()
-    build_cache(source, work / "cache", size=144, workers=workers_of(args), progress=False)
+    build_cache(source, work / "cache", CacheSpec(cache_side(128)), workers=workers_of(args), progress=False)
     cache_seconds = time.perf_counter() - start
 
     step = step_only(len(source) - 8, args.batch, device, args.bf16, args.compile)
@@ -208,7 +216,7 @@ def main() -> None:
     print(f"machine: {name}, torch {torch.__version__}; {data}: {len(source) - 8} training images at batch "
           f"{args.batch}, {'bf16' if args.bf16 else 'fp32'}{', compiled' if args.compile else ''}, last of "
           f"{args.epochs} epoch(s); per-image loader with {workers_of(args)} workers")
-    print(f"cache build ({len(source)} images at 144 px):  {cache_seconds:7.1f} s")
+    print(f"cache build ({len(source)} images at {cache_side(128)} px):  {cache_seconds:7.1f} s")
     print(f"step only:                          {step:7.1f} images/s; MFU {step * flops / peak:.1%} "
           f"({flops / 1e9:.3f} GFLOP per image; peak {peak / 1e9:,.0f} GFLOP/s = {peak_name})")
     for pipeline, run in runs.items():

@@ -24,10 +24,10 @@ from simseg.errors import SimsegError
 from simseg.experiments.stage_table import STAGES, run_stage
 
 # The demo: the study's recipes on built-in synthetic images, with the encoder cut to 4 of its 12 blocks, so that
-# pretraining, classification and a six-cell sweep fit in ~4 minutes of a 2-core CPU. A higher LR with warmup than
+# pretraining, classification and a six-cell sweep fit in minutes on a laptop's CPU. A higher LR with warmup than
 # the study's and a sin-cos start for the learned position embedding shorten the early plateau where every masked
-# patch gets the image's mean colour (measured: the 12-block encoder was still on it after the same time budget).
-# No hue jitter: the synthetic colours are random already, and it is the costliest augmentation on CPU.
+# patch gets the image's mean colour, which a short run would not leave. No hue jitter: the synthetic colours are
+# random already, and hue is the costliest augmentation on a CPU.
 DEMO_SHARED = [
     "data.source=synthetic", "data.synthetic_image_size=128", "data.num_workers=1",
     "model.depth=4", "model.pos_embed_init=sincos", "aug.color_jitter=[0.4,0.4,0.4,0.0]",
