@@ -132,8 +132,8 @@ def test_a_message_raised_mid_epoch_starts_a_line_of_its_own_in_a_log_file(capfd
 
 
 def test_a_message_raised_mid_epoch_stands_alone_on_a_terminal():
-    script = ("import sys; sys.path.insert(0, %r); from tests.training.test_engine import *; "
-              "run_main(training_that_fails('nan'), [])" % os.getcwd())
+    script = (f"import sys; sys.path.insert(0, {os.getcwd()!r}); from tests.training.test_engine import *; "
+              "run_main(training_that_fails('nan'), [])")
     main, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 40 rows, 120 columns
     process = subprocess.Popen([sys.executable, "-c", script], stdin=child, stdout=child, stderr=child,
