@@ -1,5 +1,6 @@
-"""One stage run of a sweep, wherever it runs (in the sweep's process, as a cluster task or on a local GPU): run it
-unless it finished with the same config, and rebuild the sweep's results from the finished cell folders."""
+"""One stage run of a sweep, wherever it runs (in the sweep's process, as a cluster task or on a local GPU): a cell's
+config, running it unless it finished with the same config, and rebuilding the sweep's results from the finished
+cell folders."""
 
 from __future__ import annotations
 
@@ -8,14 +9,26 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from simseg.config.loader import build, to_dict
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
-from simseg.experiments.grid import CELL_RECORD, Init, read_cell_record
+from simseg.experiments.grid import CELL_RECORD, Cell, Init, read_cell_record
 from simseg.experiments.results import result_row, write_results
 from simseg.experiments.stage_table import run_stage
 from simseg.training.rundir import changed_keys, load_run_config, run_is_finished
 
 RESULTS_LOCK = ".results.lock"  # held while a process rebuilds results.csv / results.jsonl
+
+
+def cell_config(template: SegmentConfig, cell: Cell, sweep_dir: Path) -> SegmentConfig:
+    """The segmentation config of ``cell``: its variant's template with the cell's folder, init, seed and subset."""
+    tree = to_dict(template)
+    tree.update(output_dir=str(cell.run_dir(sweep_dir)), init=cell.init.path, seed=cell.seed, resume=False)
+    tree.pop("head", None)  # resolved into model.arch already
+    tree["data"]["subset"] = str(cell.subset)
+    # every cell's batched path shares one cache of the pairs, decoded once for the whole grid
+    tree["data"]["cache_dir"] = tree["data"]["cache_dir"] or str((sweep_dir / "data_cache").resolve())
+    return build(SegmentConfig, tree)
 
 
 def check_unchanged(cfg, sweep_dir: Path) -> None:

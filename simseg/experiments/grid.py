@@ -1,13 +1,14 @@
-"""The sweep's grid: [models x augmentation presets x] initialisations x labelled-subset sizes x seeds, its shards
-and its cells' records (the results table they make: :mod:`simseg.experiments.results`).
+"""The sweep's grid: [variants x] initialisations x labelled-subset sizes x seeds, its shards and its cells' records
+(the results table they make: :mod:`simseg.experiments.results`). The axes a cell varies on, their folder levels and
+``cell.json`` keys come from :mod:`simseg.experiments.axes`.
 
 Pure functions and small records; :mod:`simseg.experiments.sweep` runs the cells. A sweep folder holds::
 
     sweep.json                         the grid, the segmentation config and the commands that ran it
     results.csv, results.jsonl         one row per finished cell, rebuilt from the cell folders after every cell
-    pretrain-<size>/                   pretraining runs made by --pretrain-subsets
+    pretrain-<size>/                   pretraining runs made by the pretraining axes (--pretrain-subsets)
     cells/<init>/subset-<n>/seed-<s>/  one segmentation run per cell, with cell.json saying what the cell is
-    cells/<arch>/<aug>/<init>/...      the same with --models and --aug (each part only when its axis is swept)
+    cells/<arch>/<aug>/<init>/...      the same with --models and --aug (a level for each swept variant axis)
 
 The results are a function of the finished cell folders, rewritten whole (temp file, then rename): a killed sweep,
 two shards writing into one folder, or a rerun can neither lose nor duplicate a row.
@@ -16,10 +17,13 @@ two shards writing into one folder, or a rerun can neither lose nor duplicate a 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from simseg.errors import SimsegError
+from simseg.experiments.axes import Variant, every_variant, pretraining_axes, variant_axes, variant_of
 from simseg.files import atomic_write_text
 from simseg.sizes import format_size, parse_size
 
@@ -31,17 +35,27 @@ class Init:
     """Where a cell's encoder comes from: ``scratch`` or a run folder, with what the report groups it by."""
     label: str
     path: str  # "scratch" or the run folder's absolute path
-    pretrain_images: int | None = None  # unlabelled images of the pretraining behind it
+    pretraining: tuple[tuple[str, Any], ...] = ()  # (column, value) of each pretraining axis the init's lineage has
     intermediate: bool = False  # went through intermediate classification
     base_init: str | None = None  # for an intermediate init: the label of the init it was trained from
 
+    def pretrained_with(self, column: str) -> Any:
+        """The value of pretraining axis ``column`` behind this init (``pretrain_images``: 45000), or None."""
+        return dict(self.pretraining).get(column)
 
-def cell_name(init_label: str, subset: int, seed: int, arch: str | None = None, aug: str | None = None,
-              recipe: str | None = None) -> str:
-    """A cell's name and folder under ``cells/``: ``pretrain-45k/subset-1k/seed-0``, with ``unet_resnet18/heavy/``
-    (and ``mild/``) in front when the sweep has a model (``arch``), augmentation (``aug``) or recipe axis."""
-    variant = "".join(f"{part}/" for part in (arch, aug, recipe) if part)
-    return f"{variant}{init_label}/subset-{format_size(subset)}/seed-{seed}"
+
+def pretraining_of(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """An :attr:`Init.pretraining` from column -> value (empty values left out, table order)."""
+    return tuple((axis.column, values[axis.column]) for axis in pretraining_axes()
+                 if values.get(axis.column) is not None)
+
+
+def cell_name(init_label: str, subset: int, seed: int, variant: Variant = ()) -> str:
+    """A cell's name and folder under ``cells/``: ``pretrain-45k/subset-1k/seed-0``, with a level for each swept
+    variant axis in front (``unet_resnet18/heavy/pretrain-45k/...``), in the order of the axes table."""
+    values = dict(variant)
+    levels = [values[axis.column] for axis in variant_axes() if values.get(axis.column)]
+    return "/".join([*levels, init_label, f"subset-{format_size(subset)}", f"seed-{seed}"])
 
 
 @dataclass(frozen=True)
@@ -49,13 +63,11 @@ class Cell:
     init: Init
     subset: int
     seed: int
-    arch: str | None = None  # model.arch, when the sweep has a model axis
-    aug: str | None = None  # aug.preset, when the sweep has an augmentation axis
-    recipe: str | None = None  # recipe, when the sweep has a recipe axis
+    variant: Variant = ()  # the values of the swept variant axes (--models, --aug, ...)
 
     @property
     def name(self) -> str:
-        return cell_name(self.init.label, self.subset, self.seed, self.arch, self.aug, self.recipe)
+        return cell_name(self.init.label, self.subset, self.seed, self.variant)
 
     def run_dir(self, sweep_dir: Path) -> Path:
         return sweep_dir / "cells" / self.name
@@ -104,13 +116,14 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return index - 1, total
 
 
-def expand_grid(inits: list[Init], subsets: list[int], seeds: list[int], archs: list[str | None] = (None,),
-                augs: list[str | None] = (None,), fits=lambda init, arch: True,
-                recipes: list[str | None] = (None,)) -> list[Cell]:
-    """Every (arch, aug, recipe, init, subset, seed) whose init ``fits`` the arch, smallest subsets first (cheap,
-    most-wanted cells finish early), then models, presets, recipes and inits in the order given, then seeds."""
-    return [Cell(init, subset, seed, arch, aug, recipe) for subset in sorted(subsets) for arch in archs
-            for aug in augs for recipe in recipes for init in inits if fits(init, arch) for seed in seeds]
+def expand_grid(inits: list[Init], subsets: list[int], seeds: list[int],
+                variants: Mapping[str, Sequence[str]] | None = None,
+                fits: Callable[[Init, Variant], bool] = lambda init, variant: True) -> list[Cell]:
+    """Every (variant, init, subset, seed) whose init ``fits`` the variant (``variants``: column -> values of each
+    swept variant axis), smallest subsets first (cheap, most-wanted cells finish early), then the variants and inits
+    in the order given, then seeds."""
+    return [Cell(init, subset, seed, variant) for subset in sorted(subsets) for variant in every_variant(variants or {})
+            for init in inits if fits(init, variant) for seed in seeds]
 
 
 def shard_cells(cells: list, index: int, count: int) -> list:
@@ -119,15 +132,19 @@ def shard_cells(cells: list, index: int, count: int) -> list:
 
 
 def write_cell_record(cell: Cell, sweep_dir: Path) -> None:
-    """``cell.json`` in the cell's folder: what the cell is, so results can be rebuilt from the folders alone."""
-    atomic_write_text(cell.run_dir(sweep_dir) / CELL_RECORD,
-                      json.dumps({"init": asdict(cell.init), "subset": cell.subset, "seed": cell.seed,
-                                  "arch": cell.arch, "aug": cell.aug, "recipe": cell.recipe}, indent=2))
+    """``cell.json`` in the cell's folder: what the cell is, so results can be rebuilt from the folders alone. Every
+    pretraining axis has a key in ``init``, every variant axis one at the top (null when not swept)."""
+    init, variant = cell.init, dict(cell.variant)
+    record = {"init": {"label": init.label, "path": init.path,
+                       **{axis.column: init.pretrained_with(axis.column) for axis in pretraining_axes()},
+                       "intermediate": init.intermediate, "base_init": init.base_init},
+              "subset": cell.subset, "seed": cell.seed,
+              **{axis.column: variant.get(axis.column) for axis in variant_axes()}}
+    atomic_write_text(cell.run_dir(sweep_dir) / CELL_RECORD, json.dumps(record, indent=2))
 
 
 def read_cell_record(path: Path) -> Cell:
     record = json.loads(path.read_text())
-    return Cell(Init(**record["init"]), int(record["subset"]), int(record["seed"]), record.get("arch"),
-                record.get("aug"), record.get("recipe"))
-
-
+    init = record["init"]
+    return Cell(Init(init["label"], init["path"], pretraining_of(init), bool(init.get("intermediate")),
+                     init.get("base_init")), int(record["subset"]), int(record["seed"]), variant_of(record))

@@ -1,7 +1,7 @@
 """The inits of a sweep: ``scratch``, ``imagenet``, ``PATH`` or ``LABEL=PATH`` resolved to
-:class:`~simseg.experiments.grid.Init`, with the pretraining size and intermediate-step parent read from the run
-folders' ``lineage.json`` and ``metrics.json``; and which inits fit which model (a SimMIM export only a ViT, ImageNet
-or a ResNet weights file only a CNN)."""
+:class:`~simseg.experiments.grid.Init`, with the values of the pretraining axes (the pretraining size, ...) and the
+intermediate-step parent read from the run folders' ``lineage.json``, ``metrics.json`` and ``config.yaml``. Which
+inits fit which model is the model axis's rule (:func:`simseg.experiments.axes.arch_fits`)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from simseg.errors import SimsegError
-from simseg.experiments.grid import Init
+from simseg.experiments.axes import pretraining_axes
+from simseg.experiments.grid import Init, pretraining_of
 from simseg.training.export import export_path
 
 
 def resolve_init(item: str, option: str) -> Init:
-    """``scratch``, ``PATH`` or ``LABEL=PATH`` -> an :class:`Init` (its pretraining size read from the run folders)."""
+    """``scratch``, ``PATH`` or ``LABEL=PATH`` -> an :class:`Init` (its pretraining read from the run folders)."""
     if item in ("scratch", "imagenet"):
         return Init(item, item)
     label, sep, path_text = item.partition("=")
@@ -29,23 +30,13 @@ def resolve_init(item: str, option: str) -> Init:
         return Init(check_label(label or file.stem, option), str(file.resolve()))
     run_dir = file.parent
     label = check_label(label or run_dir.resolve().name, option)
-    return Init(label, str(run_dir.resolve()), pretraining_images(run_dir))
+    return Init(label, str(run_dir.resolve()), pretraining_of_run(run_dir))
 
 
 def check_label(label: str, option: str) -> str:
     if not label.replace("-", "").replace("_", "").replace(".", "").replace("+", "").isalnum():
         raise SimsegError(f"{option} label '{label}' may hold only letters, digits and - _ . +: name it LABEL=PATH")
     return label
-
-
-def is_cnn_init(init: Init) -> bool:
-    """ImageNet or a weights file (not a run folder): an init for a CNN's encoder."""
-    return init.path == "imagenet" or Path(init.path).suffix in (".pth", ".pt", ".bin", ".safetensors")
-
-
-def init_fits(init: Init, family: str) -> bool:
-    """Whether ``init`` can start a model of ``family`` (``vit`` or ``cnn``): scratch starts both."""
-    return init.path == "scratch" or is_cnn_init(init) == (family == "cnn")
 
 
 def intermediate_init(init: Init, inits: list[Init]) -> Init:
@@ -64,14 +55,21 @@ def lineage_parent(run_dir: Path) -> Path | None:
     return Path(export).parent.resolve() if export else None
 
 
-def pretraining_images(run_dir: Path) -> int | None:
-    """Training images of the pretraining at the root of ``run_dir``'s lineage (None if it is not known)."""
+def lineage_root(run_dir: Path) -> Path | None:
+    """The pretraining run at the root of ``run_dir``'s lineage; None when the root started from scratch through
+    another stage (it has a lineage.json of its own) or the chain of links does not end."""
     for _ in range(8):  # pretrain -> classify -> ... chains are short; a loop of links would be a damaged folder
         parent = lineage_parent(run_dir)
         if parent is None:
-            break
+            return None if (run_dir / "lineage.json").exists() else run_dir
         run_dir = parent
-    metrics = run_dir / "metrics.json"
-    if (run_dir / "lineage.json").exists() or not metrics.is_file():
-        return None
-    return json.loads(metrics.read_text()).get("train_images")
+    return None
+
+
+def pretraining_of_run(run_dir: Path) -> tuple:
+    """Each pretraining axis's value for the pretraining at the root of ``run_dir``'s lineage (see
+    :meth:`~simseg.experiments.axes.Axis.of_run`); none when the root is not known."""
+    root = lineage_root(run_dir)
+    if root is None:
+        return ()
+    return pretraining_of({axis.column: axis.of_run(root) for axis in pretraining_axes()})

@@ -11,8 +11,10 @@ run folders hold, and writes into the sweep folder (each file atomically)::
     training_curves.png       score vs training minutes per model / recipe / init (from the cells' metrics.jsonl)
     figures/                  copies of each init's latest reconstruction grid and the best cell's examples
 
-Rows come from :mod:`simseg.experiments.results`, their summaries from :mod:`simseg.experiments.summary` (pure
-functions, shared with the figures), the figures from :mod:`simseg.experiments.report_figures`.
+Rows come from :mod:`simseg.experiments.results`, their summaries from :mod:`simseg.experiments.summary` and what
+each axis does from :mod:`simseg.experiments.effects` (pure functions, shared with the figures); the plots are drawn by
+:mod:`simseg.experiments.report_figures`, the tables beyond the mIoU by :mod:`simseg.experiments.report_tables`, the
+run folders' pictures copied by :mod:`simseg.experiments.report_pictures`.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from pathlib import Path
 import yaml
 
 from simseg.experiments import report_figures as figures
+from simseg.experiments import report_pictures as pictures
+from simseg.experiments.axes import every_variant, init_axis, pretraining_axes, runs_with, variant_axes
+from simseg.experiments.effects import scratch_gains, varying_axes, with_variant_labels
 from simseg.experiments.grid import cell_name
-from simseg.experiments.report_models import cost_table, effect_tables, per_class_table, tta_table
+from simseg.experiments.report_tables import cost_table, effect_tables, per_class_table, tta_table
 from simseg.experiments.results import Row, read_results, read_sweep, results_path
 from simseg.experiments.summary import (
     MISSING,
@@ -33,8 +38,6 @@ from simseg.experiments.summary import (
     intermediate_deltas,
     markdown_table,
     summarise,
-    varying_axes,
-    with_variant_labels,
 )
 from simseg.files import atomic_write_text
 from simseg.sizes import format_size, parse_size
@@ -43,64 +46,51 @@ from simseg.training.plots import GRID_COLUMNS
 
 def missing_cells(rows: list[Row], sweep: dict | None) -> tuple[list[str], int, int]:
     """Names of the grid's cells without a row (in grid order), the grid's size, and how many rows lie outside it
-    (cells of earlier commands). The grid is sweep.json's when there is one (its models and presets with the inits
-    that fit them), else every combination of the inits, subsets and seeds the rows hold."""
+    (cells of earlier commands). The grid is sweep.json's when there is one (its variants with the inits that fit
+    them), else every combination of the inits, subsets and seeds the rows hold."""
     grid = (sweep or {}).get("grid") or {}
-    axes = {"arch": [None], "aug": [None], "recipe": [None]}  # the variant axes; [None] = not swept
+    swept: dict[str, list[str]] = {}  # variant axis column -> its values in sweep.json; absent = not swept
     if grid:
         paths = {**(grid.get("inits") or {}), **(grid.get("intermediate") or {})}
         labels = list(paths)
         subsets = sorted(parse_size(s, "sweep.json subsets") for s in grid.get("subsets") or [])
         seeds = [int(s) for s in grid.get("seeds") or []]
-        axes = {"arch": grid.get("models") or [None], "aug": grid.get("aug") or [None],
-                "recipe": grid.get("recipes") or [None]}
+        swept = {axis.column: list(grid[axis.grid_key]) for axis in variant_axes() if grid.get(axis.grid_key)}
     else:
         labels = init_order(rows)
         paths = {label: init_info(rows)[label].path for label in labels}
         subsets, seeds = sorted({r["subset"] for r in rows}), sorted({r["seed"] for r in rows})
-    swept = {axis: values != [None] for axis, values in axes.items()}
-    done = {(*(r[axis] if swept[axis] else None for axis in axes), r["init"], r["subset"], r["seed"]) for r in rows}
-    expected = [(arch, aug, recipe, label, s, seed) for s in subsets for arch in axes["arch"] for aug in axes["aug"]
-                for recipe in axes["recipe"] for label in labels if fits(label, paths.get(label), arch)
-                for seed in seeds]  # expand_grid's order
+    done = {(tuple((column, r[column]) for column in swept), r["init"], r["subset"], r["seed"]) for r in rows}
+    expected = [(variant, label, s, seed) for s in subsets for variant in every_variant(swept) for label in labels
+                if runs_with(paths.get(label), variant) for seed in seeds]  # expand_grid's order
     outside = len(done - set(expected))
-    return ([cell_name(label, s, seed, arch, aug, recipe) for arch, aug, recipe, label, s, seed in expected
-             if (arch, aug, recipe, label, s, seed) not in done], len(expected), outside)
-
-
-def fits(label: str, path: str | None, arch: str | None) -> bool:
-    """Whether the sweep ran this init with this model (see :func:`simseg.experiments.inits.init_fits`)."""
-    from simseg.experiments.grid import Init
-    from simseg.experiments.inits import init_fits
-    from simseg.models.registry import ARCHS
-
-    if arch is None or arch not in ARCHS or path is None:
-        return True
-    return init_fits(Init(label, path), ARCHS[arch].family)
-
-
-def _count(images: int | None) -> str:
-    if images is None:
-        return MISSING
-    text = format_size(images)
-    return f"{images:,}" if text.isdigit() else text  # 7349 -> "7,349"; 45000 -> "45k"
+    return ([cell_name(label, s, seed, variant) for variant, label, s, seed in expected
+             if (variant, label, s, seed) not in done], len(expected), outside)
 
 
 def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'s' * (count != 1)}"
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith('s') else 's'}"
+
+
+def _listed(words: list[str]) -> str:
+    """``["model", "preset", "recipe"]`` -> ``model, preset and recipe``."""
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
 
 
 def overview_line(rows: list[Row], sweep: dict | None) -> str:
-    """How many cells, inits, subsets and seeds, and whether the grid is complete (missing cells named, up to 10)."""
+    """How many cells, variants, inits (and pretraining values), subsets and seeds, and whether the grid is complete
+    (missing cells named, up to 10)."""
     subsets, seeds = sorted({r["subset"] for r in rows}), sorted({r["seed"] for r in rows})
     missing, expected, outside = missing_cells(rows, sweep)
     grid = "sweep.json's grid" if (sweep or {}).get("grid") else "the grid the rows span (no sweep.json)"
-    inits = len(init_order(rows))
-    variants = "".join(f"{_plural(len({r[axis] for r in rows}), noun)}, " for axis, noun in
-                       (("arch", "model"), ("aug", "augmentation preset"), ("recipe", "recipe"))
-                       if axis in varying_axes(rows))
-    text = (f"**{_plural(len(rows), 'cell')}** finished: {variants}{_plural(inits, 'init')}, "
-            f"{_plural(len(subsets), 'subset size')} ({', '.join(map(format_size, subsets))}), "
+    variants = "".join(f"{_plural(len({r[axis.column] for r in rows}), axis.noun)}, "
+                       for axis in varying_axes(rows))
+    pretraining = [_plural(count, axis.noun) for axis in pretraining_axes()
+                   if (count := len({r[axis.column] for r in rows if r[axis.column] is not None})) > 1]
+    inits = _plural(len(init_order(rows)), init_axis().noun)
+    text = (f"**{_plural(len(rows), 'cell')}** finished: {variants}{inits}"
+            + (f" ({', '.join(pretraining)})" if pretraining else "")
+            + f", {_plural(len(subsets), 'subset size')} ({', '.join(map(format_size, subsets))}), "
             f"{_plural(len(seeds), 'seed')} ({', '.join(map(str, seeds))}). ")
     if outside:
         text += f"{outside} of them lie outside {grid} (earlier commands). "
@@ -124,29 +114,35 @@ def result_tables(rows: list[Row]) -> list[str]:
         text = format_summary(stats[label, s])
         return f"**{text}**" if s in contested and stats[label, s].mean == best[s] else text
 
+    def pretrained(label: str, axis) -> str:
+        value = info[label].pretraining.get(axis.column)
+        return MISSING if value is None else axis.show(value)
+
     lines = ["## Test mIoU", "", *markdown_table(
-        ["init", "pretraining images", *columns],
-        [[label, _count(info[label].pretrain_images), *(miou_cell(label, s) for s in subsets)] for label in order]),
+        ["init", *(axis.title for axis in pretraining_axes()), *columns],
+        [[label, *(pretrained(label, axis) for axis in pretraining_axes()), *(miou_cell(label, s) for s in subsets)]
+         for label in order]),
         "", "Mean ± sample standard deviation (ddof=1) over seeds; n = seeds; bold = best init for that subset size; "
         f"{MISSING} = no finished cell.", "", "## Gain over scratch", ""]
-    # Each init is compared with the scratch init of its own model and preset (labels "arch/aug/init", see
-    # summary.with_variant_labels; a plain init label has no "/").
-    scratch_of = {label.rpartition("/")[0]: label for label in order if info[label].scratch}
-    compared = [label for label in order if not info[label].scratch and label.rpartition("/")[0] in scratch_of]
+    # Each init is compared with the scratch init of its own variant: the rows' variant columns say which.
+    gains = {(g.init, g.subset): g for g in scratch_gains(rows)}
+    compared = list(dict.fromkeys(label for label, _ in gains))
     if not compared:
         lines.append("Not available: the results need a scratch init and another init.")
     else:
         def gain(label: str, s: int) -> str:
-            scratch = scratch_of[label.rpartition("/")[0]]
-            if (label, s) not in stats or (scratch, s) not in stats:
+            if (label, s) not in gains:
                 return MISSING
-            return f"{round(stats[label, s].mean - stats[scratch, s].mean, 3) + 0.0:+.3f}"  # + 0.0: no "-0.000"
+            return f"{round(gains[label, s].gain, 3) + 0.0:+.3f}"  # + 0.0: no "-0.000"
+
         lines += markdown_table(["init", *columns], [[label, *(gain(label, s) for s in subsets)]
                                                      for label in compared])
-        references = sorted(set(scratch_of.values()))
+        references = sorted({g.scratch for g in gains.values()})
+        nouns = [axis.noun for axis in varying_axes(rows)]
+        same = f" of the same {_listed(nouns)}" if nouns else ""
         lines += ["", f"Mean test mIoU of the init minus that of `{references[0]}` at the same subset size."
-                  if len(references) == 1 else "Mean test mIoU of the init minus that of the scratch init of the "
-                  "same model and preset, at the same subset size."]
+                  if len(references) == 1 else f"Mean test mIoU of the init minus that of the scratch init{same}, at "
+                  "the same subset size."]
     seconds, speed = summarise(rows, "train_seconds"), summarise(rows, "images_per_s")
     lines += ["", "## Training cost", ""]
     if not seconds and not speed:
@@ -224,7 +220,7 @@ def build_report(sweep_dir: str | Path) -> Path:
     """Write the figures and ``report.md`` into ``sweep_dir``; returns the path of report.md."""
     sweep_dir = Path(sweep_dir)
     raw, sweep = read_results(sweep_dir), read_sweep(sweep_dir)
-    rows = with_variant_labels(raw)  # per model / preset / init where the sweep had those axes
+    rows = with_variant_labels(raw)  # per variant / init where the sweep had variant axes
     drawn = {"intermediate_delta": bool(intermediate_deltas(rows)),
              "miou_vs_time": any(r["train_seconds"] is not None for r in rows),
              "miou_vs_cost": any(r["gflops"] is not None for r in rows)}
@@ -236,8 +232,8 @@ def build_report(sweep_dir: str | Path) -> Path:
     if drawn["miou_vs_cost"]:
         figures.plot_miou_vs_cost(rows, sweep_dir / "miou_vs_cost.png")
     drawn["training_curves"] = figures.plot_training_curves(rows, sweep_dir, sweep_dir / "training_curves.png")
-    recon = figures.copy_recon_grids(rows, sweep, sweep_dir)
-    best = figures.copy_best_examples(rows, sweep_dir)
+    recon = pictures.copy_recon_grids(rows, sweep, sweep_dir)
+    best = pictures.copy_best_examples(rows, sweep_dir)
     text = "\n".join([f"# Sweep report: {sweep_dir.resolve().name}", "", overview_line(raw, sweep), "",
                       *result_tables(rows), "", *cost_table(rows), "", *effect_tables(raw), "",
                       *per_class_table(rows), "", *tta_table(rows), *picture_sections(drawn, recon, best),

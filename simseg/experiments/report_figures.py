@@ -1,5 +1,5 @@
-"""The pictures of ``report.md``: three plots drawn from the results rows, and copies of the run folders' own
-pictures (reconstruction grids, the best cell's examples) into ``SWEEP_DIR/figures/``.
+"""The plots of ``report.md``, drawn from the results rows (the run folders' own pictures are copied by
+:mod:`simseg.experiments.report_pictures`).
 
 Every plot gives an init the same colour: scratch neutral grey, pretraining inits a colour each in order of
 pretraining size, an intermediate init its base init's colour with dashed lines and square markers.
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
+from simseg.experiments.axes import pretraining_axes
+from simseg.experiments.effects import label_variants, varying_axes
 from simseg.experiments.results import Row
 from simseg.experiments.summary import init_info, init_order, intermediate_deltas, summarise
 from simseg.files import atomic_write
@@ -33,14 +34,15 @@ HATCHES = {"--": "", "-.": "//", ":": ".."}  # ...and their bars in the delta fi
 
 
 def init_styles(rows: list[Row]) -> dict[str, dict]:
-    """Init label -> matplotlib line keywords (color, linestyle, marker), in :func:`init_order`. With variant
-    labels (``arch/aug/init``) the colour is the model and preset's, and the init sets line and marker."""
+    """Init label -> matplotlib line keywords (color, linestyle, marker), in :func:`init_order`. When the rows vary
+    on a variant axis (model, preset, ...) the colour is the variant's (its columns), and the init sets line and
+    marker."""
     info, styles, free = init_info(rows), {}, iter(PALETTE * 4)
-    if any("/" in label for label in info):
-        colours: dict[str, str] = {}
+    if varying_axes(rows):
+        colours: dict[tuple, str] = {}
+        variants = label_variants(rows)
         for label in init_order(rows):
-            variant = label.rpartition("/")[0]
-            colour = colours.setdefault(variant, PALETTE[len(colours) % len(PALETTE)])
+            colour = colours.setdefault(variants[label], PALETTE[len(colours) % len(PALETTE)])
             kind = "scratch" if info[label].scratch else "intermediate" if info[label].intermediate else "pretrained"
             styles[label] = {"color": colour, "linestyle": {"scratch": ":", "pretrained": "-"}.get(kind, "--"),
                              "marker": {"scratch": "o", "pretrained": "^"}.get(kind, "s")}
@@ -60,13 +62,13 @@ def init_styles(rows: list[Row]) -> dict[str, dict]:
 
 
 def legend_label(label: str, rows: list[Row]) -> str:
-    """``pretrain-45k (45k images)``; intermediate inits say so; scratch and unknown sizes are the label alone."""
+    """``pretrain-45k (45k images)``: the label and what its pretraining axes say (image counts with their unit),
+    intermediate inits saying so; scratch and unknown pretraining are the label alone."""
     info = init_info(rows)[label]
-    if info.pretrain_images is None:
-        return label + " (intermediate)" * info.intermediate
-    size = format_size(info.pretrain_images)
-    size = f"{info.pretrain_images:,}" if size.isdigit() else size
-    return f"{label} ({size} images{', intermediate' * info.intermediate})"
+    parts = [axis.show(value) + " images" * axis.counts_images for axis in pretraining_axes()
+             if (value := info.pretraining.get(axis.column)) is not None]
+    parts += ["intermediate"] * info.intermediate
+    return f"{label} ({', '.join(parts)})" if parts else label
 
 
 def save_png(fig, path: str | Path) -> None:
@@ -257,60 +259,3 @@ def plot_training_curves(rows: list[Row], sweep_dir: Path, path: str | Path) -> 
         ax.legend(loc="best")
         save_png(fig, path)
     return True
-
-
-def latest_grid(run_dir: Path) -> tuple[Path, str] | None:
-    """The highest-epoch ``grids/epoch_NNN.png`` of a pretraining run (else ``grids/grid.png``) and its caption."""
-    epochs = [(int(m.group(1)), path) for path in (run_dir / "grids").glob("epoch_*.png")
-              if (m := re.fullmatch(r"epoch_(\d+)\.png", path.name))]
-    if epochs:
-        epoch, path = max(epochs)
-        return path, f"epoch {epoch}"
-    grid = run_dir / "grids" / "grid.png"
-    return (grid, "latest grid") if grid.is_file() else None
-
-
-def copy_file(source: Path, destination: Path) -> None:
-    """Copy bytes atomically (a reader of the report never sees half a picture)."""
-    data = source.read_bytes()
-    atomic_write(destination, lambda f: f.write(data))
-
-
-def sanitise(label: str) -> str:
-    """An init label as a file-name part: anything but letters, digits, '.', '_' and '-' becomes '_'."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", label)
-
-
-def copy_recon_grids(rows: list[Row], sweep: dict | None, sweep_dir: Path) -> dict[str, tuple[str, str]]:
-    """Copy each init's latest reconstruction grid to ``figures/recon_<label>.png``; label -> (relative path,
-    caption) of those copied. Init folders come from the rows' init_path, else from sweep.json's grid."""
-    grid = (sweep or {}).get("grid") or {}
-    paths = {**(grid.get("inits") or {}), **(grid.get("intermediate") or {})}
-    info = init_info(rows)
-    copied = {}
-    for label in init_order(rows):
-        folder = info[label].path or paths.get(label)
-        if not folder or folder == "scratch":
-            continue
-        folder = Path(folder) if Path(folder).is_absolute() else sweep_dir / folder
-        found = latest_grid(folder)
-        if found:
-            relative = f"figures/recon_{sanitise(label)}.png"
-            copy_file(found[0], sweep_dir / relative)
-            copied[label] = (relative, found[1])
-    return copied
-
-
-def copy_best_examples(rows: list[Row], sweep_dir: Path) -> dict:
-    """Copy the best cell's ``examples.png`` to ``figures/best_examples.png``. Best = highest mean mIoU of an
-    (init, subset); of its seeds, the one with the highest mIoU whose folder has the picture. Returns what the
-    caption needs: init, subset, summary, and seed and miou of the copied picture (None when there was none)."""
-    stats = summarise(rows)
-    (init, subset), best = max(stats.items(), key=lambda item: item[1].mean)  # max keeps the first of ties
-    seeds = sorted((r for r in rows if (r["init"], r["subset"]) == (init, subset)), key=lambda r: -r["miou"])
-    for row in seeds:
-        examples = sweep_dir / (row["run_dir"] or f"cells/{row['cell']}") / "examples.png"
-        if examples.is_file():
-            copy_file(examples, sweep_dir / "figures" / "best_examples.png")
-            return {"init": init, "subset": subset, "summary": best, "seed": row["seed"], "miou": row["miou"]}
-    return {"init": init, "subset": subset, "summary": best, "seed": None, "miou": None}

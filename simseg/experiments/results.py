@@ -14,20 +14,38 @@ from pathlib import Path
 from typing import Any
 
 from simseg.errors import SimsegError
+from simseg.experiments.axes import init_axis, pretraining_axes, variant_axes, variant_of
 from simseg.experiments.grid import Cell, cell_name
 from simseg.files import atomic_write_text
 from simseg.sizes import parse_size
 
 Row = dict[str, Any]
 REQUIRED = ("init", "subset", "seed", "miou")
-_TEXT = ("cell", "init", "init_path", "base_init", "arch", "aug", "recipe", "run_dir")
-_COUNTS = ("pretrain_images", "subset", "train_images", "test_images")  # image counts: a hand-written '1k' is fine
+_TEXT = ("cell", "init_path", "base_init", "run_dir")  # and the axes' columns (see _column_types)
+_COUNTS = ("subset", "train_images", "test_images")  # image counts: a hand-written '1k' is fine
 _INTS = ("seed", "epochs")
 CLASSES = ("background", "pet", "boundary")
 PER_CLASS = tuple(f"{kind}_{name}" for kind in ("iou", "dice", "precision", "recall") for name in CLASSES)
 COST = ("parameters", "encoder_parameters", "gflops", "inference_images_per_s")
-_FLOATS = ("miou", "plain_miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", *PER_CLASS, *COST,
-           "train_seconds", "images_per_s")
+_SCORES = ("miou", "plain_miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou")
+_RUN = ("train_seconds", "images_per_s", "epochs", "train_images", "test_images")
+_FLOATS = (*_SCORES, *PER_CLASS, *COST, "train_seconds", "images_per_s")
+
+
+def result_columns() -> tuple[str, ...]:
+    """The results table's columns, in order: the cell, its variant axes' columns, the init and its pretraining axes'
+    columns, subset and seed, then the run's figures."""
+    return ("cell", *(axis.column for axis in variant_axes()), init_axis().column, "init_path",
+            *(axis.column for axis in pretraining_axes()), "intermediate", "base_init", "subset", "seed",
+            *_SCORES, *PER_CLASS, *COST, *_RUN, "run_dir")
+
+
+def _column_types() -> dict[str, str]:
+    """Column -> ``text``, ``count``, ``int`` or ``float`` (``intermediate`` is read apart, as a bool)."""
+    axes = (*variant_axes(), init_axis(), *pretraining_axes())
+    return {**dict.fromkeys(_TEXT, "text"), **dict.fromkeys(_COUNTS, "count"), **dict.fromkeys(_INTS, "int"),
+            **dict.fromkeys(_FLOATS, "float"),
+            **{axis.column: "count" if axis.counts_images else "text" for axis in axes}}
 
 
 def results_path(sweep_dir: Path) -> Path:
@@ -43,8 +61,7 @@ def results_path(sweep_dir: Path) -> Path:
 
 
 def read_results(sweep_dir: str | Path) -> list[Row]:
-    """Typed rows (keys of :data:`simseg.experiments.grid.RESULT_COLUMNS`; absent or empty values None) of a
-    sweep's results."""
+    """Typed rows (keys :func:`result_columns`; absent or empty values None) of a sweep's results."""
     path = results_path(Path(sweep_dir))
     raw: list[tuple[str, dict]] = []  # (where, values) for error messages
     if path.suffix == ".csv":
@@ -79,28 +96,28 @@ def read_results(sweep_dir: str | Path) -> list[Row]:
 
 
 def _typed_row(values: dict, where: str) -> Row:
-    row = {column: _parse(column, values.get(column), where) for column in (*_TEXT, *_COUNTS, *_INTS, *_FLOATS)}
+    row = {column: _parse(kind, column, values.get(column), where) for column, kind in _column_types().items()}
     row["intermediate"] = _parse_bool(values.get("intermediate"), where)
     for column in REQUIRED:
         if row[column] is None:
             raise SimsegError(f"{where} has an empty '{column}': fill it in (required: {', '.join(REQUIRED)})")
     if row["cell"] is None:
-        row["cell"] = cell_name(row["init"], row["subset"], row["seed"], row["arch"], row["aug"], row["recipe"])
-    return {column: row[column] for column in RESULT_COLUMNS}
+        row["cell"] = cell_name(row["init"], row["subset"], row["seed"], variant_of(row))
+    return {column: row[column] for column in result_columns()}
 
 
-def _parse(column: str, value: Any, where: str) -> Any:
+def _parse(kind: str, column: str, value: Any, where: str) -> Any:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if column in _TEXT:
+    if kind == "text":
         return str(value).strip()
-    if column in _COUNTS:
+    if kind == "count":
         return parse_size(value, f"{where}: {column}")
     try:
         if isinstance(value, bool):
             raise ValueError
         number = float(value)
-        if column in _INTS:
+        if kind == "int":
             if number != int(number):
                 raise ValueError
             return int(number)
@@ -134,32 +151,22 @@ def read_sweep(sweep_dir: Path) -> dict | None:
     return sweep
 
 
-RESULT_COLUMNS = (
-    "cell", "arch", "aug", "recipe", "init", "init_path", "pretrain_images", "intermediate", "base_init", "subset",
-    "seed",
-    "miou", "plain_miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice", "fwiou", *PER_CLASS, *COST,
-    "train_seconds", "images_per_s", "epochs", "train_images", "test_images", "run_dir",
-)
-# metrics.json of runs made before model.arch named the model by its head
-_ARCH_OF_HEAD = {"linear": "vit_linear", "linear_upsample": "vit_linear_upsample"}
-
-
 def result_row(cell: Cell, metrics: dict, sweep_dir: Path) -> dict:
-    """One results row (keys :data:`RESULT_COLUMNS`) from a cell and its run's ``metrics.json``."""
+    """One results row (keys :func:`result_columns`) from a cell and its run's ``metrics.json``. A variant axis's
+    column holds what the run recorded, else the cell's value (else what older runs recorded in its place)."""
+    variant = dict(cell.variant)
     per_class = {f"{kind}_{name}": (metrics.get(kind) or {}).get(name)
                  for kind in ("iou", "dice", "precision", "recall") for name in CLASSES}
-    return {
-        "cell": cell.name, "arch": metrics.get("arch") or _ARCH_OF_HEAD.get(metrics.get("head")),
-        "aug": metrics.get("aug"), "recipe": metrics.get("recipe"), "init": cell.init.label,
-        "init_path": cell.init.path,
-        "pretrain_images": cell.init.pretrain_images, "intermediate": cell.init.intermediate,
-        "base_init": cell.init.base_init, "subset": cell.subset, "seed": cell.seed,
-        **{k: metrics.get(k) for k in ("miou", "plain_miou", "pixel_accuracy", "mean_pixel_accuracy", "mean_dice",
-                                       "fwiou")},
-        **per_class, **{k: metrics.get(k) for k in COST},
-        **{k: metrics.get(k) for k in ("train_seconds", "images_per_s", "epochs", "train_images", "test_images")},
+    row = {
+        "cell": cell.name, init_axis().column: cell.init.label, "init_path": cell.init.path,
+        **{axis.column: metrics.get(axis.column) or variant.get(axis.column)
+           or (axis.old_metrics(metrics) if axis.old_metrics else None) for axis in variant_axes()},
+        **{axis.column: cell.init.pretrained_with(axis.column) for axis in pretraining_axes()},
+        "intermediate": cell.init.intermediate, "base_init": cell.init.base_init, "subset": cell.subset,
+        "seed": cell.seed, **{k: metrics.get(k) for k in (*_SCORES, *COST, *_RUN)}, **per_class,
         "run_dir": cell.run_dir(sweep_dir).relative_to(sweep_dir).as_posix(),
     }
+    return {column: row[column] for column in result_columns()}
 
 
 def write_results(sweep_dir: Path, rows: list[dict]) -> bool:
@@ -169,7 +176,7 @@ def write_results(sweep_dir: Path, rows: list[dict]) -> bool:
     if path.is_file() and path.read_text() == jsonl and (sweep_dir / "results.csv").is_file():
         return False
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=result_columns(), lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else str(v).lower() if isinstance(v, bool) else v)

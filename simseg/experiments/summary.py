@@ -3,10 +3,11 @@ deltas), shared by the report's text and its figures."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from simseg.experiments.axes import pretraining_axes
 from simseg.experiments.results import Row
 
 MISSING = "—"  # a table's cell without a finished run
@@ -22,7 +23,7 @@ class Summary(NamedTuple):
 class InitInfo(NamedTuple):
     """What the rows say about one init label (first non-empty value wins)."""
     path: str | None  # run folder, "scratch", or None when the rows do not say
-    pretrain_images: int | None
+    pretraining: dict[str, Any]  # pretraining axis column -> value (pretrain_images: 45000); absent when unknown
     intermediate: bool
     base_init: str | None
 
@@ -45,20 +46,22 @@ def init_info(rows: list[Row]) -> dict[str, InitInfo]:
     """Init label -> :class:`InitInfo` gathered from its rows; a label ``scratch`` without a path is scratch."""
     info: dict[str, InitInfo] = {}
     for row in rows:
-        old = info.get(row["init"], InitInfo("scratch" if row["init"] == "scratch" else None, None, False, None))
-        info[row["init"]] = InitInfo(row["init_path"] or old.path, old.pretrain_images or row["pretrain_images"],
+        old = info.get(row["init"], InitInfo("scratch" if row["init"] == "scratch" else None, {}, False, None))
+        found = {axis.column: row.get(axis.column) for axis in pretraining_axes() if row.get(axis.column) is not None}
+        info[row["init"]] = InitInfo(row["init_path"] or old.path, {**found, **old.pretraining},
                                      old.intermediate or row["intermediate"], old.base_init or row["base_init"])
     return info
 
 
 def init_order(rows: list[Row]) -> list[str]:
-    """Init labels as tables and legends list them: scratch first, then pretraining inits by pretraining images
-    (unknown last, ties by label), each followed by the intermediate inits built from it, then orphan intermediates."""
+    """Init labels as tables and legends list them: scratch first, then pretraining inits by their pretraining
+    (pretraining images, then each further pretraining axis; unknown last, ties by label), each followed by the
+    intermediate inits built from it, then orphan intermediates."""
     info = init_info(rows)
 
     def by_size(label: str) -> tuple:
-        size = info[label].pretrain_images
-        return (size is None, size or 0, label)
+        values = [info[label].pretraining.get(axis.column) for axis in pretraining_axes()]
+        return (*((value is None, value if value is not None else 0) for value in values), label)
 
     bases = sorted((label for label, i in info.items() if not i.intermediate and not i.scratch), key=by_size)
     intermediates = sorted((label for label, i in info.items() if i.intermediate), key=by_size)
@@ -95,44 +98,3 @@ def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
     escape = [[cell.replace("|", "\\|") for cell in row] for row in [header, *body]]
     rule = "| :--- | " + " | ".join("---:" for _ in header[1:]) + " |"
     return ["| " + " | ".join(escape[0]) + " |", rule, *("| " + " | ".join(row) + " |" for row in escape[1:])]
-
-
-# --- model and augmentation axes ------------------------------------------------------------------------------------
-VARIANT_AXES = ("arch", "aug", "recipe")
-
-
-def varying_axes(rows: list[Row]) -> list[str]:
-    """The variant axes (``arch``, ``aug``, ``recipe``) on which the rows hold more than one value."""
-    return [axis for axis in VARIANT_AXES if len({r.get(axis) for r in rows}) > 1]
-
-
-def with_variant_labels(rows: list[Row]) -> list[Row]:
-    """Rows whose ``init`` (and ``base_init``) is prefixed with the model and preset where those vary, e.g.
-    ``unet_resnet18/heavy/scratch``, so every per-init table and figure becomes per variant."""
-    axes = varying_axes(rows)
-    if not axes:
-        return rows
-
-    def label(row: Row, init: str | None) -> str | None:
-        return None if init is None else "/".join([*(str(row.get(a)) for a in axes), init])
-
-    return [{**row, "init": label(row, row["init"]), "base_init": label(row, row["base_init"])} for row in rows]
-
-
-def axis_effects(rows: list[Row], axis: str, reference: str) -> dict[str, tuple[float, int]]:
-    """The per-axis average: value -> (mean over every setting of the other axes and the subset size, of mean
-    mIoU(value) - mean mIoU(reference), number of settings both have). ``axis`` is ``init``, ``arch`` or ``aug``."""
-    others = [key for key in ("init", *VARIANT_AXES, "subset") if key != axis]
-    means: dict[tuple, dict[str, list[float]]] = {}
-    for row in rows:
-        setting = tuple(row.get(key) for key in others)
-        means.setdefault(setting, {}).setdefault(row.get(axis), []).append(row["miou"])
-    effects: dict[str, list[float]] = {}
-    for by_value in means.values():
-        if reference not in by_value:
-            continue
-        base = float(np.mean(by_value[reference]))
-        for value, values in by_value.items():
-            if value != reference:
-                effects.setdefault(value, []).append(float(np.mean(values)) - base)
-    return {value: (float(np.mean(d)), len(d)) for value, d in effects.items()}

@@ -1,5 +1,5 @@
-"""``simseg sweep``: one segmentation run per ([model x augmentation x] init x labelled subset x seed) cell, all
-on one fixed test set.
+"""``simseg sweep``: one segmentation run per ([variant x] init x labelled subset x seed) cell, all on one fixed
+test set.
 
     simseg sweep --subsets 250,500,1k,2k,4k,6k --init scratch,outputs/pretrain-45k [--intermediate outputs/classify]
                  [--models vit_linear,unet_resnet18] [--aug light,heavy] [--recipes study,mild,medium]
@@ -9,11 +9,12 @@ on one fixed test set.
                  [--launcher slurm --partition P --time H:MM:SS --gpus-per-cell N ... [--wait]] [--gpus-per-cell N]
 
 Cells share the test set (``data.test_seed``) and, per seed, nested training subsets, so they are comparable.
-``--pretrain-subsets`` first runs (or reuses) one pretraining per unlabelled-set size and adds each as an init.
-``--models`` (``model.arch`` values), ``--aug`` (``aug.preset`` values) and ``--recipes`` (``recipe`` values) add
-axes; an init runs only with the
-models it fits (a SimMIM export with the ViT models; ``imagenet`` or a ResNet weights file with the CNNs; ``scratch``
-with all), and the cells that do not fit are named and skipped.
+The axes (their flags, config keys, folder levels and columns) are one table, :mod:`simseg.experiments.axes`.
+``--pretrain-subsets`` (a pretraining axis) first runs (or reuses) one pretraining per unlabelled-set size and adds
+each as an init. ``--models`` (``model.arch`` values), ``--aug`` (``aug.preset`` values) and ``--recipes``
+(``recipe`` values) are variant axes; an init runs only with the models it fits (a SimMIM export with the ViT
+models; ``imagenet`` or a ResNet weights file with the CNNs; ``scratch`` with all), and the cells that do not fit
+are named and skipped.
 Finished cells are never rerun; an interrupted one resumes from its state; ``results.csv``/``results.jsonl`` are
 rebuilt from the finished cell folders after every cell. ``--shard i/n`` runs the i-th of n disjoint parts (several
 machines writing into one shared folder); under ``accelerate launch -m simseg.cli sweep ...`` every cell runs on
@@ -32,11 +33,19 @@ from pathlib import Path
 
 from simseg.config.launcher import LauncherConfig
 from simseg.config.loader import load_config, to_dict
-from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import SegmentConfig
 from simseg.data.pets import open_segmentation_pairs
 from simseg.errors import SimsegError
+from simseg.experiments.axes import (
+    config_variant,
+    every_variant,
+    pretraining_axes,
+    runs_with,
+    variant_axes,
+    variant_overrides,
+)
 from simseg.experiments.cells import (
+    cell_config,
     check_unchanged,
     collect_results,
     format_seconds,
@@ -47,21 +56,25 @@ from simseg.experiments.cells import (
 )
 from simseg.experiments.grid import (
     Cell,
-    Init,
     expand_grid,
-    parse_list,
     parse_seeds,
     parse_shard,
     parse_subsets,
     shard_cells,
     write_cell_record,
 )
-from simseg.experiments.inits import init_fits, intermediate_init, resolve_init
+from simseg.experiments.sweep_axes import (
+    add_axis_flags,
+    plan_pretraining,
+    refuse_sweep_keys,
+    skipped_pairs,
+    sweep_inits,
+    variant_values,
+)
 from simseg.files import atomic_write_json
-from simseg.sizes import format_size, parse_size
+from simseg.sizes import format_size
 from simseg.training.rundir import run_is_finished
 
-SWEEP_SET = ("output_dir", "init", "seed", "resume", "data.subset")
 POLL_SECONDS = 30
 
 
@@ -69,18 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simseg sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subsets", required=True, help="labelled-subset sizes, e.g. 250,500,1k,2k")
-    parser.add_argument("--init", default="scratch",
-                        help="inits: scratch and run folders (LABEL=PATH to name one), e.g. scratch,small=runs/p45k")
+    add_axis_flags(parser)  # --models, --aug, --recipes, --init, --pretrain-subsets, ...: see simseg.experiments.axes
     parser.add_argument("--intermediate", help="classification runs (LABEL=PATH) to start from as well")
-    parser.add_argument("--models", help="model.arch values to compare, e.g. vit_linear,vit_pup,unet_resnet18")
-    parser.add_argument("--aug", help="aug.preset values to compare, e.g. light,heavy")
-    parser.add_argument("--recipes", help="recipe values to compare, e.g. study,mild,medium")
     parser.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2")
     parser.add_argument("--data", help="segmentation data (sets data.source)")
     parser.add_argument("-c", "--config", help="segmentation config diff (YAML)")
-    parser.add_argument("--pretrain-subsets", help="also pretrain on these unlabelled-set sizes (or 'all') first")
-    parser.add_argument("--pretrain-data", help="unlabelled images for --pretrain-subsets (sets data.source)")
-    parser.add_argument("--pretrain-config", help="pretraining config diff (YAML) for --pretrain-subsets")
+    parser.add_argument("--pretrain-data", help="unlabelled images for the pretraining runs (sets data.source)")
+    parser.add_argument("--pretrain-config", help="pretraining config diff (YAML) for the pretraining runs")
     parser.add_argument("--output-dir", default="outputs/sweep", help="the sweep folder")
     parser.add_argument("--shard", help="run only the i-th of n disjoint parts of the grid, e.g. 1/4")
     cluster = parser.add_argument_group("where the cells run (see simseg.experiments.launch)")
@@ -110,44 +118,33 @@ def sweep(argv: list[str]) -> Path:
     seg_overrides = [o for o in args.overrides if not o.startswith("pretrain.")]
     pre_overrides = [o.removeprefix("pretrain.") for o in args.overrides if o.startswith("pretrain.")]
     refuse_sweep_keys(seg_overrides, "")
-    archs, augs, recipes = model_axes(args, seg_overrides)
+    variants = variant_values(args, seg_overrides)  # column -> values of each swept variant axis
     base_overrides = [*seg_overrides, *([f"data.source={args.data}"] if args.data else [])]
-    templates = {(arch, aug, recipe): load_config(SegmentConfig, args.config, [
-        *base_overrides, *([f"model.arch={arch}"] if arch else []), *([f"aug.preset={aug}"] if aug else []),
-        *([f"recipe={recipe}"] if recipe else [])])
-        for arch in archs for aug in augs for recipe in recipes}  # per variant: explicit keys still override
-    template = templates[archs[0], augs[0], recipes[0]]
+    templates = {variant: load_config(SegmentConfig, args.config, [*base_overrides, *variant_overrides(variant)])
+                 for variant in every_variant(variants)}  # per variant: explicit keys still override
+    template = next(iter(templates.values()))
 
-    pretraining = plan_pretraining(args, sweep_dir, pre_overrides)
-    inits = [*(resolve_init(item, "--init") for item in parse_list(args.init, "--init")),
-             *(init for init, _ in pretraining)]
-    inits += [intermediate_init(resolve_init(item, "--intermediate"), inits)
-              for item in (parse_list(args.intermediate, "--intermediate") if args.intermediate else [])]
+    pretraining, pretraining_values = plan_pretraining(args, sweep_dir, pre_overrides)
+    inits = sweep_inits(args, pretraining)
     labels = [init.label for init in inits]
-    if len(set(labels)) < len(labels):
-        twice = next(label for label in labels if labels.count(label) > 1)
-        raise SimsegError(f"two inits are labelled '{twice}': name them apart with LABEL=PATH, e.g. --init a=PATH")
     check_subsets_fit(template, subsets)
-    family = {arch: templates[arch, augs[0], recipes[0]].model.family for arch in archs}
-    cells = expand_grid(inits, subsets, seeds, archs, augs, lambda init, arch: init_fits(init, family[arch]),
-                        recipes)
-    skipped = [f"{arch or template.model.arch} x {init.label}" for arch in archs for init in inits
-               if not init_fits(init, family[arch])]
+    cells = expand_grid(inits, subsets, seeds, variants,
+                        lambda init, variant: runs_with(init.path, config_variant(templates[variant])))
+    skipped = skipped_pairs(inits, templates)
     if skipped:
         print_main(f"sweep: skipping {', '.join(skipped)}: each init runs only with the models it fits (SimMIM "
                    f"exports with ViTs; imagenet and ResNet weights files with CNNs)")
     if not cells:
         raise SimsegError("no init fits any of the models: give --init scratch, or inits that fit --models")
-    configs = {cell: cell_config(templates[cell.arch, cell.aug, cell.recipe], cell, sweep_dir) for cell in cells}
-    for arch in {c.arch or template.model.arch for c in cells if c.init.path == "imagenet"}:
+    configs = {cell: cell_config(templates[cell.variant], cell, sweep_dir) for cell in cells}
+    for arch in {configs[c].model.arch for c in cells if c.init.path == "imagenet"}:
         from simseg.models.registry import ARCHS
         from simseg.training.cnn_weights import imagenet_encoder_state
 
         imagenet_encoder_state(ARCHS[arch].encoder, arch)  # offline: one line now, not after the other cells ran
 
     if is_main_process():
-        record_sweep(sweep_dir, argv, template, inits, subsets, seeds, pretraining, [a for a in archs if a],
-                     [a for a in augs if a], [r for r in recipes if r])
+        record_sweep(sweep_dir, argv, template, inits, subsets, seeds, pretraining, {**variants, **pretraining_values})
     my_pretraining = shard_cells(pretraining, *shard)
     my_cells = shard_cells(cells, *shard)
     part = f" (shard {shard[0] + 1}/{shard[1]})" if shard[1] > 1 else ""
@@ -220,67 +217,6 @@ def visible_gpus() -> list[int]:
     return list(range(count))
 
 
-def model_axes(args, overrides: list[str]) -> tuple[list[str | None], list[str | None], list[str | None]]:
-    """The --models, --aug and --recipes values ([None] for an axis not swept), checked against the registry and
-    the presets."""
-    from simseg.config.segment import AUG_PRESETS, RECIPES
-    from simseg.models.registry import ARCHS
-
-    axes = []
-    for values, option, known, key in ((args.models, "--models", ARCHS, "model.arch"),
-                                       (args.aug, "--aug", AUG_PRESETS, "aug.preset"),
-                                       (args.recipes, "--recipes", RECIPES, "recipe")):
-        if values is None:
-            axes.append([None])
-            continue
-        items = parse_list(values, option)
-        unknown = [item for item in items if item not in known]
-        if unknown:
-            raise SimsegError(f"{option} {unknown[0]} is unknown; choose from {', '.join(known)}")
-        if any(o.partition("=")[0].strip() == key for o in overrides):
-            raise SimsegError(f"{key} is set by {option} for each cell: drop {key}=... or {option}")
-        axes.append(items)
-    return axes[0], axes[1], axes[2]
-
-
-def refuse_sweep_keys(overrides: list[str], prefix: str) -> None:
-    for item in overrides:
-        key = item.partition("=")[0].strip()
-        if key in SWEEP_SET:
-            raise SimsegError(f"{prefix}{key} is set by the sweep for each cell: use --subsets, --seeds, --init or "
-                              f"--output-dir instead")
-
-
-def plan_pretraining(args, sweep_dir: Path, overrides: list[str]) -> list[tuple[Init, PretrainConfig]]:
-    """(init, config) of each pretraining run that ``--pretrain-subsets`` asks for, in ``sweep_dir/pretrain-<size>``."""
-    if args.pretrain_subsets is None:
-        if args.pretrain_data or args.pretrain_config or overrides:
-            raise SimsegError("--pretrain-data, --pretrain-config and pretrain.key=value need --pretrain-subsets")
-        return []
-    if not args.pretrain_data:
-        raise SimsegError("--pretrain-subsets needs --pretrain-data: the folder (or dataset) of unlabelled images")
-    refuse_sweep_keys(overrides, "pretrain.")
-    from simseg.data.unlabelled import open_image_source, resolve_val_size
-
-    planned = []
-    for item in parse_list(args.pretrain_subsets, "--pretrain-subsets"):
-        subset = None if item == "all" else parse_size(item, "--pretrain-subsets")
-        label = f"pretrain-{'all' if subset is None else format_size(subset)}"
-        run_dir = sweep_dir / label
-        cfg = load_config(PretrainConfig, args.pretrain_config, [
-            *overrides, f"data.source={args.pretrain_data}", f"data.subset={'null' if subset is None else subset}",
-            f"output_dir={run_dir}", f"resume={str((run_dir / 'config.yaml').exists()).lower()}"])
-        if not planned:
-            source = open_image_source(cfg.data, stream="pretrain")
-            available = len(source) - resolve_val_size(cfg.data, len(source))
-        if subset is not None and subset > available:
-            raise SimsegError(f"--pretrain-subsets {item} asks for {subset:,} images but {source.name} has "
-                              f"{available:,} after the held-out images: use sizes up to {format_size(available)}")
-        images = available if subset is None else subset
-        planned.append((Init(label, str(run_dir.resolve()), images), cfg))
-    return planned
-
-
 def check_subsets_fit(template: SegmentConfig, subsets: list[int]) -> None:
     """Refuse, before anything runs, a subset larger than the training images left after the test set."""
     source = open_segmentation_pairs(template.data)
@@ -296,29 +232,21 @@ def check_subsets_fit(template: SegmentConfig, subsets: list[int]) -> None:
                           + f": use sizes up to {format_size(available)}")
 
 
-def cell_config(template: SegmentConfig, cell: Cell, sweep_dir: Path) -> SegmentConfig:
-    from simseg.config.loader import build
-
-    tree = to_dict(template)
-    tree.update(output_dir=str(cell.run_dir(sweep_dir)), init=cell.init.path, seed=cell.seed, resume=False)
-    tree.pop("head", None)  # resolved into model.arch already
-    tree["data"]["subset"] = str(cell.subset)
-    # every cell's batched path shares one cache of the pairs, decoded once for the whole grid
-    tree["data"]["cache_dir"] = tree["data"]["cache_dir"] or str((sweep_dir / "data_cache").resolve())
-    return build(SegmentConfig, tree)
-
-
-def record_sweep(sweep_dir: Path, argv: list[str], template, inits, subsets, seeds, pretraining, archs: list[str],
-                 augs: list[str], recipes: list[str]) -> None:
-    """``sweep.json``: the latest grid and config, and every distinct command run into this folder."""
+def record_sweep(sweep_dir: Path, argv: list[str], template, inits, subsets, seeds, pretraining,
+                 axis_values: dict[str, list]) -> None:
+    """``sweep.json``: the latest grid (each axis's values under its ``grid_key``; ``[]`` when not swept) and config,
+    and every distinct command run into this folder."""
     path = sweep_dir / "sweep.json"
     command = shlex.join(["simseg", "sweep", *argv])
     commands = json.loads(path.read_text()).get("commands", []) if path.is_file() else []
     atomic_write_json(path, {
         "command": command, "commands": commands + [command] * (command not in commands),
-        "grid": {"subsets": subsets, "seeds": seeds, "models": archs, "aug": augs, "recipes": recipes,
+        "grid": {"subsets": subsets, "seeds": seeds,
+                 **{axis.grid_key: axis_values.get(axis.column, []) for axis in variant_axes()},
                  "inits": {i.label: i.path for i in inits if not i.intermediate},
-                 "intermediate": {i.label: i.path for i in inits if i.intermediate}},
+                 "intermediate": {i.label: i.path for i in inits if i.intermediate},
+                 **{axis.grid_key: [axis.name_part(v) for v in axis_values.get(axis.column, [])]
+                    for axis in pretraining_axes()}},
         "segment_config": {k: v for k, v in to_dict(template).items() if k not in ("output_dir", "init", "resume")},
         "pretrain_config": to_dict(pretraining[0][1]) if pretraining else None,
     })

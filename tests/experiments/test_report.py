@@ -12,7 +12,7 @@ from PIL import Image
 from simseg.errors import SimsegError
 from simseg.experiments.report import build_report
 from simseg.experiments.report_figures import DPI, FIGSIZE
-from simseg.experiments.results import RESULT_COLUMNS, read_results, write_results
+from simseg.experiments.results import read_results, result_columns, write_results
 from simseg.experiments.summary import init_order, intermediate_deltas, summarise
 
 
@@ -29,8 +29,8 @@ def write_png(path: Path, value: int) -> bytes:
 
 
 def full_row(init: str, subset: int, seed: int, miou: float, init_path: str = "scratch", **extra) -> dict:
-    """A row as simseg sweep writes it (every column of RESULT_COLUMNS)."""
-    row = dict.fromkeys(RESULT_COLUMNS)
+    """A row as simseg sweep writes it (every column of result_columns())."""
+    row = dict.fromkeys(result_columns())
     row.update(cell=f"{init}/subset-{subset}/seed-{seed}", init=init, init_path=init_path, intermediate=False,
                subset=subset, seed=seed, miou=miou, train_seconds=60.0 * subset / 250, images_per_s=100.0,
                run_dir=f"cells/{init}/subset-{subset}/seed-{seed}")
@@ -68,7 +68,7 @@ def test_types_are_parsed_robustly(tmp_path):
     (tmp_path / "results.csv").write_text("\ufeffinit, subset,seed,miou,intermediate,pretrain_images,train_seconds\n"
                                           "a,1k,0,0.5,TRUE,45k,\nb,250,1,0.25,,,12.5\n")
     first, second = read_results(tmp_path)
-    assert list(first) == list(RESULT_COLUMNS)  # every column, typed, in the sweep's order
+    assert list(first) == list(result_columns())  # every column, typed, in the sweep's order
     assert (first["subset"], first["intermediate"], first["pretrain_images"], first["train_seconds"]) == \
         (1000, True, 45000, None)
     assert (second["intermediate"], second["pretrain_images"], second["train_seconds"], second["fwiou"]) == \
@@ -161,7 +161,7 @@ def test_missing_sweep_or_results_says_what_to_run(tmp_path):
 
 
 def test_models_and_presets_get_cost_tables_axis_averages_per_class_figures_and_the_cost_plot(tmp_path):
-    from simseg.experiments.summary import axis_effects
+    from simseg.experiments.effects import axis_effects
 
     sweep_dir = tmp_path / "sweep"
     cost = {"vit_linear": dict(parameters=2_585_472, encoder_parameters=2_486_400, gflops=0.358),

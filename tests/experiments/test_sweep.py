@@ -30,7 +30,7 @@ def rows(sweep_dir: Path) -> list[dict]:
 
 
 def test_grid_expands_every_cell_once_smallest_subsets_first():
-    inits = [Init("scratch", "scratch"), Init("a", "/runs/a", 45_000)]
+    inits = [Init("scratch", "scratch"), Init("a", "/runs/a", (("pretrain_images", 45_000),))]
     cells = expand_grid(inits, parse_subsets("1k,250,500"), parse_seeds("0,1"))
     assert len(cells) == len(set(cells)) == 2 * 3 * 2
     assert [c.subset for c in cells] == [250] * 4 + [500] * 4 + [1000] * 4
@@ -183,21 +183,21 @@ def test_refusals_come_before_anything_runs(tmp_path):
 
 
 def test_model_and_aug_axes_expand_the_grid_and_inits_run_only_with_models_they_fit():
-    from simseg.experiments.inits import init_fits
+    from simseg.experiments.axes import runs_with
 
-    inits = [Init("scratch", "scratch"), Init("imagenet", "imagenet"), Init("p", "/runs/pretrain-all", 9900)]
-    family = {"vit_linear": "vit", "unet_resnet18": "cnn"}
-    cells = expand_grid(inits, [250], [0, 1], ["vit_linear", "unet_resnet18"], ["light", "heavy"],
-                        lambda init, arch: init_fits(init, family[arch]))
-    variants = {(c.arch, c.aug, c.init.label) for c in cells}
-    assert variants == {(arch, aug, init) for aug in ("light", "heavy") for arch, init in
+    inits = [Init("scratch", "scratch"), Init("imagenet", "imagenet"),
+             Init("p", "/runs/pretrain-all", (("pretrain_images", 9900),))]
+    cells = expand_grid(inits, [250], [0, 1], {"arch": ["vit_linear", "unet_resnet18"], "aug": ["light", "heavy"]},
+                        lambda init, variant: runs_with(init.path, variant))
+    variants = {(c.variant, c.init.label) for c in cells}
+    assert variants == {((("arch", arch), ("aug", aug)), init) for aug in ("light", "heavy") for arch, init in
                         (("vit_linear", "scratch"), ("vit_linear", "p"), ("unet_resnet18", "scratch"),
                          ("unet_resnet18", "imagenet"))}
     assert len(cells) == len(variants) * 2
     assert cells[0].name == "vit_linear/light/scratch/subset-250/seed-0"
-    assert Cell(inits[0], 250, 0, None, "heavy").name == "heavy/scratch/subset-250/seed-0"
+    assert Cell(inits[0], 250, 0, (("aug", "heavy"),)).name == "heavy/scratch/subset-250/seed-0"
     assert Cell(inits[0], 250, 0).name == "scratch/subset-250/seed-0"  # no axis: the folders of earlier sweeps
-    with_recipes = expand_grid(inits[:1], [250], [0], recipes=["study", "mild", "medium"])
+    with_recipes = expand_grid(inits[:1], [250], [0], {"recipe": ["study", "mild", "medium"]})
     assert [c.name for c in with_recipes] == [f"{r}/scratch/subset-250/seed-0" for r in ("study", "mild", "medium")]
 
 

@@ -1,21 +1,16 @@
-"""The report's sections about models, augmentation presets and cost: the table a reader weighs models by
-(mIoU, boundary IoU, parameters, GFLOPs, speed, minutes), the per-axis averages ("effect of pretraining", "effect
-of heavy augmentation", "effect of the model"), and per-class precision, recall, IoU and Dice."""
+"""The report's tables beyond the mIoU and its gain: the table a reader weighs models by (mIoU, boundary IoU,
+parameters, GFLOPs, speed, minutes), the per-axis averages ("effect of pretraining", "effect of heavy augmentation",
+"effect of the model", each pretraining value's gain over scratch: one block per axis of
+:mod:`simseg.experiments.axes`), per-class precision, recall, IoU and Dice, and test-time augmentation."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from simseg.experiments.axes import init_axis, pretraining_axes
+from simseg.experiments.effects import axis_effects, pretraining_effects, varying_axes
 from simseg.experiments.results import CLASSES, Row
-from simseg.experiments.summary import (
-    MISSING,
-    axis_effects,
-    format_summary,
-    init_order,
-    markdown_table,
-    summarise,
-    varying_axes,
-)
+from simseg.experiments.summary import MISSING, format_summary, init_info, init_order, markdown_table, summarise
 from simseg.sizes import format_size
 
 
@@ -55,25 +50,36 @@ def cost_table(rows: list[Row]) -> list[str]:
 
 
 def effect_tables(rows: list[Row]) -> list[str]:
-    """The per-axis averages, over every setting of the other axes that both values were run at. ``rows`` carry
-    plain init labels (not variant labels)."""
+    """The per-axis averages: the init and each variant axis against its reference value, over every setting of the
+    other axes that both values were run at; after the inits, each pretraining axis's values by their gain over
+    scratch. ``rows`` carry plain init labels (not variant labels)."""
+    info = init_info(rows)
+    scratch = [label for label in init_order(rows) if info[label].scratch]
+    body, by_pretraining = [], []
+    for axis in (init_axis(), *varying_axes(rows)):
+        values = {r.get(axis.column) for r in rows if r.get(axis.column) is not None}
+        if len(values) < 2:
+            continue
+        preferred = scratch[0] if axis.kind == "init" and scratch else axis.reference
+        reference = preferred if preferred in values else sorted(map(str, values))[0]
+        for value, (delta, count) in sorted(axis_effects(rows, axis.column, reference).items(),
+                                            key=lambda kv: str(kv[0])):
+            body.append([axis.effect_name(reference), str(value), f"{delta + 0.0:+.3f}", str(count)])
+        if axis.kind == "init":  # the pretraining axes break the inits' gains down by how they were pretrained
+            by_pretraining = [[other.effect_name(other.reference), other.show(value), f"{delta + 0.0:+.3f}", str(count)]
+                              for other in pretraining_axes()
+                              for value, (delta, count) in sorted(pretraining_effects(rows, other.column).items())]
+            body += by_pretraining
     lines = ["## Per-axis averages", ""]
-    references = {"init": "scratch", "aug": "light", "arch": "vit_linear", "recipe": "study"}
-    names = {"init": "pretraining (init vs scratch)", "aug": "augmentation preset (vs light)",
-             "arch": "model (vs vit_linear)", "recipe": "recipe (vs study)"}
-    axes = [axis for axis in ("init", *varying_axes(rows)) if len({r.get(axis) for r in rows}) > 1]
-    body = []
-    for axis in axes:
-        values = {r.get(axis) for r in rows}
-        reference = references[axis] if references[axis] in values else sorted(map(str, values))[0]
-        for value, (delta, count) in sorted(axis_effects(rows, axis, reference).items(), key=lambda kv: str(kv[0])):
-            body.append([names[axis].replace(references[axis], reference), str(value), f"{delta + 0.0:+.3f}",
-                         str(count)])
     if not body:
         return lines + ["Not available: the results vary on no axis with a reference to compare with."]
-    return lines + [*markdown_table(["effect of", "value", "mean ΔmIoU", "settings"], body), "",
-                    "Mean over every setting of the other axes (model, preset, init, subset size) that both values "
-                    "ran at, of the seed-mean mIoU difference; settings = how many such pairs."]
+    others = ", ".join([*(axis.noun for axis in varying_axes(rows)), "init", "subset size"])
+    notes = [f"Mean over every setting of the other axes ({others}) that both values ran at, of the seed-mean mIoU "
+             "difference; settings = how many such pairs."]
+    if by_pretraining:
+        notes.append("A pretraining axis's values: the mean gain over the scratch init of the same variant and subset "
+                     "size of every init pretrained with that value (intermediate inits left out).")
+    return lines + [*markdown_table(["effect of", "value", "mean ΔmIoU", "settings"], body), "", " ".join(notes)]
 
 
 def per_class_table(rows: list[Row]) -> list[str]:
