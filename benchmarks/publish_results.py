@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from simseg.experiments.grid import cell_name
+from simseg.experiments.plan import cell_name
 from simseg.experiments.report import result_tables
 from simseg.experiments.results import read_results
 from simseg.experiments.summary import summarise

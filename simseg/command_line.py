@@ -3,39 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
-import typing
 from collections.abc import Callable
 
+from simseg.config.help import config_help
 from simseg.config.loader import load_config
 from simseg.errors import SimsegError, one_line
 
 
 def stage_config(cls: type, argv: list[str], stage: str):
-    """Parse ``[-c FILE] [section.key=value ...]`` into a config of type ``cls``."""
+    """Parse ``[-c FILE] [section.key=value ...]`` into a config of type ``cls``; ``--help`` lists every key
+    (:func:`simseg.config.help.config_help`)."""
     parser = argparse.ArgumentParser(
         prog=f"simseg {stage}", description=f"Run the {stage} stage. Config: defaults <- -c FILE <- key=value.",
-        epilog="config keys:\n" + "\n".join(f"  {k} (default {v!r})" for k, v in config_keys(cls)),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=config_help(cls), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", help="YAML file with the differences from the defaults")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.epochs=10 data.subset=1k")
     args = parser.parse_args(argv)
     return load_config(cls, args.config, args.overrides)
-
-
-def config_keys(cls: type, prefix: str = "") -> list[tuple[str, typing.Any]]:
-    """(dotted key, default) for every field, for ``--help``."""
-    keys = []
-    defaults = cls()
-    for field in dataclasses.fields(cls):
-        value = getattr(defaults, field.name)
-        if dataclasses.is_dataclass(value):
-            keys += config_keys(type(value), f"{prefix}{field.name}.")
-        else:
-            keys.append((f"{prefix}{field.name}", value))
-    return keys
 
 
 def run_main(main: Callable[[list[str]], object], argv: list[str]) -> None:

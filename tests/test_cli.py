@@ -37,8 +37,48 @@ def test_unknown_command_and_help(capsys):
     assert "simseg pretrain" in capsys.readouterr().out
 
 
-def test_pretrain_help_lists_every_config_key(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["pretrain", "--help"])
-    out = capsys.readouterr().out
-    assert "mask.ratio (default 0.5)" in out and "data.subset (default None)" in out
+def stage_help(stage: str, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([stage, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def every_key(cls: type) -> list[str]:
+    from simseg.config.loader import flat_dict, to_dict
+
+    return list(flat_dict(to_dict(cls())))
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "classify", "segment"])
+def test_stage_help_lists_every_config_key_with_its_default_and_meaning(stage, capsys):
+    from simseg.config.field_docs import field_docs, plain_text
+    from simseg.experiments.stage_table import STAGES
+
+    out = stage_help(stage, capsys)
+    lines = out.splitlines()
+    assert all(len(line) <= 120 for line in lines), "--help must fit a 120-column terminal"
+    for key in every_key(STAGES[stage].config):
+        assert any(line.startswith(f"  {key} = ") for line in lines), key
+    assert "  mask.ratio = 0.5\n" in out if stage == "pretrain" else "  init = scratch\n" in out
+    assert "  data.subset = null\n" in out
+    text = " ".join(out.split())
+    assert plain_text(field_docs(STAGES[stage].config)["seed"]) in text
+
+
+def test_segment_help_describes_every_model_recipe_and_preset(capsys):
+    from simseg.config.field_docs import plain_text
+    from simseg.config.help import flat_items, show
+    from simseg.config.sections import ENCODERS
+    from simseg.config.segment import AUG_PRESETS, RECIPES
+    from simseg.models.registry import ARCHS
+
+    text = " ".join(stage_help("segment", capsys).split())
+    for table in (ARCHS, ENCODERS, AUG_PRESETS, RECIPES):
+        for name, entry in table.items():
+            assert f" {name} {plain_text(entry.description)}" in text, name
+    for table, prefix in ((RECIPES, ""), (AUG_PRESETS, "aug.")):  # and what each sets
+        for name, preset in table.items():
+            sets = ", ".join(f"{prefix}{key}={show(value)}" for key, value in flat_items(preset.settings))
+            assert f" {name} {plain_text(preset.description)} sets {sets or 'nothing'}" in text, name
+    assert "recipe = study" in text and "aug.preset = study" in text and "model.arch = vit_linear" in text

@@ -67,6 +67,7 @@ class MixupConfig:
     prob: float = 1.0
     """Probability that a batch is mixed at all; 0 = off (targets stay one-hot, smoothed)."""
     switch_prob: float = 0.5
+    """With both MixUp and CutMix on: the probability that a mixed batch gets CutMix rather than MixUp."""
 
     def __post_init__(self):
         check(self.alpha >= 0 and self.cutmix_alpha >= 0, "mixup.alpha and mixup.cutmix_alpha must be >= 0")
@@ -81,20 +82,30 @@ class MixupConfig:
 @dataclasses.dataclass
 class ClassifyConfig:
     output_dir: str = "outputs/classify"
+    """The run folder (config, metrics, exports, resume state); it must be empty or absent unless ``resume=true``."""
     seed: int = 0
     """Seeds the splits, the head's initialisation, augmentation, MixUp and dropout."""
     resume: bool = False
+    """Continue the run in ``output_dir`` from its last finished epoch; every key that changes what is computed must
+    equal the saved config's."""
     init: str = "scratch"
     """``scratch`` (random encoder) or a run folder / ``encoder.safetensors`` of another stage (pretraining)."""
     pool: Literal["token", "mean"] = "token"
     """Classifier input: the cls token (the study), or the mean of the patch tokens."""
     data: ClsDataConfig = dataclasses.field(default_factory=ClsDataConfig)
+    """The labelled scenes: where they come from, the training subset and the test set."""
     model: FineTuneModelConfig = dataclasses.field(default_factory=FineTuneModelConfig)
+    """The encoder (an ``init`` export must have the same architecture keys) and its dropout."""
     train: ClsTrainConfig = dataclasses.field(default_factory=ClsTrainConfig)
+    """AdamW, the LR schedule, clipping, precision and label smoothing."""
     aug: FineTuneAugConfig = dataclasses.field(default_factory=FineTuneAugConfig)
+    """Augmentation of the training images, and the normalisation of every image."""
     mixup: MixupConfig = dataclasses.field(default_factory=MixupConfig)
+    """MixUp / CutMix of the training batches."""
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    """When the test set is scored."""
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
+    """Progress output and trackers."""
 
     def __post_init__(self):
         check(bool(self.init.strip()), "init must be 'scratch' or the path of a run folder or encoder.safetensors")

@@ -27,7 +27,9 @@ class LauncherConfig:
     array_parallelism: int = 64
     """Cells of the job array that may run at once."""
     account: str | None = None
+    """SLURM ``--account`` the cells are charged to; null = your default account."""
     qos: str | None = None
+    """SLURM ``--qos`` (quality of service); null = the partition's default."""
     constraint: str | None = None
     """SLURM ``--constraint``, e.g. ``h100``."""
     max_requeues: int = 3

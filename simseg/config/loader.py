@@ -3,8 +3,8 @@ field's type. The dataclasses themselves (the only home of defaults) are in :mod
 module per stage.
 
 Why not OmegaConf: its structured configs cannot type ``str | int`` fields such as ``data.subset`` (``250`` or
-``1k``) and its errors are multi-line; the loader below is a typed merge of plain dicts (~100 lines) whose every
-failure is one line that names the key, with a close-match suggestion for typos.
+``1k``) and its errors are multi-line; the loader below is a typed merge of plain dicts whose every failure is one
+line that names the key, with a close-match suggestion for typos.
 """
 
 from __future__ import annotations
@@ -118,8 +118,9 @@ def with_renamed_keys(cls: type, tree: dict[str, Any], prefix: str) -> dict[str,
 
 
 def with_recipe(cls: type, tree: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """``tree`` over the keys of its named recipe, for a class with ``RECIPES`` (name -> nested keys): a recipe
-    fills what the tree leaves out, and every key given explicitly wins."""
+    """``tree`` over the keys of its named recipe, for a class with ``RECIPES`` (name ->
+    :class:`~simseg.config.presets.Preset` whose ``settings`` are nested keys): a recipe fills what the tree leaves
+    out, and every key given explicitly wins."""
     recipes = getattr(cls, "RECIPES", None)
     name = tree.get("recipe")
     if recipes is None or name is None:
@@ -127,7 +128,7 @@ def with_recipe(cls: type, tree: dict[str, Any], prefix: str) -> dict[str, Any]:
     if name not in recipes:
         raise SimsegError(f"{prefix}recipe={name!r} is not allowed; choose one of {', '.join(recipes)}")
 
-    return merge_trees(recipes[name], tree)
+    return merge_trees(recipes[name].settings, tree)
 
 
 def merge_trees(base: dict, over: dict) -> dict:

@@ -44,6 +44,7 @@ class PretrainLogConfig(LogConfig):
     grid_every: int = 10
     """Write a reconstruction grid every N epochs (and after the last); 0 = only after the last."""
     grid_rows: int = 8
+    """Held-out images (rows) in each reconstruction grid."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -53,14 +54,24 @@ class PretrainLogConfig(LogConfig):
 @dataclasses.dataclass
 class PretrainConfig:
     output_dir: str = "outputs/pretrain"
+    """The run folder (config, metrics, exports, resume state); it must be empty or absent unless ``resume=true``."""
     seed: int = 0
+    """Seeds the held-out split, the training subset, the initialisation, the masks and the augmentation."""
     resume: bool = False
+    """Continue the run in ``output_dir`` from its last finished epoch; every key that changes what is computed must
+    equal the saved config's."""
     data: PretrainDataConfig = dataclasses.field(default_factory=PretrainDataConfig)
+    """The unlabelled images: where they come from, how many train and how many are held out."""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    """The encoder to pretrain (its export, ``encoder.safetensors``, records these keys for the next stage)."""
     mask: MaskConfig = dataclasses.field(default_factory=MaskConfig)
+    """SimMIM's masking: the share of the image hidden from the encoder, and the size of the hidden units."""
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    """AdamW, the LR schedule, clipping and precision."""
     aug: AugConfig = dataclasses.field(default_factory=AugConfig)
+    """Augmentation of the training images, and the normalisation of every image."""
     log: PretrainLogConfig = dataclasses.field(default_factory=PretrainLogConfig)
+    """Progress output, trackers and reconstruction grids."""
 
     def __post_init__(self):
         unit, patch, size = self.mask.unit, self.model.patch_size, self.model.img_size

@@ -10,14 +10,23 @@ the section.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Literal
 
+from timm.models import model_entrypoint
+
 from simseg.config.loader import check
+from simseg.config.presets import Preset, choices
 from simseg.models.vit import ARCHITECTURES, DEFAULT_ARCHITECTURE
 from simseg.sizes import parse_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The registered encoders as ``model.name`` offers them: each one's sizes (:data:`simseg.models.vit.ARCHITECTURES`)
+# and, as its description, the docstring of its timm builder.
+ENCODERS: dict[str, Preset] = {name: Preset(inspect.getdoc(model_entrypoint(name)) or "", sizes)
+                               for name, sizes in ARCHITECTURES.items()}
 
 
 @dataclasses.dataclass
@@ -36,6 +45,8 @@ class SourceConfig:
     split: str = "train"
     """Training split of a ``datasets`` source that has several."""
     synthetic_image_size: int = 160
+    """Side in pixels of the ``synthetic`` source's square images, which are then cropped and resized to
+    ``model.img_size`` like any other."""
     synthetic_seed: int = 0
     """Which synthetic images: each stage draws its own stream from this seed, so stages never share images."""
     num_workers: int | None = None
@@ -65,8 +76,8 @@ def default_num_workers() -> int:
     """Loader workers for the cores this process may use and its device.
 
     With a GPU the CPU only feeds it: one worker per core but one, at most 8. On a CPU alone, workers take cores
-    from the compute threads: on 2 cores every stage ran faster with none (docs/performance.md); with more cores, a
-    quarter of those beyond two, at most 4 (a rule of thumb, not measured)."""
+    from the compute threads, so a small CPU gets none and a larger one a quarter of its cores beyond two, at most 4
+    (docs/performance.md)."""
     import os
 
     import torch
@@ -81,16 +92,28 @@ def default_num_workers() -> int:
 class ModelConfig:
     """The encoder. Architecture fields left null take the values of the registered architecture ``name``."""
 
-    name: str = DEFAULT_ARCHITECTURE
+    name: str = dataclasses.field(default=DEFAULT_ARCHITECTURE, metadata=choices(ENCODERS))
+    """The registered encoder (timm name) whose sizes fill the architecture keys below that are left null."""
     img_size: int | None = None
+    """Side of the square input image in pixels, a multiple of ``patch_size``: every image is cropped or resized to
+    it."""
     patch_size: int | None = None
+    """Side of a patch, one token, in pixels."""
     embed_dim: int | None = None
+    """Width of a token; a multiple of ``num_heads``."""
     depth: int | None = None
+    """Number of transformer blocks."""
     num_heads: int | None = None
+    """Attention heads per block."""
     mlp_dim: int | None = None
+    """Hidden width of each block's MLP."""
     drop_rate: float = 0.0
+    """Dropout after the embedding, in attention output and MLPs (and before a classifier); 0 = none."""
     attn_drop_rate: float = 0.0
+    """Dropout of the attention weights; 0 = none."""
     drop_path_rate: float = 0.0
+    """Stochastic depth: the probability of skipping a block's residual branches, rising linearly from 0 at the
+    first block to this at the last; 0 = none."""
     pos_embed_init: Literal["random", "sincos"] = "random"
     """Initial value of the (learned) position embedding: timm's small random values, or 2-D sin-cos as in MAE,
     which lets masked tokens find their neighbours from the first step."""
@@ -121,26 +144,32 @@ class FineTuneModelConfig(ModelConfig):
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 100
+    """Passes over the training images."""
     batch_size: int = 128
     """Per-process batch size."""
     lr: float = 1e-4
+    """Peak AdamW learning rate: after the warmup, before any decay."""
     weight_decay: float = 0.05
     """AdamW decay; none on norms, biases, embeddings and the mask token."""
     milestones: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.85])
     """Epochs after which the LR is multiplied by ``lr_decay``; values below 1 are fractions of ``epochs``."""
     lr_decay: float = 0.1
+    """Factor the LR is multiplied by at each of ``milestones`` (``schedule=multistep``)."""
     schedule: Literal["multistep", "cosine", "constant"] = "multistep"
     """After the warmup: ``multistep`` (LR x ``lr_decay`` at each of ``milestones``, the study's), ``cosine`` (half a
     cosine down to ``min_lr`` at the last step) or ``constant``."""
     min_lr: float = 0.0
     """Where ``schedule=cosine`` ends."""
     warmup_epochs: float = 0.0
+    """Epochs (fractions allowed) of linear warmup from near 0 to ``lr``; 0 = none."""
     grad_clip: float = 5.0
     """Max gradient norm; 0 disables clipping."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """Accelerate's autocast of the forward pass: ``no`` (float32), ``bf16`` or ``fp16`` (with loss scaling)."""
     compile: bool = False
-    """torch.compile the model (Accelerate's inductor backend) and, on the batched data path, the colour jitter: the
-    model's compile pays on GPUs, not on small CPUs; the jitter's is ~5x faster on both."""
+    """torch.compile the model (Accelerate's inductor backend) and, on the batched data path, the colour jitter:
+    fusing the jitter's many small element-wise steps pays on any device, the model's larger kernels mainly on GPUs
+    (docs/performance.md)."""
 
     def __post_init__(self):
         check(self.epochs >= 1, "train.epochs must be >= 1")
@@ -157,19 +186,28 @@ class TrainConfig:
 @dataclasses.dataclass
 class AugConfig:
     crop_scale: tuple[float, float] = (0.67, 1.0)
+    """Random resized crop: the range of the crop's area, as a fraction of the image's."""
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    """Random resized crop: the range of the crop's aspect ratio (width / height)."""
     hflip: float = 0.5
+    """Probability of a horizontal flip (of a segmentation mask with its image); 0 = none."""
     color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
-    """Brightness, contrast, saturation, hue."""
+    """Colour jitter strengths: brightness, contrast, saturation (factors drawn from [1-x, 1+x]) and hue (a shift
+    drawn from [-h, h], h <= 0.5)."""
     color_jitter_prob: float = 0.8
+    """Probability that an image gets colour jitter; 0 = none."""
     rotation: float = 0.0
     """Rotation by up to +-this many degrees (a segmentation mask with its image, nearest; the uncovered corners
     are left out of the loss, see :mod:`simseg.data.transforms`); 0 = none."""
     blur_prob: float = 0.0
     """Probability of a Gaussian blur of the image (never a mask) with sigma drawn from ``blur_sigma``."""
     blur_sigma: tuple[float, float] = (0.1, 1.0)
+    """Range of the blur's sigma in pixels (drawn uniformly per image)."""
     mean: tuple[float, float, float] = IMAGENET_MEAN
+    """Per-channel (RGB) mean subtracted from every image, training and evaluation, after scaling pixels to
+    [0, 1]: ImageNet's."""
     std: tuple[float, float, float] = IMAGENET_STD
+    """Per-channel (RGB) standard deviation every image is divided by after the mean: ImageNet's."""
 
     def __post_init__(self):
         low, high = self.crop_scale
@@ -189,7 +227,8 @@ class AugConfig:
 @dataclasses.dataclass
 class FineTuneAugConfig(AugConfig):
     crop_scale: tuple[float, float] = (0.5, 1.0)
-    """The labelled stages' crops keep 50-100% of the image (the study's fine-tuning recipe)."""
+    """Random resized crop: the range of the crop's area, as a fraction of the image's; the labelled stages keep
+    half or more, as the study's fine-tuning does."""
 
 
 @dataclasses.dataclass

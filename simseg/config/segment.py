@@ -9,6 +9,7 @@ from typing import Literal
 
 from simseg.config.classify import MixupConfig
 from simseg.config.loader import check
+from simseg.config.presets import Preset, choices
 from simseg.config.sections import (
     EvalConfig,
     FineTuneAugConfig,
@@ -56,11 +57,9 @@ class SegDataConfig(SourceConfig):
 
 @dataclasses.dataclass
 class SegModelConfig(FineTuneModelConfig):
-    arch: str = DEFAULT_ARCH
-    """The segmentation model (:mod:`simseg.models.registry`): ``vit_linear`` (the study's ViT + linear head),
-    ``vit_linear_upsample``, ``vit_pup``, ``vit_fused_skip`` (ViT + a conv decoder), ``unet_resnet18``,
-    ``fpn_resnet18`` (CNNs from segmentation_models_pytorch). The other ``model.*`` keys describe the ViT's encoder;
-    a CNN uses only ``img_size`` (a multiple of 32) and ignores the ViT's dropout keys."""
+    arch: str = dataclasses.field(default=DEFAULT_ARCH, metadata=choices(ARCHS))
+    """The segmentation model (:data:`simseg.models.registry.ARCHS`). The other ``model.*`` keys describe the ViT's
+    encoder; a CNN uses only ``img_size`` (a multiple of 32) and ignores the ViT's dropout keys."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -74,16 +73,18 @@ class SegModelConfig(FineTuneModelConfig):
         return ARCHS[self.arch].family
 
 
-AUG_PRESETS: dict[str, dict] = {
-    # The study's fine-tuning augmentation (the classify stage's too).
-    "study": dict(crop_scale=(0.5, 1.0), hflip=0.5, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.8,
-                  rotation=0.0, blur_prob=0.0),
-    # Flip and a mild crop, no photometric change.
-    "light": dict(crop_scale=(0.8, 1.0), hflip=0.5, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.0,
-                  rotation=0.0, blur_prob=0.0),
-    # Stronger crops, rotation up to +-20 degrees, colour jitter and an occasional light blur.
-    "heavy": dict(crop_scale=(0.6, 1.0), hflip=0.5, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.8,
-                  rotation=20.0, blur_prob=0.2),
+# Named augmentations (``aug.preset=``), each setting every key of :class:`SegAugConfig` that defaults to null.
+AUG_PRESETS: dict[str, Preset] = {
+    "study": Preset("The study's fine-tuning augmentation (the classify stage's too): crops, flips and colour "
+                    "jitter.",
+                    dict(crop_scale=(0.5, 1.0), hflip=0.5, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.8,
+                         rotation=0.0, blur_prob=0.0)),
+    "light": Preset("Flips and mild crops only: no photometric change.",
+                    dict(crop_scale=(0.8, 1.0), hflip=0.5, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.0,
+                         rotation=0.0, blur_prob=0.0)),
+    "heavy": Preset("Stronger crops, rotation, colour jitter and an occasional light blur.",
+                    dict(crop_scale=(0.6, 1.0), hflip=0.5, color_jitter=(0.4, 0.4, 0.4, 0.1), color_jitter_prob=0.8,
+                         rotation=20.0, blur_prob=0.2)),
 }
 
 
@@ -92,10 +93,10 @@ class SegAugConfig(FineTuneAugConfig):
     """Augmentation of the training pairs. ``preset`` fills every key of :data:`AUG_PRESETS` left null; a key given
     explicitly (``aug.rotation=10``) overrides the preset's value. The resolved values are what config.yaml holds."""
 
-    preset: Literal["study", "light", "heavy"] = "study"
-    """``study``: crops of 50-100%, flip, colour jitter (p 0.8); ``light``: crops of 80-100% and flip only;
-    ``heavy``: crops of 60-100%, flip, rotation +-20 degrees, colour jitter (p 0.8), Gaussian blur (p 0.2)."""
+    preset: str = dataclasses.field(default="study", metadata=choices(AUG_PRESETS))
+    """A named augmentation (:data:`AUG_PRESETS`) that fills the ``aug.*`` keys left null."""
     crop_scale: tuple[float, float] | None = None
+    """Random resized crop: the range of the crop's area, as a fraction of the image's."""
     hflip: float | None = None
     color_jitter: tuple[float, float, float, float] | None = None
     color_jitter_prob: float | None = None
@@ -103,7 +104,9 @@ class SegAugConfig(FineTuneAugConfig):
     blur_prob: float | None = None
 
     def __post_init__(self):
-        for key, value in AUG_PRESETS[self.preset].items():
+        check(self.preset in AUG_PRESETS,
+              f"aug.preset={self.preset!r} is not allowed; choose one of {', '.join(AUG_PRESETS)}")
+        for key, value in AUG_PRESETS[self.preset].settings.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
         super().__post_init__()
@@ -178,6 +181,7 @@ class SegEvalConfig(EvalConfig):
     tta_scales: list[float] = dataclasses.field(default_factory=lambda: [0.75, 1.0, 1.25])
     """Image-side scales of the views (each rounded to a multiple of 32 pixels)."""
     tta_flip: bool = True
+    """With ``tta``: each scale's horizontally flipped view joins the average."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -200,48 +204,60 @@ class SegLogConfig(LogConfig):
 
 
 # Named training recipes (``recipe=``), after MosaicML's published segmentation recipes (DeepLabv3+ on ADE20k),
-# in this stage's keys; each is also a YAML diff in configs/recipes/ (a test keeps the two equal). The EMA and SAM
-# numbers are Composer's, in batches: on short runs (a few hundred steps) a 1,000-batch half-life averages mostly
-# the early weights, so set train.ema_half_life to a fraction of the run's steps there.
-RECIPES: dict[str, dict] = {
-    "study": {},
-    "mild": {"loss": "ce+dice", "train": {"schedule": "constant", "ema_half_life": 1000.0, "ema_interval": 10}},
-    "medium": {"loss": "ce+dice", "mixup": {"alpha": 0.2},
-               "train": {"schedule": "constant", "ema_half_life": 1000.0, "ema_interval": 10, "sam_rho": 0.3,
-                         "sam_interval": 2}},
-    # Composer's hot recipe also trains twice as long: give train.epochs yourself (a recipe sets fixed values).
-    "hot": {"loss": "ce+dice", "mixup": {"alpha": 0.5},
-            "train": {"schedule": "constant", "ema_half_life": 1000.0, "ema_interval": 1, "sam_rho": 0.3,
-                      "sam_interval": 1}},
+# in this stage's keys. The EMA and SAM numbers are Composer's, in batches: a 1,000-batch half-life averages mostly
+# the early weights of a run only a few hundred steps long, so set train.ema_half_life to a fraction of such a run.
+RECIPES: dict[str, Preset] = {
+    "study": Preset("The study's recipe: the stage's defaults."),
+    "mild": Preset("MosaicML's mild recipe: an EMA of the weights, a Dice term beside cross-entropy and a constant "
+                   "LR after the warmup.",
+                   {"loss": "ce+dice", "train": {"schedule": "constant", "ema_half_life": 1000.0, "ema_interval": 10}}),
+    "medium": Preset("MosaicML's medium recipe: mild + MixUp + SAM (a SAM step costs a second forward and backward "
+                     "pass).",
+                     {"loss": "ce+dice", "mixup": {"alpha": 0.2},
+                      "train": {"schedule": "constant", "ema_half_life": 1000.0, "ema_interval": 10, "sam_rho": 0.3,
+                                "sam_interval": 2}}),
+    "hot": Preset("MosaicML's hot recipe: EMA and SAM every step, stronger MixUp. Composer also trains twice as "
+                  "long: give train.epochs yourself, as a recipe sets fixed values.",
+                  {"loss": "ce+dice", "mixup": {"alpha": 0.5},
+                   "train": {"schedule": "constant", "ema_half_life": 1000.0, "ema_interval": 1, "sam_rho": 0.3,
+                             "sam_interval": 1}}),
 }
 
 
 @dataclasses.dataclass
 class SegmentConfig:
     output_dir: str = "outputs/segment"
+    """The run folder (config, metrics, exports, resume state); it must be empty or absent unless ``resume=true``."""
     seed: int = 0
     """Seeds the splits, the head's initialisation, augmentation and dropout."""
     resume: bool = False
+    """Continue the run in ``output_dir`` from its last finished epoch; every key that changes what is computed must
+    equal the saved config's."""
     init: str = "scratch"
     """A ViT model: ``scratch`` (random encoder, the baseline) or a run folder / ``encoder.safetensors`` of another
     stage. A CNN model: ``scratch``, ``imagenet`` (its library's ImageNet weights; needs a network the first time)
     or a local weights file of its encoder (torchvision/timm ResNet-18 keys, ``.pth`` or ``.safetensors``)."""
     loss: Literal["ce", "ce+dice"] = "ce"
     """Per-pixel cross-entropy, or its mean with a soft Dice loss over the classes."""
-    recipe: Literal["study", "mild", "medium", "hot"] = "study"
-    """A named set of training keys (:data:`RECIPES`, configs/recipes/*.yaml): ``mild`` = EMA (half-life 1,000
-    batches, every 10) + Dice term + constant LR; ``medium`` = mild + MixUp 0.2 + SAM (rho 0.3, every 2nd step);
-    ``hot`` = EMA and SAM every step, MixUp 0.5 (and, in Composer, twice the epochs: set ``train.epochs``). Keys
-    given explicitly override the recipe's."""
+    recipe: str = dataclasses.field(default="study", metadata=choices(RECIPES))
+    """A named set of training keys (:data:`RECIPES`); keys given explicitly override the recipe's."""
     data: SegDataConfig = dataclasses.field(default_factory=SegDataConfig)
+    """The labelled image/mask pairs: where they come from, the test set, the training subset and validation."""
     model: SegModelConfig = dataclasses.field(default_factory=SegModelConfig)
+    """The segmentation model and its ViT encoder (an ``init`` export must have the same architecture keys)."""
     train: SegTrainConfig = dataclasses.field(default_factory=SegTrainConfig)
+    """AdamW, the LR schedule, clipping, precision, EMA, SAM, layer decay and encoder freezing."""
     aug: SegAugConfig = dataclasses.field(default_factory=SegAugConfig)
+    """Augmentation of the training pairs, and the normalisation of every image."""
     mixup: SegMixupConfig = dataclasses.field(default_factory=SegMixupConfig)
+    """MixUp / CutMix of the training batches, with per-pixel soft targets."""
     eval: SegEvalConfig = dataclasses.field(default_factory=SegEvalConfig)
+    """When the test (and validation) sets are scored, and test-time augmentation of the final scores."""
     log: SegLogConfig = dataclasses.field(default_factory=SegLogConfig)
+    """Progress output, trackers and examples.png."""
 
     def __post_init__(self):
+        check(self.recipe in RECIPES, f"recipe={self.recipe!r} is not allowed; choose one of {', '.join(RECIPES)}")
         check(bool(self.init.strip()), "init must be 'scratch' or the path of a run folder or encoder.safetensors")
         if self.model.family == "vit":
             check(self.init != "imagenet", f"init=imagenet is for the CNN models; {self.model.arch} starts from "

@@ -1,19 +1,9 @@
 """The segmentation models ``model.arch`` can name, behind one front door: :func:`build_segmentation_model`.
 
-============================  =====  ==================================================================
-arch                          family what it is
-============================  =====  ==================================================================
-``vit_linear`` (default)      vit    the study's ViT + linear head, pixel-shuffled to full resolution
-``vit_linear_upsample``       vit    the ViT + a linear head to a class map, upsampled bilinearly
-``vit_pup``                   vit    the ViT + a progressive-upsampling conv decoder (SETR-PUP, ~0.25M)
-``vit_fused_skip``            vit    the ViT + a decoder fusing four blocks and image skips (~0.3M)
-``unet_resnet18``             cnn    U-Net, ResNet-18 encoder (segmentation_models_pytorch, ~14.3M)
-``fpn_resnet18``              cnn    FPN, ResNet-18 encoder (segmentation_models_pytorch, ~13.0M)
-============================  =====  ==================================================================
-
-A ViT model takes its encoder from the caller (built from ``model.*``, maybe loaded from a SimMIM export); a CNN
-builds its own and takes ImageNet weights or a local weights file (:mod:`simseg.training.cnn_weights`), never a
-ViT export.
+Each entry of :data:`ARCHS` says what it is in its ``description`` (``simseg segment --help`` lists them): a ViT
+model takes its encoder from the caller (built from ``model.*``, maybe loaded from a SimMIM export); a CNN builds
+its own and takes ImageNet weights or a local weights file (:mod:`simseg.training.cnn_weights`), never a ViT export.
+Registering a model is one entry here.
 """
 
 from __future__ import annotations
@@ -30,19 +20,33 @@ from simseg.models.segmentation import SegmentationModel
 @dataclass(frozen=True)
 class SegmentationArch:
     family: Literal["vit", "cnn"]
+    """``vit``: a head or decoder on the simseg ViT; ``cnn``: a whole model from segmentation_models_pytorch."""
     part: str
     """The ViT's head (``SegmentationModel(head=...)``), or the smp model kind for a CNN."""
+    description: str
+    """What it is, in a sentence (``simseg segment --help`` lists it under ``model.arch``)."""
     encoder: str = ""
     """A CNN's encoder name in segmentation_models_pytorch."""
 
 
 ARCHS: dict[str, SegmentationArch] = {
-    "vit_linear": SegmentationArch("vit", "linear"),
-    "vit_linear_upsample": SegmentationArch("vit", "linear_upsample"),
-    "vit_pup": SegmentationArch("vit", "pup"),
-    "vit_fused_skip": SegmentationArch("vit", "fused_skip"),
-    "unet_resnet18": SegmentationArch("cnn", "unet", "resnet18"),
-    "fpn_resnet18": SegmentationArch("cnn", "fpn", "resnet18"),
+    "vit_linear": SegmentationArch(
+        "vit", "linear", description="The study's ViT + a linear head, pixel-shuffled to full resolution."),
+    "vit_linear_upsample": SegmentationArch(
+        "vit", "linear_upsample",
+        description="The ViT + a linear head to a class map at patch resolution, upsampled bilinearly."),
+    "vit_pup": SegmentationArch(
+        "vit", "pup", description="The ViT + a progressive-upsampling conv decoder (SETR-PUP, ~0.25M parameters)."),
+    "vit_fused_skip": SegmentationArch(
+        "vit", "fused_skip",
+        description="The ViT + a conv decoder fusing four blocks' tokens with skips from the image (~0.3M "
+                    "parameters)."),
+    "unet_resnet18": SegmentationArch(
+        "cnn", "unet", encoder="resnet18",
+        description="U-Net with a ResNet-18 encoder (segmentation_models_pytorch, ~14.3M parameters)."),
+    "fpn_resnet18": SegmentationArch(
+        "cnn", "fpn", encoder="resnet18",
+        description="FPN with a ResNet-18 encoder (segmentation_models_pytorch, ~13.0M parameters)."),
 }
 DEFAULT_ARCH = "vit_linear"
 # The top-level ``head=`` key of configs written before ``model.arch``: each value names the ViT arch it meant.

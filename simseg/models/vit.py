@@ -14,11 +14,10 @@ from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 
 # Architecture fields of each registered encoder. ``ModelConfig`` fills its null fields from here, so a config names
-# an architecture and overrides single fields (``model.depth=6``) without repeating the rest.
+# an architecture and overrides single fields (``model.depth=6``) without repeating the rest. Each encoder's
+# description is the docstring of its builder below (``simseg pretrain --help`` lists both under ``model.name``).
 ARCHITECTURES: dict[str, dict[str, int]] = {
-    # The study's encoder: image 128, patch 16, dim 128, depth 12, heads 8, MLP 512 (~2.49M parameters).
     "simseg_vit_tiny_patch16_128": dict(img_size=128, patch_size=16, embed_dim=128, depth=12, num_heads=8, mlp_dim=512),
-    # ViT-B/16 at the same resolution, which the study also tried (~85.7M parameters).
     "simseg_vit_base_patch16_128": dict(img_size=128, patch_size=16, embed_dim=768, depth=12, num_heads=12,
                                         mlp_dim=3072),
 }
@@ -43,16 +42,18 @@ def _vit(name: str, **overrides: Any) -> VisionTransformer:
 
 @register_model
 def simseg_vit_tiny_patch16_128(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """The study's encoder: a small ViT for 128-pixel images (~2.49M parameters)."""
     return _vit("simseg_vit_tiny_patch16_128", **kwargs)
 
 
 @register_model
 def simseg_vit_base_patch16_128(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-B/16 at the same 128-pixel resolution, the larger encoder the study also tried (~85.7M parameters)."""
     return _vit("simseg_vit_base_patch16_128", **kwargs)
 
 
 def build_encoder(model_cfg, dynamic_img_size: bool = False) -> VisionTransformer:
-    """The encoder described by a resolved :class:`simseg.config.loader.ModelConfig`. ``dynamic_img_size``: accept
+    """The encoder described by a resolved :class:`simseg.config.sections.ModelConfig`. ``dynamic_img_size``: accept
     other image sizes than ``img_size`` (multiples of the patch), resampling the position embedding (timm's), as
     segmentation's test-time scales need; at ``img_size`` the output is the same."""
     import timm
@@ -60,8 +61,8 @@ def build_encoder(model_cfg, dynamic_img_size: bool = False) -> VisionTransforme
     encoder = timm.create_model(
         model_cfg.name,
         **model_cfg.architecture(),
-        # timm now splits dropout by place; the study's single "dropout" means all of them, as timm's drop_rate
-        # once did.
+        # The study's one dropout rate applies wherever timm can drop: after the embedding (pos_drop_rate), in the
+        # attention and MLP outputs (proj_drop_rate) and before a head (drop_rate).
         drop_rate=model_cfg.drop_rate,
         pos_drop_rate=model_cfg.drop_rate,
         proj_drop_rate=model_cfg.drop_rate,

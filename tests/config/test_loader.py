@@ -30,7 +30,7 @@ def test_yaml_diff_then_overrides(tmp_path):
 
 
 def test_yes_no_on_off_stay_strings_for_choices_and_still_work_for_booleans(tmp_path):
-    # YAML 1.1 reads `no` as False, which made the documented `train.mixed_precision=no` an error.
+    # YAML 1.1 reads `no` as False, which would make the documented `train.mixed_precision=no` an error.
     cfg = load_config(PretrainConfig, None, ["train.mixed_precision=no", "train.compile=no", "log.progress=off"])
     assert cfg.train.mixed_precision == "no" and cfg.train.compile is False and cfg.log.progress is False
     diff = tmp_path / "diff.yaml"
