@@ -1,4 +1,5 @@
-"""The ``simseg`` command: stages, reconstruction grids and the demo.
+"""The ``simseg`` command, and what every entry point shares: ``-c FILE key=value ...`` parsing and one-line errors
+instead of tracebacks (the stage scripts' ``__main__`` uses :func:`stage_config` and :func:`run_main` too).
 
     simseg pretrain [-c configs/pretrain.yaml] [key=value ...]
     simseg classify [-c configs/classify.yaml] [key=value ...]
@@ -14,32 +15,43 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from simseg.command_line import run_main, stage_config
-from simseg.errors import SimsegError
+from simseg.config.loader import load_config
+from simseg.errors import SimsegError, one_line
 from simseg.experiments.stage_table import STAGES, run_stage
 
-# The demo: the study's recipes on built-in synthetic images, with the encoder cut to 4 of its 12 blocks, so that
-# pretraining, classification and a six-cell sweep fit in minutes on a laptop's CPU. A higher LR with warmup than
-# the study's and a sin-cos start for the learned position embedding shorten the early plateau where every masked
-# patch gets the image's mean colour, which a short run would not leave. No hue jitter: the synthetic colours are
-# random already, and hue is the costliest augmentation on a CPU.
-DEMO_SHARED = [
-    "data.source=synthetic", "data.synthetic_image_size=128", "data.num_workers=1",
-    "model.depth=4", "model.pos_embed_init=sincos", "aug.color_jitter=[0.4,0.4,0.4,0.0]",
-    "train.batch_size=16", "train.lr=1e-3", "train.warmup_epochs=0.5",
-]
-DEMO_PRETRAIN = [*DEMO_SHARED, "data.synthetic_size=2000", "data.val_size=16", "train.epochs=6",
-                 "train.milestones=[5]", "log.grid_every=2"]
-DEMO_CLASSIFY = [*DEMO_SHARED, "data.subset=500", "data.test_size=200", "train.epochs=4", "train.milestones=[3]",
-                 "eval.every=0"]
-DEMO_SEGMENT = [*DEMO_SHARED, "data.test_size=200", "train.epochs=5", "train.milestones=[4]", "eval.every=0",
-                "log.progress=false"]
-DEMO_SUBSETS = "100,250"  # two sizes that keep the six cells near 1.5 minutes
+
+def stage_config(cls: type, argv: list[str], stage: str):
+    """Parse ``[-c FILE] [section.key=value ...]`` into a config of type ``cls``; ``--help`` lists every key
+    (:func:`simseg.config.help.config_help`, built only when asked for)."""
+    from simseg.config.help import config_help
+
+    wants_help = any(arg in ("-h", "--help") for arg in argv)
+    parser = argparse.ArgumentParser(
+        prog=f"simseg {stage}", description=f"Run the {stage} stage. Config: defaults <- -c FILE <- key=value.",
+        epilog=config_help(cls) if wants_help else None, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", help="YAML file with the differences from the defaults")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.epochs=10 data.subset=1k")
+    args = parser.parse_args(argv)
+    return load_config(cls, args.config, args.overrides)
+
+
+def run_main(main: Callable[[list[str]], object], argv: list[str]) -> None:
+    """Run ``main(argv)``; a user-caused failure prints one line and exits 2, Ctrl-C exits 130 with a hint."""
+    try:
+        main(argv)
+    except SimsegError as err:
+        if os.environ.get("RANK", "0") == "0":  # under torchrun/accelerate every rank fails alike: say it once
+            print(f"simseg: error: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("simseg: interrupted; rerun the same command with resume=true to continue from the last epoch",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,43 +189,11 @@ def demo(argv: list[str]) -> Path:
     """The study's pipeline end to end on synthetic images: the chain's SimMIM pretraining and classification, then a
     small sweep (scratch, pretrained, pretrained + classify at two labelled-subset sizes) and its report; prints the
     test mIoUs and where the pictures are."""
-    from simseg.experiments.chain import run_chain
-    from simseg.experiments.report import build_report
-    from simseg.experiments.results import read_results
-    from simseg.experiments.sweep import sweep as run_sweep
+    from simseg.experiments.demo import run_demo
 
     parser = argparse.ArgumentParser(prog="simseg demo", description=demo.__doc__)
     parser.add_argument("--output-dir", default="outputs/demo", help="parent folder of the demo's runs")
-    args = parser.parse_args(argv)
-    root = Path(args.output_dir)
-    chain = run_chain(None, [f"output_dir={root}", *(f"pretrain.{o}" for o in DEMO_PRETRAIN),
-                             *(f"classify.{o}" for o in DEMO_CLASSIFY), "segment=null"])
-    # Finished cells are skipped, so rerunning the demo only reports.
-    sweep_dir = run_sweep(["--subsets", DEMO_SUBSETS, "--init", f"scratch,pretrained={chain['pretrain']}",
-                           "--intermediate", f"pretrained+classify={chain['classify']}",
-                           "--output-dir", str(root / "sweep"), *DEMO_SEGMENT])
-    report = build_report(sweep_dir)
-
-    def metrics(run_dir: Path) -> dict:
-        return json.loads((run_dir / "metrics.json").read_text())
-
-    recon, classify_m = metrics(chain["pretrain"]), metrics(chain["classify"])
-    rows = read_results(sweep_dir)
-    subsets = sorted({r["subset"] for r in rows})
-    print("\nsimseg demo: the study's pipeline on synthetic images")
-    print(f"  pretraining:    val reconstruction loss {recon['final_val_loss']:.3f}; grids in "
-          f"{chain['pretrain'] / 'grids'}")
-    print(f"  classification: test top-1 {classify_m['top1']:.3f} (chance {classify_m['chance']:.3f}); "
-          f"{chain['classify'] / 'confusion.png'}")
-    print(f"  segmentation test mIoU on {rows[0]['test_images']} test images, by labelled images:")
-    print(f"    {'encoder':<24}" + "".join(f"{s:>8}" for s in subsets))
-    for init in dict.fromkeys(r["init"] for r in rows):
-        scores = {r["subset"]: r["miou"] for r in rows if r["init"] == init}
-        print(f"    {init:<24}" + "".join(f"{scores[s]:>8.3f}" if s in scores else f"{'-':>8}" for s in subsets))
-    print(f"  report: {report} (figures and segmentation examples beside it)")
-    print("  (a pipeline check at toy scale, one seed: these numbers say nothing about pretraining at the study's "
-          "scale)")
-    return root
+    return run_demo(Path(parser.parse_args(argv).output_dir))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simseg.command_line import run_main, stage_config
+from simseg.cli import run_main, stage_config
 from simseg.config.classify import ClassifyConfig
 from simseg.config.loader import to_dict
 from simseg.data.image_cache import CacheSpec, cache_side

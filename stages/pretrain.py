@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from simseg.command_line import run_main, stage_config
+from simseg.cli import run_main, stage_config
 from simseg.config.pretrain import PretrainConfig
 from simseg.data.image_cache import CacheSpec, ImageCache, cache_side
 from simseg.data.loaders import TransformedItems, WithFixedMasks

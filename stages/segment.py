@@ -32,7 +32,7 @@ import torch
 from accelerate import DistributedDataParallelKwargs
 from timm.utils import ModelEmaV3
 
-from simseg.command_line import run_main, stage_config
+from simseg.cli import run_main, stage_config
 from simseg.config.segment import SegmentConfig
 from simseg.data.image_cache import CacheSpec, cache_side
 from simseg.data.pets import CLASS_NAMES, open_segmentation_pairs

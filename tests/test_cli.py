@@ -4,16 +4,17 @@ import re
 import pytest
 
 import simseg.cli as cli
+import simseg.experiments.demo as demo
 
 
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_reports_where_the_results_are(tmp_path, monkeypatch, capsys):
     tiny = ["model.depth=2", "train.epochs=2", "train.batch_size=8", "data.num_workers=0", "log.progress=false"]
-    monkeypatch.setattr(cli, "DEMO_PRETRAIN", [*cli.DEMO_PRETRAIN, *tiny, "data.synthetic_size=40", "data.val_size=4",
-                                               "log.grid_every=1"])
-    monkeypatch.setattr(cli, "DEMO_CLASSIFY", [*cli.DEMO_CLASSIFY, *tiny, "data.subset=16", "data.test_size=8"])
-    monkeypatch.setattr(cli, "DEMO_SEGMENT", [*cli.DEMO_SEGMENT, *tiny, "data.test_size=8"])
-    monkeypatch.setattr(cli, "DEMO_SUBSETS", "8,16")
+    monkeypatch.setattr(demo, "DEMO_PRETRAIN", [*demo.DEMO_PRETRAIN, *tiny, "data.synthetic_size=40",
+                                                "data.val_size=4", "log.grid_every=1"])
+    monkeypatch.setattr(demo, "DEMO_CLASSIFY", [*demo.DEMO_CLASSIFY, *tiny, "data.subset=16", "data.test_size=8"])
+    monkeypatch.setattr(demo, "DEMO_SEGMENT", [*demo.DEMO_SEGMENT, *tiny, "data.test_size=8"])
+    monkeypatch.setattr(demo, "DEMO_SUBSETS", "8,16")
     root = cli.demo(["--output-dir", str(tmp_path / "demo")])
     out = capsys.readouterr().out
     assert str(root / "pretrain" / "grids") in out and str(root / "classify" / "confusion.png") in out

@@ -17,7 +17,7 @@ LAYERS = (
     ("simseg.data",),
     ("simseg.training",),
     ("simseg.experiments",),
-    ("simseg.command_line", "simseg.cli"),
+    ("simseg.cli",),
 )
 
 

@@ -12,7 +12,7 @@ from filelock import FileLock
 from simseg.config.loader import build, to_dict
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
-from simseg.experiments.grid import CELL_RECORD, Cell, Init, read_cell_record
+from simseg.experiments.plan import CELL_RECORD, Cell, Init, read_cell_record
 from simseg.experiments.results import result_row, write_results
 from simseg.experiments.stage_table import run_stage
 from simseg.training.rundir import changed_keys, load_run_config, run_is_finished
@@ -24,7 +24,6 @@ def cell_config(template: SegmentConfig, cell: Cell, sweep_dir: Path) -> Segment
     """The segmentation config of ``cell``: its variant's template with the cell's folder, init, seed and subset."""
     tree = to_dict(template)
     tree.update(output_dir=str(cell.run_dir(sweep_dir)), init=cell.init.path, seed=cell.seed, resume=False)
-    tree.pop("head", None)  # resolved into model.arch already
     tree["data"]["subset"] = str(cell.subset)
     # every cell's batched path shares one cache of the pairs, decoded once for the whole grid
     tree["data"]["cache_dir"] = tree["data"]["cache_dir"] or str((sweep_dir / "data_cache").resolve())

@@ -1,5 +1,5 @@
 """The inits of a sweep: ``scratch``, ``imagenet``, ``PATH`` or ``LABEL=PATH`` resolved to
-:class:`~simseg.experiments.grid.Init`, with the values of the pretraining axes (the pretraining size, ...) and the
+:class:`~simseg.experiments.plan.Init`, with the values of the pretraining axes (the pretraining size, ...) and the
 intermediate-step parent read from the run folders' ``lineage.json``, ``metrics.json`` and ``config.yaml``. Which
 inits fit which model is the model axis's rule (:func:`simseg.experiments.axes.arch_fits`)."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from simseg.errors import SimsegError
 from simseg.experiments.axes import pretraining_axes
-from simseg.experiments.grid import Init, pretraining_of
+from simseg.experiments.plan import Init, pretraining_of
 from simseg.training.export import export_path
 
 

@@ -27,7 +27,7 @@ from simseg.config.launcher import LauncherConfig
 from simseg.config.loader import to_dict
 from simseg.errors import SimsegError
 from simseg.experiments.cells import collect_results, format_seconds, init_ready, run_unless_finished
-from simseg.experiments.grid import Cell, write_cell_record
+from simseg.experiments.plan import Cell, write_cell_record
 from simseg.experiments.stage_table import STAGES
 from simseg.files import atomic_write_json, atomic_write_text
 from simseg.training.rundir import run_is_finished

@@ -1,10 +1,11 @@
-"""The sweep's grid: [variants x] initialisations x labelled-subset sizes x seeds, its shards and its cells' records
-(the results table they make: :mod:`simseg.experiments.results`). The axes a cell varies on, their folder levels and
-``cell.json`` keys come from :mod:`simseg.experiments.axes`.
+"""The sweep's plan: its grid of cells ([variants x] initialisations x labelled-subset sizes x seeds), their names,
+its shards and its cells' records (the results table they make: :mod:`simseg.experiments.results`). "Grid" here is
+the experiment's; a pretraining run's pictures are reconstruction grids (:mod:`simseg.training.plots`). The axes a
+cell varies on, their folder levels and ``cell.json`` keys come from :mod:`simseg.experiments.axes`.
 
 Pure functions and small records; :mod:`simseg.experiments.sweep` runs the cells. A sweep folder holds::
 
-    sweep.json                         the grid, the segmentation config and the commands that ran it
+    sweep.json                         the grid (under "grid"), the segmentation config and the commands that ran it
     results.csv, results.jsonl         one row per finished cell, rebuilt from the cell folders after every cell
     pretrain-<size>/                   pretraining runs made by the pretraining axes (--pretrain-subsets)
     cells/<init>/subset-<n>/seed-<s>/  one segmentation run per cell, with cell.json saying what the cell is

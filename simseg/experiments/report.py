@@ -27,7 +27,7 @@ from simseg.experiments import report_figures as figures
 from simseg.experiments import report_pictures as pictures
 from simseg.experiments.axes import every_variant, init_axis, pretraining_axes, runs_with, variant_axes
 from simseg.experiments.effects import scratch_gains, varying_axes, with_variant_labels
-from simseg.experiments.grid import cell_name
+from simseg.experiments.plan import cell_name
 from simseg.experiments.report_tables import cost_table, effect_tables, per_class_table, tta_table
 from simseg.experiments.results import Row, read_results, read_sweep, results_path
 from simseg.experiments.summary import (

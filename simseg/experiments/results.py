@@ -15,7 +15,7 @@ from typing import Any
 
 from simseg.errors import SimsegError
 from simseg.experiments.axes import init_axis, pretraining_axes, variant_axes, variant_of
-from simseg.experiments.grid import Cell, cell_name
+from simseg.experiments.plan import Cell, cell_name
 from simseg.files import atomic_write_text
 from simseg.sizes import parse_size
 

@@ -54,7 +54,7 @@ from simseg.experiments.cells import (
     print_main,
     run_unless_finished,
 )
-from simseg.experiments.grid import (
+from simseg.experiments.plan import (
     Cell,
     expand_grid,
     parse_seeds,

@@ -23,8 +23,8 @@ from simseg.experiments.axes import (
     pretraining_axes,
     variant_axes,
 )
-from simseg.experiments.grid import Init, parse_list, pretraining_of
 from simseg.experiments.inits import intermediate_init, resolve_init
+from simseg.experiments.plan import Init, parse_list, pretraining_of
 
 SWEEP_SET = ("output_dir", "init", "seed", "resume", "data.subset")  # segmentation keys the sweep sets per cell
 

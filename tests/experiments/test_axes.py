@@ -13,8 +13,8 @@ from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
 from simseg.experiments import axes
 from simseg.experiments.axes import Axis, config_variant, runs_with, variant_overrides
-from simseg.experiments.grid import Cell, Init, expand_grid, read_cell_record, write_cell_record
 from simseg.experiments.inits import resolve_init
+from simseg.experiments.plan import Cell, Init, expand_grid, read_cell_record, write_cell_record
 from simseg.experiments.report import build_report
 from simseg.experiments.results import read_results, result_columns, result_row, write_results
 from simseg.experiments.sweep import build_parser

@@ -15,7 +15,7 @@ from simseg.config.loader import load_config
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
 from simseg.experiments import launch
-from simseg.experiments.grid import Cell, Init
+from simseg.experiments.plan import Cell, Init
 from simseg.experiments.sweep import sweep
 from simseg.training.rundir import read_metrics, run_is_finished
 from tests.experiments.test_sweep import CELL, PRETRAIN

@@ -12,7 +12,7 @@ from filelock import FileLock
 
 from simseg.errors import SimsegError
 from simseg.experiments.cells import RESULTS_LOCK, collect_results
-from simseg.experiments.grid import Cell, Init, expand_grid, parse_seeds, parse_shard, parse_subsets, shard_cells
+from simseg.experiments.plan import Cell, Init, expand_grid, parse_seeds, parse_shard, parse_subsets, shard_cells
 from simseg.experiments.sweep import sweep
 from simseg.training import stage_steps
 
