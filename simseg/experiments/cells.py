@@ -15,7 +15,8 @@ from simseg.errors import SimsegError
 from simseg.experiments.plan import CELL_RECORD, Cell, Init, read_cell_record
 from simseg.experiments.results import result_row, write_results
 from simseg.experiments.stage_table import run_stage
-from simseg.training.rundir import changed_keys, load_run_config, run_is_finished
+from simseg.training.resume_state import run_is_finished
+from simseg.training.rundir import changed_keys, load_run_config
 
 RESULTS_LOCK = ".results.lock"  # held while a process rebuilds results.csv / results.jsonl
 

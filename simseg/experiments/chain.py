@@ -22,7 +22,8 @@ from pathlib import Path
 from simseg.config.loader import build, parse_value, read_yaml, set_dotted
 from simseg.errors import SimsegError
 from simseg.experiments.stage_table import STAGES, run_stage
-from simseg.training.rundir import is_finished, prepare_run_dir
+from simseg.training.resume_state import is_finished
+from simseg.training.rundir import prepare_run_dir
 
 _CHAIN_SET = ("output_dir", "init", "resume")
 

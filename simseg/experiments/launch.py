@@ -30,7 +30,7 @@ from simseg.experiments.cells import collect_results, format_seconds, init_ready
 from simseg.experiments.plan import Cell, write_cell_record
 from simseg.experiments.stage_table import STAGES
 from simseg.files import atomic_write_json, atomic_write_text
-from simseg.training.rundir import run_is_finished
+from simseg.training.resume_state import run_is_finished
 
 TASK_FOLDER = "launcher"
 RECORD = "launch.json"

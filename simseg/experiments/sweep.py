@@ -73,7 +73,7 @@ from simseg.experiments.sweep_axes import (
 )
 from simseg.files import atomic_write_json
 from simseg.sizes import format_size
-from simseg.training.rundir import run_is_finished
+from simseg.training.resume_state import run_is_finished
 
 POLL_SECONDS = 30
 

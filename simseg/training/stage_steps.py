@@ -17,7 +17,8 @@ from simseg.models.cost import model_cost
 from simseg.training.data_path import TrainingBatches
 from simseg.training.engine import epoch_seed, make_accelerator, peak_memory_mib
 from simseg.training.export import export_encoder, save_weights
-from simseg.training.rundir import append_metrics, prepare_run_dir, save_state, start_or_resume
+from simseg.training.resume_state import save_state
+from simseg.training.rundir import append_metrics, prepare_run_dir, start_or_resume
 
 
 def start_run(cfg, **accelerator_kwargs):

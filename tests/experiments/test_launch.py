@@ -17,7 +17,8 @@ from simseg.errors import SimsegError
 from simseg.experiments import launch
 from simseg.experiments.plan import Cell, Init
 from simseg.experiments.sweep import sweep
-from simseg.training.rundir import read_metrics, run_is_finished
+from simseg.training.resume_state import run_is_finished
+from simseg.training.rundir import read_metrics
 from tests.experiments.test_sweep import CELL, PRETRAIN
 
 pytest.importorskip("submitit")

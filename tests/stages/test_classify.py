@@ -232,6 +232,6 @@ def test_classify_command_and_its_help(capsys, tmp_path):
     with pytest.raises(SystemExit):
         cli_main(["classify", "--help"])
     out = capsys.readouterr().out
-    assert "mixup.alpha (default 0.8)" in out and "train.label_smoothing (default 0.1)" in out
+    assert "\n  mixup.alpha = 0.8\n" in out and "\n  train.label_smoothing = 0.1\n" in out
     cli_main(["classify", *CLS_TINY, "train.epochs=1", "data.subset=8", f"output_dir={tmp_path / 'cli'}"])
     assert (tmp_path / "cli" / "metrics.json").is_file()

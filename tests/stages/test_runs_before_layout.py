@@ -14,7 +14,8 @@ import pytest
 from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import SegmentConfig
 from simseg.experiments.stage_table import run_stage
-from simseg.training.rundir import load_run_config, read_metrics, run_is_finished
+from simseg.training.resume_state import run_is_finished
+from simseg.training.rundir import load_run_config, read_metrics
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "runs_before_layout"
 

@@ -241,7 +241,7 @@ def test_segment_command_and_its_help(capsys, seg_config, tmp_path):
     with pytest.raises(SystemExit):
         cli_main(["segment", "--help"])
     out = capsys.readouterr().out
-    assert "init (default 'scratch')" in out and "data.test_size (default '1k')" in out and "train.ema" in out
+    assert "\n  init = scratch\n" in out and "\n  data.test_size = 1k\n" in out and "\n  train.ema = 0\n" in out
     cli_main(["segment", *SEG_TINY, "train.epochs=1", f"output_dir={tmp_path / 'cli'}"])
     assert (tmp_path / "cli" / "metrics.json").is_file()
 
