@@ -107,17 +107,18 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
 
 @contextlib.contextmanager
 def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar on stderr (in a log file, redrawn every 30 s) during which every message starts on a line of its
-    own and stays: warnings are written above the bar on a terminal and on a line of their own in a log file, and
-    an error or Ctrl-C raised inside closes the bar first (ending its line in a log file), so the one-line message
-    printed after it stands alone."""
-    bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, disable=not enabled,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    """A tqdm bar on stderr during which every message starts on a line of its own and stays. On a terminal the bar
+    is redrawn in place and cleared when it closes; warnings are written above it. In a log file it is redrawn every
+    30 s and its last state is kept, ended by a newline; warnings get lines of their own. An error or Ctrl-C raised
+    inside closes the bar first, so the one-line message printed after it stands alone."""
+    terminal = sys.stderr.isatty()
+    bar = tqdm(total=total, desc=desc, leave=not terminal, dynamic_ncols=True, disable=not enabled,
+               mininterval=0.5 if terminal else 30.0)
     shown = warnings.showwarning
 
     def write_above(message, category, filename, lineno, file=None, line=None):
         text = warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n")
-        if sys.stderr.isatty():
+        if terminal:
             tqdm.write(text, file=sys.stderr)  # clears the bar, writes, draws the bar again below
         else:  # a log file keeps the bar's line: end it first
             sys.stderr.write(f"\n{text}\n")
@@ -125,14 +126,9 @@ def progress_bar(total: int, desc: str, enabled: bool):
     warnings.showwarning = write_above
     try:
         yield bar
-    except BaseException:
-        bar.close()
-        if enabled and not sys.stderr.isatty():
-            sys.stderr.write("\n")
-        raise
     finally:
         warnings.showwarning = shown
-    bar.close()
+        bar.close()
 
 
 @contextlib.contextmanager
