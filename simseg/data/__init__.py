@@ -1,2 +1,3 @@
-"""Data: image and pair sources (folders, datasets, caches, synthetic), the labelled sets and their splits, per-image
-and batched transforms, and the torch Datasets the stages load."""
+"""Data: sources (folders, datasets, pets, scenes, synthetic; each with a fingerprint), splits, the per-image
+transforms, the batched augmentation, image caches (their format and how they are made) and the loaders of both
+data paths."""

@@ -1,1 +1,2 @@
-"""Experiments: the stage table, the chain, the sweep (its grid, cells, inits, launchers and results) and the report."""
+"""Experiments: the stage table, the chain, the sweep (its axes, plan, cells, inits, launchers and results), the report
+and the demo."""

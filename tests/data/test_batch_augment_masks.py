@@ -28,7 +28,7 @@ def pairs(batch, size, seed=0):
     return images, masks, torch.full((batch,), size), torch.full((batch,), size)
 
 
-SETTINGS = {  # seg_train_transform's knobs: one feature at a time, then all at once
+SETTINGS = {  # the training transform's knobs: one feature at a time, then all at once
     "crop": dict(hflip_prob=0.0, jitter_prob=0.0, rotation=0.0, blur_prob=0.0),
     "flip": dict(hflip_prob=0.5, jitter_prob=0.0, rotation=0.0, blur_prob=0.0),
     "rotation": dict(hflip_prob=0.0, jitter_prob=0.0, rotation=45.0, blur_prob=0.0),
