@@ -173,5 +173,6 @@ def _open_legacy(path: Path, meta: dict, fix: str) -> ImageCache:
               "items": np.arange(count, dtype=np.int64)}
     described = {**meta, "spec": dataclasses.asdict(CacheSpec(size))}
     note = (f"{path} is an image cache of an older simseg (centre squares of {size} px): read as it is, crops come "
-            f"from the squares; {fix.replace('rebuild it', 'rebuilding it')} draws them from whole images")
+            f"from the squares; `simseg data cache SOURCE --out {path} --overwrite` rebuilds it so that they come "
+            f"from whole images")
     return ImageCache(path, described, arrays, note)

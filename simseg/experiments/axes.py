@@ -26,12 +26,11 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-import yaml
-
 from simseg.config.segment import AUG_PRESETS, RECIPES
 from simseg.errors import SimsegError
 from simseg.models.registry import ARCHS, HEAD_SYNONYMS
 from simseg.sizes import format_size, parse_size
+from simseg.training.rundir import saved_config
 
 Variant = tuple[tuple[str, str], ...]
 """(column, value) of each swept variant axis, in table order: ``(("arch", "unet_resnet18"), ("aug", "heavy"))``."""
@@ -157,8 +156,7 @@ def images_of_run(root: Path) -> int | None:
 
 def run_config_value(run_dir: Path, key: str) -> Any:
     """The value at dotted ``key`` in a run folder's ``config.yaml``; None when absent."""
-    path = run_dir / "config.yaml"
-    node = yaml.safe_load(path.read_text()) if path.is_file() else None
+    node = saved_config(run_dir)
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return node
