@@ -40,9 +40,8 @@ from simseg.data.splits import segmentation_splits
 from simseg.data.transforms import denormalize
 from simseg.errors import SimsegError
 from simseg.files import atomic_write_json
-from simseg.models.registry import build_segmentation_model
+from simseg.models.registry import model_for_config
 from simseg.models.segmentation_mixing import mix_segmentation_batch
-from simseg.models.vit import build_encoder
 from simseg.training.cnn_weights import load_cnn_init
 from simseg.training.data_path import DataPath
 from simseg.training.engine import epoch_record, evaluate_confusion, speed_summary, train_one_epoch
@@ -140,11 +139,9 @@ def main(cfg: SegmentConfig) -> Path:
 
 def build_model(cfg: SegmentConfig) -> tuple[torch.nn.Module, dict]:
     """The ``model.arch`` model, its encoder from scratch or from ``init``, and the lineage record saying which."""
+    model = model_for_config(cfg.model, NUM_CLASSES, cfg.loss)
     if cfg.model.family == "cnn":
-        model = build_segmentation_model(cfg.model.arch, NUM_CLASSES, cfg.loss)
         return model, load_cnn_init(model, cfg.init, cfg.model.arch)
-    model = build_segmentation_model(cfg.model.arch, NUM_CLASSES, cfg.loss,
-                                     build_encoder(cfg.model, dynamic_img_size=True))  # TTA's scales need it
     return model, load_init(model, cfg.init, cfg.model)
 
 

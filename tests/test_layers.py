@@ -16,6 +16,7 @@ LAYERS = (
     ("simseg.config",),
     ("simseg.data",),
     ("simseg.training",),
+    ("simseg.inference",),
     ("simseg.experiments",),
     ("simseg.cli",),
 )

@@ -42,6 +42,7 @@ CLASS_NAMES = ("background", "pet", "boundary")
 _UNMAPPED = 255
 _OXFORD_TO_CLASS = np.full(256, _UNMAPPED, dtype=np.uint8)  # lookup table indexed by the trimap value
 _OXFORD_TO_CLASS[[1, 2, 3]] = PET, BACKGROUND, BOUNDARY
+CLASS_TO_OXFORD = np.array([2, 1, 3], dtype=np.uint8)  # indexed by class id: the trimap value that means it
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _MASK_NAMES = ("mask", "masks", "trimap", "trimaps", "annotation", "annotations", "label", "labels",
                "segmentation", "segmentation_mask")

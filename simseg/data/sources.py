@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from simseg.errors import SimsegError
 
@@ -70,11 +71,24 @@ def is_table_folder(path: Path) -> bool:
         p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir())
 
 
-def read_rgb(path: Path) -> Image.Image:
-    """Decode an image file to RGB, or fail in one line naming it."""
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB: greyscale, palette, RGBA (alpha dropped) and CMYK through PIL's own conversion;
+    16-bit and 32-bit greyscale scaled from their full range, which PIL's ``convert`` would clip to white."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    return image.convert("RGB")  # a copy even when it is RGB already: the caller may close the file's image
+
+
+def read_rgb(path: Path, upright: bool = False) -> Image.Image:
+    """Decode an image file to RGB (:func:`to_rgb`), or fail in one line naming it. ``upright`` applies the EXIF
+    orientation the camera recorded, so the pixels are the way a viewer shows the photo; training data is read as
+    stored, the way its masks were drawn."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return to_rgb(ImageOps.exif_transpose(image) if upright else image)
     except FileNotFoundError:
         raise SimsegError(f"image {path} disappeared while reading the data: restore it or rebuild the "
                           f"file list") from None
@@ -181,7 +195,7 @@ class DatasetSource:
             if isinstance(value, dict):  # undecoded Image feature: {"bytes": ..., "path": ...}
                 import io
                 value = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
-            return value.convert("RGB")
+            return to_rgb(value)
         except SimsegError:
             raise
         except Exception as err:

@@ -15,6 +15,7 @@ from torch import nn
 
 from simseg.models.cnn_segmentation import CNNSegmentationModel
 from simseg.models.segmentation import SegmentationModel
+from simseg.models.vit import build_encoder
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,12 @@ def build_segmentation_model(arch: str, num_classes: int, loss: str, encoder: nn
             raise ValueError(f"{arch} is a ViT model: give it the encoder")
         return SegmentationModel(encoder, num_classes, spec.part, loss)
     return CNNSegmentationModel(spec.part, spec.encoder, num_classes, loss)
+
+
+def model_for_config(model_cfg, num_classes: int, loss: str) -> nn.Module:
+    """The segmentation model a ``SegmentConfig.model`` describes, with fresh weights: the training stage starts
+    from it, and a trained run folder is rebuilt from it before its weights are loaded. A ViT's encoder is built
+    with ``dynamic_img_size`` so that test-time augmentation's scales can feed it other sizes."""
+    if ARCHS[model_cfg.arch].family == "cnn":
+        return build_segmentation_model(model_cfg.arch, num_classes, loss)
+    return build_segmentation_model(model_cfg.arch, num_classes, loss, build_encoder(model_cfg, dynamic_img_size=True))
