@@ -10,6 +10,9 @@ instead of tracebacks (the stage scripts' ``__main__`` uses :func:`stage_config`
     simseg grid --checkpoint RUN_DIR --data SOURCE [--n 8] [--out FILE.png]
     simseg data cache SOURCE --out DIR [--img-size 128] [--workers 4] [--overwrite]
     simseg demo [--output-dir outputs/demo]
+    simseg predict RUN_DIR|MODEL.onnx SOURCE... --out DIR [--overlay] [--probs] [--tta] ...
+    simseg export RUN_DIR --format onnx --out FILE.onnx
+    simseg card RUN_DIR [--evaluate] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def run_main(main: Callable[[list[str]], object], argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     commands = {**{name: stage_command(name) for name in STAGES}, "chain": chain, "sweep": sweep, "report": report,
-                "grid": grid, "data": data, "demo": demo}
+                "grid": grid, "data": data, "demo": demo, "predict": predict, "export": export, "card": card}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):
@@ -194,6 +197,111 @@ def demo(argv: list[str]) -> Path:
     parser = argparse.ArgumentParser(prog="simseg demo", description=demo.__doc__)
     parser.add_argument("--output-dir", default="outputs/demo", help="parent folder of the demo's runs")
     return run_demo(Path(parser.parse_args(argv).output_dir))
+
+
+def predict(argv: list[str]) -> Path:
+    """Label maps of photos from a finished segmentation run folder or an ONNX file of simseg export: NAME.png per
+    input image (a palette PNG at the image's own size), named after the input and keeping its relative folder; and
+    predictions.jsonl. Exits 1 when some images could not be read (the others are written)."""
+    from simseg.inference.inputs import expand_inputs
+    from simseg.inference.label_maps import LABEL_VALUES
+    from simseg.inference.predict_files import PredictOptions, predict_files, run_header
+    from simseg.inference.segmenter import RESOLUTIONS, Segmenter
+
+    parser = argparse.ArgumentParser(prog="simseg predict", description=predict.__doc__)
+    parser.add_argument("model", help="a finished `simseg segment` run folder, or an .onnx file from simseg export")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="image files, folders (recursive), globs (quoted) or text files listing image paths")
+    parser.add_argument("--out", required=True, help="folder for the outputs (made if absent)")
+    parser.add_argument("--overlay", action="store_true", help="also NAME_overlay.jpg: the classes over the photo")
+    parser.add_argument("--probs", action="store_true", help="also NAME.npy: float16 (3, H, W) class probabilities")
+    parser.add_argument("--label-values", choices=LABEL_VALUES, default="classes",
+                        help="classes: 0 background, 1 pet, 2 boundary; oxford: the trimap values 2, 1, 3")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                        help="autocast precision of the forward pass (a run folder only)")
+    parser.add_argument("--tta", action="store_true",
+                        help="average the probabilities over the run's test-time views (eval.tta_scales x flips)")
+    parser.add_argument("--resolution", choices=RESOLUTIONS, default="original",
+                        help="original: label maps at each image's size; input: at the model's input size, as the "
+                             "run's test evaluation scores them")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (an .onnx model only)")
+    parser.add_argument("--overwrite", action="store_true", help="redo images whose outputs are already in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise SimsegError(f"--batch-size {args.batch_size}: give a positive number of images")
+    inputs = expand_inputs(args.sources)
+    segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision, tta=args.tta,
+                               threads=args.threads)
+    options = PredictOptions(args.overlay, args.probs, args.label_values, args.batch_size, args.overwrite,
+                             args.resolution, not args.quiet)
+    try:
+        summary = predict_files(segmenter, inputs, Path(args.out), options, run_header(segmenter, options, args.tta))
+    except KeyboardInterrupt:
+        print("simseg: interrupted; rerun the same command to go on: the images already written are skipped",
+              file=sys.stderr)
+        sys.exit(130)
+    rate = summary.predicted / summary.seconds if summary.seconds else 0.0
+    print(f"predicted {summary.predicted:,} images in {summary.seconds:.1f}s ({rate:.1f} images/s) into "
+          f"{summary.out}; {summary.skipped:,} already there were skipped"
+          + (f"; {len(summary.failed):,} could not be read (see predictions.jsonl)" if summary.failed else ""))
+    if summary.failed:
+        sys.exit(1)
+    return summary.out
+
+
+def export(argv: list[str]) -> Path:
+    """Export a finished segmentation run to ONNX (fixed input size, dynamic batch, softmax probabilities out;
+    classes, palette, mean/std, input size and the weights' SHA-256 in its metadata), verify it against PyTorch on
+    the run's own test images (export_report.json beside the file; a failed check is an error) and write
+    MODEL_CARD.md beside it."""
+    from simseg.inference.export_check import check_report, verify_export, write_report
+    from simseg.inference.model_card import model_card, write_model_card
+    from simseg.inference.onnx_export import export_onnx
+    from simseg.inference.trained_run import load_trained_run
+
+    parser = argparse.ArgumentParser(prog="simseg export", description=export.__doc__)
+    parser.add_argument("run_dir", help="a finished `simseg segment` run folder")
+    parser.add_argument("--format", choices=("onnx",), default="onnx")
+    parser.add_argument("--out", required=True, help="the .onnx file to write (its folder gets the report and card)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for both runtimes in the speed comparison (default: torch's)")
+    args = parser.parse_args(argv)
+    out = Path(args.out).expanduser()
+    if out.is_dir():
+        raise SimsegError(f"--out {out} is a folder: give the .onnx file to write, e.g. {out / 'model.onnx'}")
+    run = load_trained_run(args.run_dir)
+    export_onnx(run, out)
+    report_path = out.parent / "export_report.json"
+    figures = verify_export(run, out, **({"threads": args.threads} if args.threads else {}))
+    write_report(report_path, figures)
+    card_path = out.parent / "MODEL_CARD.md"
+    write_model_card(card_path, model_card(run, export=figures))
+    check_report(figures)
+    print(f"wrote {out}, {report_path} and {card_path}")
+    return out
+
+
+def card(argv: list[str]) -> Path:
+    """MODEL_CARD.md of a finished segmentation run: what the model is, how it was trained and tested, its figures,
+    preprocessing, classes and how to load it."""
+    from simseg.inference.model_card import evaluate_for_card, model_card, write_model_card
+    from simseg.inference.trained_run import load_trained_run
+
+    parser = argparse.ArgumentParser(prog="simseg card", description=card.__doc__)
+    parser.add_argument("run_dir", help="a finished `simseg segment` run folder")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="score the test set again, with and without test-time augmentation, for the per-class "
+                             "table (needs the run's data)")
+    parser.add_argument("--out", default=None, help="the card's path (default RUN_DIR/MODEL_CARD.md)")
+    args = parser.parse_args(argv)
+    run = load_trained_run(args.run_dir)
+    out = Path(args.out) if args.out else run.run_dir / "MODEL_CARD.md"
+    write_model_card(out, model_card(run, evaluation=evaluate_for_card(run) if args.evaluate else None))
+    print(f"wrote {out}")
+    return out
 
 
 if __name__ == "__main__":

@@ -39,8 +39,11 @@ def temp_file_beside(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it to ``path``."""
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None], durable: bool = True) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it to ``path``. ``durable=False``
+    skips the fsync: the rename still means a killed process leaves the old file or the new one, but after a power
+    cut the new one may be empty; for many small outputs that can be made again (predictions), where an fsync each
+    would cost more than the work."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = temp_file_beside(path)
@@ -48,13 +51,14 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise SimsegError(f"disk full while writing {path}: free space on that disk and rerun with resume=true "
-                              f"(files already written are intact)") from None
+            raise SimsegError(f"disk full while writing {path}: free space on that disk and rerun the command "
+                              f"(a stage with resume=true); files already written are intact") from None
         raise SimsegError(f"cannot write {path} ({err.strerror or err}): check the folder's permissions") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

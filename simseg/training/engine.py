@@ -106,22 +106,18 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool, unit: str = "it"):
     """A tqdm bar on stderr during which every message starts on a line of its own and stays. On a terminal the bar
     is redrawn in place and cleared when it closes; warnings are written above it. In a log file it is redrawn every
     30 s and its last state is kept, ended by a newline; warnings get lines of their own. An error or Ctrl-C raised
     inside closes the bar first, so the one-line message printed after it stands alone."""
     terminal = sys.stderr.isatty()
-    bar = tqdm(total=total, desc=desc, leave=not terminal, dynamic_ncols=True, disable=not enabled,
+    bar = tqdm(total=total, desc=desc, unit=unit, leave=not terminal, dynamic_ncols=True, disable=not enabled,
                mininterval=0.5 if terminal else 30.0)
     shown = warnings.showwarning
 
     def write_above(message, category, filename, lineno, file=None, line=None):
-        text = warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n")
-        if terminal:
-            tqdm.write(text, file=sys.stderr)  # clears the bar, writes, draws the bar again below
-        else:  # a log file keeps the bar's line: end it first
-            sys.stderr.write(f"\n{text}\n")
+        print_above_bar(warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n"))
 
     warnings.showwarning = write_above
     try:
@@ -129,6 +125,14 @@ def progress_bar(total: int, desc: str, enabled: bool):
     finally:
         warnings.showwarning = shown
         bar.close()
+
+
+def print_above_bar(text: str) -> None:
+    """A message on stderr on a line of its own while a :func:`progress_bar` is shown."""
+    if sys.stderr.isatty():
+        tqdm.write(text, file=sys.stderr)  # clears the bar, writes, draws the bar again below
+    else:  # a log file keeps the bar's line: end it first
+        sys.stderr.write(f"\n{text}\n")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,241 @@
+"""``simseg predict``: outputs at each image's own size, named after their inputs, skipped when there, and one-line
+errors; on a trained run, its own test images scored at the model's input size give back its metrics.json mIoU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from simseg.cli import main
+from simseg.data.pets import CLASS_NAMES
+from simseg.inference import test_set
+from simseg.inference.segmenter import Segmenter
+from simseg.training.export import export_encoder
+from simseg.training.metrics import confusion_matrix, segmentation_metrics
+from tests.helpers import write_images
+
+
+def predict(*args: str) -> int:
+    """Run ``simseg predict ARGS``; its exit status (0 when it returned)."""
+    try:
+        main(["predict", *args, "--quiet"])
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_label_maps_are_palette_pngs_at_each_images_own_size(finished_run, tmp_path):
+    run = finished_run()
+    sizes = [(37, 51), (200, 20), (64, 64), (1, 9)]  # (width, height): odd sides, tall, wide, square, a sliver
+    for i, size in enumerate(sizes):
+        write_images(tmp_path / "in", [f"p{i}.jpg"], size=size, seed=i)
+    assert predict(str(run), str(tmp_path / "in"), "--out", str(tmp_path / "out")) == 0
+    for i, size in enumerate(sizes):
+        png = Image.open(tmp_path / "out" / f"p{i}.png")
+        assert png.mode == "P" and png.size == size
+        assert set(np.unique(np.array(png))) <= {0, 1, 2}
+        assert png.getpalette()[:9] == [0, 0, 0, 255, 153, 0, 255, 255, 255]
+    head, *lines = records(tmp_path / "out")
+    assert head["model"] == str(run) and len(head["sha256"]) == 64 and head["classes"] == list(CLASS_NAMES)
+    assert [(r["width"], r["height"]) for r in lines] == sizes
+    assert all(abs(sum(r["fractions"].values()) - 1) < 1e-3 and 0 < r["mean_confidence"] <= 1 for r in lines)
+
+
+def test_labels_are_the_argmax_of_probabilities_resized_bilinearly(finished_run):
+    segmenter = Segmenter.from_run(finished_run(), device="cpu")
+    photo = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    small = segmenter.predict(photo, resolution="input")  # (3, S, S) before resizing back
+    big = segmenter.predict(photo)
+    expected = F.interpolate(torch.from_numpy(small.probabilities)[None], size=(45, 70), mode="bilinear",
+                             align_corners=False)[0]
+    assert np.allclose(big.probabilities, expected.numpy(), atol=1e-6)
+    assert (big.labels == expected.argmax(0).numpy()).all()
+    assert np.allclose(big.probabilities.sum(0), 1, atol=1e-5)
+
+
+def test_oxford_values_overlays_and_probabilities(finished_run, tmp_path):
+    write_images(tmp_path / "in", ["cat.png"], size=(30, 22))
+    out = tmp_path / "out"
+    assert predict(str(finished_run()), str(tmp_path / "in" / "cat.png"), "--out", str(out), "--overlay", "--probs",
+                   "--label-values", "oxford") == 0
+    values = np.array(Image.open(out / "cat.png"))
+    assert values.shape == (22, 30) and set(np.unique(values)) <= {1, 2, 3}
+    probs = np.load(out / "cat.npy")
+    assert probs.dtype == np.float16 and probs.shape == (3, 22, 30)
+    assert np.allclose(probs.astype(np.float32).sum(0), 1, atol=2e-3)
+    oxford_of_class = np.array([2, 1, 3])
+    assert (oxford_of_class[probs.astype(np.float32).argmax(0)] == values).mean() > 0.99  # float16 ties aside
+    overlay = Image.open(out / "cat_overlay.jpg")
+    assert overlay.size == (30, 22) and overlay.mode == "RGB"
+
+
+def test_outputs_keep_nested_names_and_a_rerun_skips_them(finished_run, tmp_path):
+    run = finished_run()
+    write_images(tmp_path / "in", ["a/b/one.jpg", "a/two.png", "three.webp"])
+    out = tmp_path / "out"
+    assert predict(str(run), str(tmp_path / "in"), "--out", str(out)) == 0
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.png")} == {"a/b/one.png", "a/two.png", "three.png"}
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    (out / "three.png").unlink()
+    assert predict(str(run), str(tmp_path / "in"), "--out", str(out)) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png") if p.name != "three.png"} == {
+        p: t for p, t in before.items() if p.name != "three.png"}
+    assert (out / "three.png").is_file() and len(records(out)) == 4  # the skipped ones keep their lines
+    assert predict(str(run), str(tmp_path / "in"), "--out", str(out), "--overwrite") == 0
+    assert all(p.stat().st_mtime_ns != before[p] for p in before if p.name != "three.png")
+
+
+def test_globs_and_lists_of_paths(finished_run, tmp_path):
+    write_images(tmp_path / "in", ["x/a.jpg", "x/b.jpg", "y/c.jpg", "y/d.txt.png"])
+    (tmp_path / "in" / "list.txt").write_text("# chosen\nx/a.jpg\n\ny/c.jpg\n")
+    out = tmp_path / "out"
+    assert predict(str(finished_run()), str(tmp_path / "in" / "list.txt"), str(tmp_path / "in" / "*" / "b.jpg"),
+                   "--out", str(out)) == 0
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.png")} == {"x/a.png", "y/c.png", "x/b.png"}
+
+
+def test_photos_of_every_kind_the_loaders_accept(finished_run, tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(rgb[..., 0]).save(folder / "grey.png")
+    Image.fromarray(rgb).convert("P").save(folder / "palette.png")
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(folder / "rgba.png")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(folder / "sixteen.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: viewers rotate the stored 30x20 pixels to 20x30
+    Image.fromarray(rgb).save(folder / "turned.jpg", exif=exif)
+    out = tmp_path / "out"
+    assert predict(str(finished_run()), str(folder), "--out", str(out)) == 0
+    sizes = {p.stem: Image.open(p).size for p in out.glob("*.png")}
+    assert sizes == {"grey": (30, 20), "palette": (30, 20), "rgba": (30, 20), "cmyk": (30, 20),
+                     "sixteen": (30, 20), "turned": (20, 30)}
+
+
+def test_an_unreadable_image_is_one_line_and_the_others_go_on(finished_run, tmp_path, capsys):
+    write_images(tmp_path / "in", ["good.jpg", "fine.png"])
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    assert predict(str(finished_run()), str(tmp_path / "in"), "--out", str(out)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("simseg: skipped") and "broken.jpg" in line for line in err)
+    assert {p.name for p in out.glob("*.png")} == {"good.png", "fine.png"}
+    assert [r.get("error", "").startswith("image") for r in records(out)[1:]] == [True, False, False]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing run", "run folder .* does not exist"),
+    ("pretraining run", "is a pretraining run, which predicts pixels"),
+    ("unfinished run", "unfinished segmentation run"),
+    ("classify run", "is a classify run"),
+    ("empty folder", "holds no image"),
+    ("out is a file", "--out .* is a file: give a folder"),
+    ("onnx from elsewhere", "ONNX model without simseg's metadata"),
+    ("missing image", "input .* does not exist"),
+    ("two files one name", "would both write cat.png"),
+    ("other model's outputs", "holds predictions of another model"),
+])
+def test_one_line_errors(case, message, finished_run, tmp_path, capsys):
+    model, sources, out = finished_run(), [str(tmp_path / "in")], tmp_path / "out"
+    write_images(tmp_path / "in", ["cat.jpg"])
+    if case == "missing run":
+        model = tmp_path / "nowhere"
+    elif case == "pretraining run":
+        model = tmp_path / "pretrain"
+        model.mkdir()
+        (model / "config.yaml").write_text("seed: 0\n")
+        from simseg.config.sections import ModelConfig
+        from simseg.models.vit import build_encoder
+        config = ModelConfig(depth=1, img_size=32)
+        export_encoder(model / "encoder.safetensors", build_encoder(config), config, {"stage": "pretrain"})
+    elif case == "unfinished run":
+        (model / "model.safetensors").rename(tmp_path / "kept.safetensors")
+        (model / "encoder.safetensors").unlink()
+    elif case == "classify run":
+        from simseg.training.export import read_weights, save_weights
+        tensors, meta = read_weights(model / "model.safetensors")
+        save_weights(model / "model.safetensors", tensors, {**meta, "stage": "classify"})
+    elif case == "empty folder":
+        sources = [str(tmp_path / "empty")]
+        (tmp_path / "empty").mkdir()
+    elif case == "out is a file":
+        out.write_text("x")
+    elif case == "onnx from elsewhere":
+        import onnx
+        from onnx import TensorProto, helper
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+        model = tmp_path / "other.onnx"
+        onnx.save(helper.make_model(graph), model)
+    elif case == "missing image":
+        sources = [str(tmp_path / "in" / "dog.jpg")]
+    elif case == "two files one name":
+        write_images(tmp_path / "in", ["cat.png"])
+    elif case == "other model's outputs":
+        assert predict(str(model), *sources, "--out", str(out)) == 0
+        model = finished_run("seed=1", name="other")
+        (out / "cat.png").unlink()
+    assert predict(str(model), *sources, "--out", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("simseg: error: "), err
+    assert __import__("re").search(message, err), err
+
+
+@pytest.mark.parametrize("arch", ["vit_linear", "vit_linear_upsample", "vit_pup", "vit_fused_skip", "unet_resnet18",
+                                  "fpn_resnet18"])
+def test_every_arch_is_rebuilt_from_its_folder_with_the_saved_weights(arch, finished_run):
+    run = finished_run(f"model.arch={arch}")
+    segmenter = Segmenter.from_run(run, device="cpu")
+    from simseg.training.export import read_weights
+    saved, _ = read_weights(run / "model.safetensors")
+    state = segmenter.run.model.state_dict()
+    assert not segmenter.run.model.training and state.keys() == saved.keys()
+    assert all(torch.equal(state[k], saved[k]) for k in saved)
+    prediction = segmenter.predict(np.zeros((33, 47, 3), dtype=np.uint8))
+    assert prediction.labels.shape == (33, 47)
+
+
+@pytest.mark.slow
+def test_predicting_a_runs_own_test_images_reproduces_its_miou(tmp_path):
+    import stages.segment as segment_stage
+    from simseg.config.loader import load_config
+    from simseg.config.segment import SegmentConfig
+
+    overrides = ["model.depth=2", "data.test_size=8", "data.subset=16", "data.synthetic_image_size=48",
+                 "data.num_workers=0", "train.epochs=2", "train.batch_size=8", "log.progress=false", "eval.every=1",
+                 "eval.tta=true", f"output_dir={tmp_path / 'run'}"]
+    run = segment_stage.main(load_config(SegmentConfig, None, overrides))
+    reported = json.loads((run / "metrics.json").read_text())
+    segmenter = Segmenter.from_run(run, device="cpu")
+    source, indices = test_set.test_pairs(segmenter.run)
+    folder = tmp_path / "test_images"
+    folder.mkdir()
+    for name, index in zip(segmenter.run.test_names(), indices):
+        source.pair(index)[0].save(folder / f"{name}.png")  # lossless, so the photos are the run's own
+    # the masks as the run scored them: resized to the input size by its evaluation transform
+    loader = test_set.test_loader(segmenter.run, batch_size=1)
+    masks = dict(zip(segmenter.run.test_names(), (mask[0] for _, mask in loader)))
+
+    def miou(out: Path) -> float:
+        confusion = torch.zeros(3, 3, dtype=torch.long)
+        for name, mask in masks.items():
+            confusion += confusion_matrix(torch.from_numpy(np.array(Image.open(out / f"{name}.png"))).long(), mask, 3)
+        return segmentation_metrics(confusion, CLASS_NAMES)["miou"]
+
+    assert predict(str(run), str(folder), "--out", str(tmp_path / "plain"), "--resolution", "input") == 0
+    assert predict(str(run), str(folder), "--out", str(tmp_path / "tta"), "--resolution", "input", "--tta") == 0
+    assert miou(tmp_path / "plain") == pytest.approx(reported["plain_miou"], abs=1e-6)
+    assert miou(tmp_path / "tta") == pytest.approx(reported["miou"], abs=1e-6)
