@@ -21,7 +21,7 @@ from simseg.inference.trained_run import TrainedRun
 from simseg.training.metrics import confusion_matrix, segmentation_metrics
 
 
-def test_pairs(run: TrainedRun) -> tuple[PairSource, list[int]]:
+def own_test_pairs(run: TrainedRun) -> tuple[PairSource, list[int]]:
     """The source the run was trained on and the indices of its test items there (in ``test_images.txt`` order);
     one line when the data is gone or no longer holds them."""
     source = open_segmentation_pairs(run.cfg.data)
@@ -34,9 +34,9 @@ def test_pairs(run: TrainedRun) -> tuple[PairSource, list[int]]:
     return source, [where[n] for n in names]
 
 
-def test_loader(run: TrainedRun, batch_size: int = 8) -> DataLoader:
+def own_test_loader(run: TrainedRun, batch_size: int = 8) -> DataLoader:
     """(images (B, 3, S, S), masks (B, S, S)) batches of the run's test set, preprocessed as the run evaluated it."""
-    source, indices = test_pairs(run)
+    source, indices = own_test_pairs(run)
     transform = eval_transform(run.cfg.model.img_size, run.cfg.aug.mean, run.cfg.aug.std, op="resize")
     return DataLoader(TransformedItems(source, indices, transform, targets="masks"), batch_size=batch_size)
 

@@ -220,13 +220,13 @@ def test_predicting_a_runs_own_test_images_reproduces_its_miou(tmp_path):
     run = segment_stage.main(load_config(SegmentConfig, None, overrides))
     reported = json.loads((run / "metrics.json").read_text())
     segmenter = Segmenter.from_run(run, device="cpu")
-    source, indices = test_set.test_pairs(segmenter.run)
+    source, indices = test_set.own_test_pairs(segmenter.run)
     folder = tmp_path / "test_images"
     folder.mkdir()
     for name, index in zip(segmenter.run.test_names(), indices):
         source.pair(index)[0].save(folder / f"{name}.png")  # lossless, so the photos are the run's own
     # the masks as the run scored them: resized to the input size by its evaluation transform
-    loader = test_set.test_loader(segmenter.run, batch_size=1)
+    loader = test_set.own_test_loader(segmenter.run, batch_size=1)
     masks = dict(zip(segmenter.run.test_names(), (mask[0] for _, mask in loader)))
 
     def miou(out: Path) -> float:
