@@ -146,9 +146,13 @@ def test_an_unreadable_image_is_one_line_and_the_others_go_on(finished_run, tmp_
     ("missing image", "input .* does not exist"),
     ("two files one name", "would both write cat.png"),
     ("other model's outputs", "holds predictions of another model"),
+    ("no config", "is not a simseg run folder \\(no config.yaml\\)"),
+    ("damaged weights", "is not a readable safetensors file"),
+    ("tta on onnx", "--tta needs the run folder"),
+    ("cuda without a gpu", "--device cuda: this machine has no CUDA GPU"),
 ])
 def test_one_line_errors(case, message, finished_run, tmp_path, capsys):
-    model, sources, out = finished_run(), [str(tmp_path / "in")], tmp_path / "out"
+    model, sources, out, extra = finished_run(), [str(tmp_path / "in")], tmp_path / "out", []
     write_images(tmp_path / "in", ["cat.jpg"])
     if case == "missing run":
         model = tmp_path / "nowhere"
@@ -188,10 +192,33 @@ def test_one_line_errors(case, message, finished_run, tmp_path, capsys):
         assert predict(str(model), *sources, "--out", str(out)) == 0
         model = finished_run("seed=1", name="other")
         (out / "cat.png").unlink()
-    assert predict(str(model), *sources, "--out", str(out)) == 2
+    elif case == "no config":
+        (model / "config.yaml").unlink()
+    elif case == "damaged weights":
+        (model / "model.safetensors").write_bytes(b"\x00" * 40)
+    elif case == "tta on onnx":
+        model, extra = tmp_path / "model.onnx", ["--tta"]
+    elif case == "cuda without a gpu":
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+        extra = ["--device", "cuda"]
+    assert predict(str(model), *sources, "--out", str(out), *extra) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("simseg: error: "), err
     assert __import__("re").search(message, err), err
+
+
+def test_an_onnx_export_predicts_through_the_same_command(finished_run, tmp_path, capsys):
+    run = finished_run("model.arch=vit_fused_skip")
+    main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "export" / "pets.onnx")])
+    assert {p.name for p in (tmp_path / "export").iterdir()} == {"pets.onnx", "export_report.json", "MODEL_CARD.md"}
+    write_images(tmp_path / "in", ["a.jpg", "b/c.png"], size=(41, 29))
+    assert predict(str(run), str(tmp_path / "in"), "--out", str(tmp_path / "torch")) == 0
+    assert predict(str(tmp_path / "export" / "pets.onnx"), str(tmp_path / "in"), "--out", str(tmp_path / "onnx")) == 0
+    assert records(tmp_path / "onnx")[0]["kind"] == "onnx"
+    for name in ("a.png", "b/c.png"):
+        by_torch, by_onnx = (np.array(Image.open(tmp_path / side / name)) for side in ("torch", "onnx"))
+        assert by_onnx.shape == (29, 41) and (by_torch == by_onnx).mean() > 0.999
 
 
 @pytest.mark.parametrize("arch", ["vit_linear", "vit_linear_upsample", "vit_pup", "vit_fused_skip", "unet_resnet18",
