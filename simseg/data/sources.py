@@ -88,7 +88,9 @@ def read_rgb(path: Path, upright: bool = False) -> Image.Image:
     stored, the way its masks were drawn."""
     try:
         with Image.open(path) as image:
-            return to_rgb(ImageOps.exif_transpose(image) if upright else image)
+            if upright:
+                ImageOps.exif_transpose(image, in_place=True)
+            return to_rgb(image)
     except FileNotFoundError:
         raise SimsegError(f"image {path} disappeared while reading the data: restore it or rebuild the "
                           f"file list") from None

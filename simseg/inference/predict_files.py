@@ -154,7 +154,8 @@ def write_outputs(out: Path, loaded: LoadedBatch, predictions: list[Prediction],
         base.parent.mkdir(parents=True, exist_ok=True)
         labels = prediction.labels  # (H, W)
         written = label_image(labels, palette, options.label_values)
-        atomic_write(f"{base}.png", partial(written.save, format="PNG"), durable=False)
+        # zlib level 1: a label map has few colours and long runs, so it compresses nearly as well, several times faster
+        atomic_write(f"{base}.png", partial(written.save, format="PNG", compress_level=1), durable=False)
         if options.overlay:  # at input resolution the photo is shown resized to the labels
             under = photo if photo.size == labels.shape[::-1] else photo.resize(labels.shape[::-1])
             shown = blend(under, labels, palette)
