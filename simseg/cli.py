@@ -256,9 +256,9 @@ def export(argv: list[str]) -> Path:
     """Export a finished segmentation run to ONNX (fixed input size, dynamic batch, softmax probabilities out;
     classes, palette, mean/std, input size and the weights' SHA-256 in its metadata), verify it against PyTorch on
     the run's own test images (export_report.json beside the file; a failed check is an error) and write
-    MODEL_CARD.md beside it."""
+    MODEL_CARD.md beside it, its test figures scored afresh with and without test-time augmentation."""
     from simseg.inference.export_check import check_report, verify_export, write_report
-    from simseg.inference.model_card import model_card, write_model_card
+    from simseg.inference.model_card import evaluate_for_card, model_card, write_model_card
     from simseg.inference.onnx_export import export_onnx
     from simseg.inference.trained_run import load_trained_run
 
@@ -278,7 +278,7 @@ def export(argv: list[str]) -> Path:
     figures = verify_export(run, out, **({"threads": args.threads} if args.threads else {}))
     write_report(report_path, figures)
     card_path = out.parent / "MODEL_CARD.md"
-    write_model_card(card_path, model_card(run, export=figures))
+    write_model_card(card_path, model_card(run, evaluate_for_card(run), figures))
     check_report(figures)
     print(f"wrote {out}, {report_path} and {card_path}")
     return out

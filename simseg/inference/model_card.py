@@ -186,7 +186,8 @@ def _training(run: TrainedRun) -> str:
     lines = [*_encoder_origin(run.lineage()),
              f"- Labelled data: {f'{count:,}' if count else MISSING} images of `{cfg.data.source}` "
              f"(data.subset={cfg.data.subset}), drawn with seed {cfg.seed} like the test set, nested across sizes",
-             f"- Recipe `{cfg.recipe}`: {recipe.description}" + (f" Sets {sets}." if sets else ""),
+             f"- Recipe `{cfg.recipe}`: {recipe.description}" + (f" Sets {sets}; keys given explicitly "
+                                                                 f"override it (the values below)." if sets else ""),
              f"- Loss: {LOSSES.get(cfg.loss, cfg.loss)}",
              f"- Optimisation: AdamW, LR {train.lr:g} ({train.schedule}), weight decay {train.weight_decay:g}, batch "
              f"{train.batch_size} per process, {train.epochs} epochs, augmentation `{cfg.aug.preset}`, seed "
