@@ -58,11 +58,11 @@ def build_adamw(model: torch.nn.Module, lr: float, weight_decay: float, layer_de
 
     ``layer_decay`` < 1: timm's layer-wise LR decay groups (the model needs a timm-style ``group_matcher``); each
     group's ``lr_scale`` multiplies the scheduled LR in :func:`set_lr`."""
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()  # timm's rule: any module works
     if layer_decay < 1:
-        groups = param_groups_layer_decay(model, weight_decay, no_weight_decay_list=model.no_weight_decay(),
-                                          layer_decay=layer_decay)
+        groups = param_groups_layer_decay(model, weight_decay, no_weight_decay_list=skip, layer_decay=layer_decay)
     else:
-        groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=model.no_weight_decay())
+        groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=skip)
     return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
 
 

@@ -58,3 +58,10 @@ def test_constant_schedule_ignores_the_milestones():
     lr_at = schedule_for(TrainConfig(epochs=4, lr=2.0, warmup_epochs=0.5, schedule="constant", milestones=[1, 2]),
                          steps_per_epoch=4)
     assert [lr_at(s) for s in range(16)] == pytest.approx([1.0, 2.0] + [2.0] * 14)
+
+
+def test_a_module_without_no_weight_decay_gets_decay_on_its_matrices_only():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))  # the GPU test's kind of model
+    groups = build_adamw(model, 1e-3, 0.05).param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(model[0].weight)}
