@@ -227,16 +227,20 @@ def predict(argv: list[str]) -> Path:
                         help="original: label maps at each image's size; input: at the model's input size, as the "
                              "run's test evaluation scores them")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (an .onnx model only)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="threads that decode and write beside the forward pass (default: none on the CPU, the "
+                             "cores but one, at most 8, beside a GPU)")
     parser.add_argument("--overwrite", action="store_true", help="redo images whose outputs are already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        raise SimsegError(f"--batch-size {args.batch_size}: give a positive number of images")
+    if args.batch_size < 1 or (args.workers or 0) < 0:
+        raise SimsegError(f"--batch-size {args.batch_size} --workers {args.workers}: give a positive batch size and "
+                          f"0 or more workers")
     inputs = expand_inputs(args.sources)
     segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision, tta=args.tta,
                                threads=args.threads)
     options = PredictOptions(args.overlay, args.probs, args.label_values, args.batch_size, args.overwrite,
-                             args.resolution, not args.quiet)
+                             args.resolution, not args.quiet, args.workers)
     try:
         summary = predict_files(segmenter, inputs, Path(args.out), options, run_header(segmenter, options, args.tta))
     except KeyboardInterrupt:

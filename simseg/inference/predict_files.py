@@ -9,14 +9,17 @@
 
 Each file is written atomically. An image whose outputs are all there already is skipped (``overwrite`` redoes
 it) and keeps its line from the last run's predictions.jsonl, as do the earlier runs' other images; an image that
-cannot be read is one line on stderr and in predictions.jsonl, and the others go on. Decoding the next batch and
-writing the last one's files run in threads beside the forward pass, so the model is rarely kept waiting.
+cannot be read is one line on stderr and in predictions.jsonl, and the others go on. Beside a GPU, decoding the next
+batches and writing the last ones' files run image by image in a pool of threads (PIL's decoding and zlib release
+the GIL), so the GPU is rarely kept waiting; on the CPU they take turns with the forward pass, which has every core.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,6 +38,7 @@ from simseg.inference.segmenter import Prediction, Segmenter, as_photo
 from simseg.training.engine import print_above_bar, progress_bar
 
 RECORDS = "predictions.jsonl"
+READ_AHEAD = 2  # batches being read while one is predicted: enough to hide decoding, little memory
 
 
 @dataclass
@@ -46,6 +50,8 @@ class PredictOptions:
     overwrite: bool = False
     resolution: str = "original"
     progress: bool = True
+    workers: int | None = None
+    """Threads that decode and write (0: none, in turn with the forward pass; None: :func:`default_workers`)."""
 
 
 @dataclass
@@ -66,6 +72,31 @@ def output_names(stem, options: PredictOptions) -> list[str]:
     return names
 
 
+def default_workers(device: torch.device) -> int:
+    """Threads that decode and write beside the forward pass. None on the CPU, whose cores the forward pass already
+    uses (threads beside it slowed the whole down on 2 cores: docs/performance.md); beside a GPU, the cores but one,
+    at most 8."""
+    return 0 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+class InlineExecutor:
+    """The executor of ``workers=0``: each task runs when it is submitted, in the caller's thread."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def submit(self, work, *args) -> Future:
+        future = Future()
+        try:
+            future.set_result(work(*args))
+        except BaseException as err:  # kept for .result(), as a thread pool would keep it
+            future.set_exception(err)
+        return future
+
+
 def predict_files(segmenter: Segmenter, inputs: list[InputImage], out: Path, options: PredictOptions,
                   header: dict) -> PredictSummary:
     """Predict ``inputs`` into ``out``; ``header`` is predictions.jsonl's first line (the model and how it ran)."""
@@ -77,23 +108,22 @@ def predict_files(segmenter: Segmenter, inputs: list[InputImage], out: Path, opt
     redone = {str(item.stem) for item in todo}
     records = {stem: record for stem, record in previous.items() if stem not in redone}  # earlier runs' too
     start = time.perf_counter()
-    batches = [todo[i:i + options.batch_size] for i in range(0, len(todo), options.batch_size)]
-    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer, \
+    batches = deque(todo[i:i + options.batch_size] for i in range(0, len(todo), options.batch_size))
+    workers = default_workers(segmenter.backend.device) if options.workers is None else options.workers
+    with (ThreadPoolExecutor(workers) if workers else InlineExecutor()) as pool, \
             progress_bar(len(todo), "predict", options.progress, unit="img") as bar:
-        pending: list[Future] = []
-        upcoming = reader.submit(load_batch, segmenter, batches[0]) if batches else None
+        reading: deque[list[Future]] = deque()  # per-image reads of the next batches, in order
+        writing: list[Future] = []
         try:
-            for number in range(len(batches)):
-                loaded = upcoming.result()
-                upcoming = reader.submit(load_batch, segmenter, batches[number + 1]) \
-                    if number + 1 < len(batches) else None
-                pending.append(writer.submit(write_outputs, out, loaded, forward(segmenter, loaded, options), options,
-                                           segmenter.palette))
-                for done in [f for f in pending if f.done()]:
-                    pending.remove(done)
-                    report(done.result(), records, summary, bar)
-            for done in pending:
-                report(done.result(), records, summary, bar)
+            while batches or reading:
+                while batches and len(reading) < READ_AHEAD:
+                    reading.append([pool.submit(load_one, segmenter, item) for item in batches.popleft()])
+                loaded = [future.result() for future in reading.popleft()]
+                predictions = iter(forward(segmenter, loaded, options))
+                writing += [pool.submit(write_one, out, one, next(predictions) if one.photo else None, options,
+                                        segmenter.palette) for one in loaded]
+                writing = collect(writing, records, summary, bar, wait=False)
+            collect(writing, records, summary, bar, wait=True)
         finally:
             summary.seconds = time.perf_counter() - start
             order = {str(item.stem): i for i, item in enumerate(inputs)}
@@ -103,82 +133,81 @@ def predict_files(segmenter: Segmenter, inputs: list[InputImage], out: Path, opt
 
 
 @dataclass
-class LoadedBatch:
-    items: list[InputImage]
-    photos: list           # PIL images, None where the file could not be read
-    errors: list[str | None]
-    batch: torch.Tensor | None  # (B_ok, 3, S, S) of the readable ones
-    seconds: list[float]
+class LoadedImage:
+    item: InputImage
+    photo: object | None  # the RGB PIL image, None when the file could not be read
+    pixels: torch.Tensor | None  # (3, S, S) preprocessed
+    error: str | None
+    seconds: float
 
 
-def load_batch(segmenter: Segmenter, items: list[InputImage]) -> LoadedBatch:
-    photos, errors, tensors, seconds = [], [], [], []
-    for item in items:
-        began = time.perf_counter()
-        try:
-            photo = as_photo(item.path)
-            tensors.append(segmenter.preprocess(photo))
-            photos.append(photo)
-            errors.append(None)
-        except SimsegError as err:
-            photos.append(None)
-            errors.append(one_line(err))
-        seconds.append(time.perf_counter() - began)
-    return LoadedBatch(items, photos, errors, torch.stack(tensors) if tensors else None, seconds)
+def load_one(segmenter: Segmenter, item: InputImage) -> LoadedImage:
+    began = time.perf_counter()
+    try:
+        photo = as_photo(item.path)
+        return LoadedImage(item, photo, segmenter.preprocess(photo), None, time.perf_counter() - began)
+    except SimsegError as err:
+        return LoadedImage(item, None, None, one_line(err), time.perf_counter() - began)
 
 
-def forward(segmenter: Segmenter, loaded: LoadedBatch, options: PredictOptions) -> list[Prediction]:
-    if loaded.batch is None:
+def forward(segmenter: Segmenter, loaded: list[LoadedImage], options: PredictOptions) -> list[Prediction]:
+    """Predictions of the readable images of a batch; each image's seconds get its share of the forward pass."""
+    readable = [one for one in loaded if one.photo is not None]
+    if not readable:
         return []
     began = time.perf_counter()
-    sizes = [p.size for p in loaded.photos if p is not None]
-    found = segmenter.predict_batch(loaded.batch, sizes, options.probs, options.resolution)
+    found = segmenter.predict_batch(torch.stack([one.pixels for one in readable]), [one.photo.size for one in readable],
+                                    options.probs, options.resolution)
     share = (time.perf_counter() - began) / len(found)
-    for i, photo in enumerate(loaded.photos):
-        if photo is not None:
-            loaded.seconds[i] += share
+    for one in readable:
+        one.seconds += share
     return found
 
 
-def write_outputs(out: Path, loaded: LoadedBatch, predictions: list[Prediction], options: PredictOptions,
-                  palette) -> list[dict]:
-    """Write each readable image's files; the records (or errors) of the whole batch."""
-    records, found = [], iter(predictions)
-    for item, photo, error, seconds in zip(loaded.items, loaded.photos, loaded.errors, loaded.seconds):
-        if error is not None:
-            records.append({"input": str(item.path), "output": f"{item.stem}.png", "error": error})
-            continue
-        began = time.perf_counter()
-        prediction = next(found)
-        base = out / item.stem
-        base.parent.mkdir(parents=True, exist_ok=True)
-        labels = prediction.labels  # (H, W)
-        written = label_image(labels, palette, options.label_values)
-        # zlib level 1: a label map has few colours and long runs, so it compresses nearly as well, several times faster
-        atomic_write(f"{base}.png", partial(written.save, format="PNG", compress_level=1), durable=False)
-        if options.overlay:  # at input resolution the photo is shown resized to the labels
-            under = photo if photo.size == labels.shape[::-1] else photo.resize(labels.shape[::-1])
-            shown = blend(under, labels, palette)
-            atomic_write(f"{base}_overlay.jpg", partial(shown.save, format="JPEG", quality=90), durable=False)
-        if options.probs:
-            probs = prediction.probabilities.astype(np.float16)  # (C, H, W)
-            atomic_write(f"{base}.npy", partial(np.save, arr=probs), durable=False)
-        records.append({"input": str(item.path), "output": f"{item.stem}.png", "width": photo.width,
-                        "height": photo.height, "fractions": rounded(prediction.class_fractions()),
-                        "mean_confidence": round(prediction.mean_confidence, 4),
-                        "seconds": round(seconds + time.perf_counter() - began, 4)})
-    return records
+def write_one(out: Path, loaded: LoadedImage, prediction: Prediction | None, options: PredictOptions,
+              palette) -> dict:
+    """Write one image's files; its record (or its error)."""
+    item, photo = loaded.item, loaded.photo
+    if prediction is None:
+        return {"input": str(item.path), "output": f"{item.stem}.png", "error": loaded.error}
+    began = time.perf_counter()
+    base = out / item.stem
+    base.parent.mkdir(parents=True, exist_ok=True)
+    labels = prediction.labels  # (H, W)
+    written = label_image(labels, palette, options.label_values)
+    # zlib level 1: a label map has few colours and long runs, so it compresses nearly as well, several times faster
+    atomic_write(f"{base}.png", partial(written.save, format="PNG", compress_level=1), durable=False)
+    if options.overlay:  # at input resolution the photo is shown resized to the labels
+        under = photo if photo.size == labels.shape[::-1] else photo.resize(labels.shape[::-1])
+        shown = blend(under, labels, palette)
+        atomic_write(f"{base}_overlay.jpg", partial(shown.save, format="JPEG", quality=90), durable=False)
+    if options.probs:
+        probs = prediction.probabilities.astype(np.float16)  # (C, H, W)
+        atomic_write(f"{base}.npy", partial(np.save, arr=probs), durable=False)
+    return {"input": str(item.path), "output": f"{item.stem}.png", "width": photo.width, "height": photo.height,
+            "fractions": rounded(prediction.class_fractions()), "mean_confidence": round(prediction.mean_confidence, 4),
+            "seconds": round(loaded.seconds + time.perf_counter() - began, 4)}
 
 
-def report(records: list[dict], kept: dict, summary: PredictSummary, bar: tqdm) -> None:
-    for record in records:
-        kept[stem_of(record)] = record
-        if "error" in record:
-            summary.failed.append(record["input"])
-            print_above_bar(f"simseg: skipped {record['input']}: {record['error']}")
+def collect(writing: list[Future], kept: dict, summary: PredictSummary, bar: tqdm, wait: bool) -> list[Future]:
+    """Take in the records of the finished writes (all of them when ``wait``); the writes still running."""
+    running = []
+    for future in writing:
+        if wait or future.done():
+            report(future.result(), kept, summary, bar)
         else:
-            summary.predicted += 1
-    bar.update(len(records))
+            running.append(future)
+    return running
+
+
+def report(record: dict, kept: dict, summary: PredictSummary, bar: tqdm) -> None:
+    kept[stem_of(record)] = record
+    if "error" in record:
+        summary.failed.append(record["input"])
+        print_above_bar(f"simseg: skipped {record['input']}: {record['error']}")
+    else:
+        summary.predicted += 1
+    bar.update(1)
 
 
 def prepare_out(out: Path) -> Path:

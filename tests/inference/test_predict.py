@@ -95,6 +95,21 @@ def test_outputs_keep_nested_names_and_a_rerun_skips_them(finished_run, tmp_path
     assert all(p.stat().st_mtime_ns != before[p] for p in before if p.name != "three.png")
 
 
+def test_worker_threads_write_what_turns_write(finished_run, tmp_path):
+    run = finished_run()
+    write_images(tmp_path / "in", [f"{i}.jpg" for i in range(11)], size=(35, 27))
+    (tmp_path / "in" / "bad.png").write_bytes(b"no png")
+    outputs = {}
+    for workers in ("0", "3"):
+        out = tmp_path / f"out{workers}"
+        assert predict(str(run), str(tmp_path / "in"), "--out", str(out), "--workers", workers, "--batch-size",
+                       "4", "--probs") == 1
+        outputs[workers] = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.*") if p.suffix != ".jsonl"}
+        in_input_order = ["0.png", "1.png", "10.png", *(f"{i}.png" for i in range(2, 10)), "bad.png"]
+        assert [r["output"] for r in records(out)[1:]] == in_input_order
+    assert outputs["0"] == outputs["3"] and len(outputs["0"]) == 22
+
+
 def test_globs_and_lists_of_paths(finished_run, tmp_path):
     write_images(tmp_path / "in", ["x/a.jpg", "x/b.jpg", "y/c.jpg", "y/d.txt.png"])
     (tmp_path / "in" / "list.txt").write_text("# chosen\nx/a.jpg\n\ny/c.jpg\n")
