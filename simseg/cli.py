@@ -279,7 +279,10 @@ def export(argv: list[str]) -> Path:
     run = load_trained_run(args.run_dir)
     export_onnx(run, out)
     report_path = out.parent / "export_report.json"
-    figures = verify_export(run, out, **({"threads": args.threads} if args.threads else {}))
+    try:
+        figures = verify_export(run, out, **({"threads": args.threads} if args.threads else {}))
+    except SimsegError as err:  # e.g. the run's data moved: the file is there, but nothing vouches for it yet
+        raise SimsegError(f"wrote {out} but could not verify it against the run's test images: {err}") from None
     write_report(report_path, figures)
     card_path = out.parent / "MODEL_CARD.md"
     write_model_card(card_path, model_card(run, evaluate_for_card(run), figures))

@@ -4,6 +4,7 @@ in seconds, so these tests need not train; the tests that check scores against a
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,21 @@ def make_finished_run(folder: Path, *overrides: str, seed: int = 0) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def pristine_runs(tmp_path_factory) -> dict:
+    """Finished runs made once per session, by their overrides (drawing the synthetic splits is most of the cost)."""
+    made = {}
+
+    def get(overrides: tuple[str, ...]) -> Path:
+        if overrides not in made:
+            made[overrides] = make_finished_run(tmp_path_factory.mktemp("pristine") / "run", *overrides)
+        return made[overrides]
+    return get
+
+
 @pytest.fixture
-def finished_run(tmp_path):
+def finished_run(tmp_path, pristine_runs):
+    """A finished run folder of this test's own (a copy: tests may damage it)."""
     def make(*overrides: str, name: str = "run") -> Path:
-        return make_finished_run(tmp_path / name, *overrides)
+        return Path(shutil.copytree(pristine_runs(overrides), tmp_path / name))
     return make

@@ -33,6 +33,7 @@ from simseg.inference.segmenter import Segmenter
 from simseg.inference.trained_run import load_trained_run
 from tests.inference.conftest import make_finished_run
 
+pytestmark = pytest.mark.slow  # every export takes seconds: the quick loop leaves them to the full suite
 VIT, CNN = "vit_fused_skip", "unet_resnet18"
 # vit_linear_upsample's head reads the batch size with len(tensor), which non-strict tracing bakes in as a constant
 LEN_OF_TENSOR = "vit_linear_upsample"

@@ -223,6 +223,7 @@ def test_one_line_errors(case, message, finished_run, tmp_path, capsys):
     assert __import__("re").search(message, err), err
 
 
+@pytest.mark.slow  # an export, its check and the card's evaluation: several seconds
 def test_an_onnx_export_predicts_through_the_same_command(finished_run, tmp_path, capsys):
     run = finished_run("model.arch=vit_fused_skip")
     main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "export" / "pets.onnx")])
@@ -251,14 +252,17 @@ def test_every_arch_is_rebuilt_from_its_folder_with_the_saved_weights(arch, fini
 
 
 @pytest.mark.slow
-def test_predicting_a_runs_own_test_images_reproduces_its_miou(tmp_path):
+@pytest.mark.parametrize("weights", ["last epoch", "EMA, best of a validation split"])
+def test_predicting_a_runs_own_test_images_reproduces_its_miou(weights, tmp_path):
     import stages.segment as segment_stage
     from simseg.config.loader import load_config
     from simseg.config.segment import SegmentConfig
 
     overrides = ["model.depth=2", "data.test_size=8", "data.subset=16", "data.synthetic_image_size=48",
-                 "data.num_workers=0", "train.epochs=2", "train.batch_size=8", "log.progress=false", "eval.every=1",
+                 "data.num_workers=0", "train.epochs=3", "train.batch_size=8", "log.progress=false", "eval.every=1",
                  "eval.tta=true", f"output_dir={tmp_path / 'run'}"]
+    if weights != "last epoch":  # the reported weights are then neither the last epoch's nor the raw ones
+        overrides += ["recipe=mild", "train.ema_half_life=2", "train.ema_interval=1", "data.val_size=4"]
     run = segment_stage.main(load_config(SegmentConfig, None, overrides))
     reported = json.loads((run / "metrics.json").read_text())
     segmenter = Segmenter.from_run(run, device="cpu")
@@ -281,3 +285,28 @@ def test_predicting_a_runs_own_test_images_reproduces_its_miou(tmp_path):
     assert predict(str(run), str(folder), "--out", str(tmp_path / "tta"), "--resolution", "input", "--tta") == 0
     assert miou(tmp_path / "plain") == pytest.approx(reported["plain_miou"], abs=1e-6)
     assert miou(tmp_path / "tta") == pytest.approx(reported["miou"], abs=1e-6)
+
+
+def test_an_interrupted_predict_keeps_what_it_wrote_and_a_rerun_goes_on(finished_run, tmp_path, monkeypatch,
+                                                                         capsys):
+    from simseg.inference import predict_files
+
+    run = finished_run()
+    write_images(tmp_path / "in", [f"{i}.jpg" for i in range(6)])
+    real_write, written = predict_files.write_one, []
+
+    def write_then_ctrl_c(*args):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(real_write(*args))
+        return written[-1]
+
+    monkeypatch.setattr(predict_files, "write_one", write_then_ctrl_c)
+    out = tmp_path / "out"
+    assert predict(str(run), str(tmp_path / "in"), "--out", str(out), "--batch-size", "2") == 130
+    assert "interrupted; rerun the same command" in capsys.readouterr().err
+    assert sorted(p.name for p in out.glob("*.png")) == ["0.png", "1.png", "2.png"]
+    assert [r["output"] for r in records(out)[1:]] == ["0.png", "1.png", "2.png"]  # written atomically at the end
+    monkeypatch.setattr(predict_files, "write_one", real_write)
+    assert predict(str(run), str(tmp_path / "in"), "--out", str(out)) == 0
+    assert len(list(out.glob("*.png"))) == 6 and len(records(out)) == 7
