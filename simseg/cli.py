@@ -233,9 +233,10 @@ def predict(argv: list[str]) -> Path:
     parser.add_argument("--overwrite", action="store_true", help="redo images whose outputs are already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or (args.workers or 0) < 0:
-        raise SimsegError(f"--batch-size {args.batch_size} --workers {args.workers}: give a positive batch size and "
-                          f"0 or more workers")
+    if args.batch_size < 1:
+        raise SimsegError(f"--batch-size {args.batch_size}: give a positive number of images")
+    if args.workers is not None and args.workers < 0:
+        raise SimsegError(f"--workers {args.workers}: give 0 (decode and write in turn with the model) or more")
     inputs = expand_inputs(args.sources)
     segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision, tta=args.tta,
                                threads=args.threads)
