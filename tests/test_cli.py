@@ -27,6 +27,7 @@ def test_demo_runs_every_stage_and_reports_where_the_results_are(tmp_path, monke
     assert best == str(root / "sweep" / max(rows, key=lambda r: r["miou"])["run_dir"])
     cli.main(["predict", best, str(root / "sweep" / "miou_vs_subset.png"), "--out", str(tmp_path / "p"), "--quiet"])
     assert (tmp_path / "p" / "miou_vs_subset.png").is_file()  # the printed command works on the run it names
+    capsys.readouterr()
     lineage = json.loads((root / "sweep" / rows[-1]["run_dir"] / "lineage.json").read_text())
     assert lineage["export_stage"] == "classify" and not (root / "segment").exists()
     cli.demo(["--output-dir", str(tmp_path / "demo")])  # a second demo run only reports
