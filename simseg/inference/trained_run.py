@@ -88,5 +88,5 @@ def _stage_of(run_dir: Path) -> str | None:
     """The stage that wrote the folder's exports (their metadata says), or None when it has written none yet."""
     for name in (WEIGHTS, "encoder.safetensors"):
         if (run_dir / name).is_file():
-            return read_weights(run_dir / name)[1].get("stage")
+            return read_weights(run_dir / name, tensors=False)[1].get("stage")
     return None

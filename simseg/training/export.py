@@ -27,14 +27,15 @@ def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata
     atomic_write(path, lambda f: f.write(payload))
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file, or one line saying why it cannot be read."""
+def read_weights(path: str | Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file (``tensors=False``: the metadata alone, the tensors left unread),
+    or one line saying why it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise SimsegError(f"checkpoint {path} does not exist: give a run folder or its .safetensors file")
     try:
         with safe_open(str(path), framework="pt") as file:
-            return {k: file.get_tensor(k) for k in file.keys()}, dict(file.metadata() or {})
+            return ({k: file.get_tensor(k) for k in file.keys()} if tensors else {}), dict(file.metadata() or {})
     except (SafetensorError, OSError, ValueError) as err:
         raise SimsegError(f"checkpoint {path} is not a readable safetensors file ({err}): "
                           f"re-export it from its run") from None
@@ -123,7 +124,7 @@ def load_pretrained_encoder(model: torch.nn.Module, init: str | Path, model_cfg)
     dropout = {k: getattr(model_cfg, k) for k in ("drop_rate", "attn_drop_rate", "drop_path_rate")}
     encoder, _ = load_encoder(file, expected=model_cfg, **dropout)
     load_encoder_weights(model, encoder.state_dict(), str(file))
-    _, metadata = read_weights(file)
+    _, metadata = read_weights(file, tensors=False)
     lineage = {"init": str(init), "export": str(file.resolve()), "export_sha256": sha256(file),
                "export_stage": metadata.get("stage", "unknown"), "export_model": json.loads(metadata["model"])}
     run_config = file.parent / "config.yaml"
