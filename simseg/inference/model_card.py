@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from simseg.config.loader import flat_dict, load_yaml
 from simseg.config.segment import RECIPES
 from simseg.data.pets import CLASS_NAMES, CLASS_TO_OXFORD, OxfordPetsSource
 from simseg.files import atomic_write_text
+from simseg.inference.backends import TorchBackend
 from simseg.inference.label_maps import PALETTE
-from simseg.inference.segmenter import Segmenter
 from simseg.inference.test_set import own_test_loader, score_test_set
 from simseg.inference.trained_run import TrainedRun
 from simseg.models.cost import forward_flops, parameter_counts
@@ -73,9 +75,9 @@ ONNX Runtime, with numpy and PIL only (after `simseg export {run_dir} --format o
 def evaluate_for_card(run: TrainedRun) -> dict:
     """``{"plain": metrics, "tta": metrics}``: the run's test set scored on the CPU without and with its TTA views
     (:func:`score_test_set` figures at the model's input size)."""
-    loader = own_test_loader(run)
-    return {name: score_test_set(Segmenter.from_run(run.run_dir, device="cpu", tta=tta).backend.probabilities, loader)
-            for name, tta in (("plain", False), ("tta", True))}
+    loader, cpu = own_test_loader(run), torch.device("cpu")
+    return {name: score_test_set(TorchBackend(run.model, cpu, "fp32", views).probabilities, loader)
+            for name, views in (("plain", None), ("tta", run.tta_views()))}
 
 
 def write_model_card(path: str | Path, text: str) -> None:

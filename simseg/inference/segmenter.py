@@ -65,8 +65,7 @@ class Segmenter:
         """The reported model of a finished ``simseg segment`` run folder. ``tta``: average the probabilities over
         the run's test-time views (``eval.tta_scales`` x flips)."""
         run = load_trained_run(path)
-        views = (list(run.cfg.eval.tta_scales), run.cfg.eval.tta_flip) if tta else None
-        backend = TorchBackend(run.model, pick_device(device), precision, views)
+        backend = TorchBackend(run.model, pick_device(device), precision, run.tta_views() if tta else None)
         return cls(backend, run.cfg.model.img_size, run.cfg.aug.mean, run.cfg.aug.std, str(run.run_dir),
                    run.weights_sha256, run=run)
 

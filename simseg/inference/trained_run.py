@@ -46,6 +46,10 @@ class TrainedRun:
             raise SimsegError(f"{self.run_dir} has no test_images.txt: the run folder is incomplete; rerun it")
         return [line for line in path.read_text().splitlines() if line]
 
+    def tta_views(self) -> tuple[list[float], bool]:
+        """The run's test-time views (``eval.tta_scales``, ``eval.tta_flip``), whether or not it scored with them."""
+        return list(self.cfg.eval.tta_scales), self.cfg.eval.tta_flip
+
     def lineage(self) -> dict:
         path = self.run_dir / "lineage.json"
         return json.loads(path.read_text()) if path.is_file() else {"init": self.cfg.init}
