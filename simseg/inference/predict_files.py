@@ -63,13 +63,13 @@ class PredictSummary:
     seconds: float = 0.0
 
 
+# What each output appends to its input's relative name: one table for writing them and for skipping what is there.
+LABELS, OVERLAY, PROBS = ".png", "_overlay.jpg", ".npy"
+
+
 def output_names(stem, options: PredictOptions) -> list[str]:
-    names = [f"{stem}.png"]
-    if options.overlay:
-        names.append(f"{stem}_overlay.jpg")
-    if options.probs:
-        names.append(f"{stem}.npy")
-    return names
+    return [f"{stem}{suffix}" for suffix, wanted in ((LABELS, True), (OVERLAY, options.overlay),
+                                                     (PROBS, options.probs)) if wanted]
 
 
 def default_workers(device: torch.device) -> int:
@@ -169,22 +169,22 @@ def write_one(out: Path, loaded: LoadedImage, prediction: Prediction | None, opt
     """Write one image's files; its record (or its error)."""
     item, photo = loaded.item, loaded.photo
     if prediction is None:
-        return {"input": str(item.path), "output": f"{item.stem}.png", "error": loaded.error}
+        return {"input": str(item.path), "output": f"{item.stem}{LABELS}", "error": loaded.error}
     began = time.perf_counter()
     base = out / item.stem
     base.parent.mkdir(parents=True, exist_ok=True)
     labels = prediction.labels  # (H, W)
     written = label_image(labels, palette, options.label_values)
     # zlib level 1: a label map has few colours and long runs, so it compresses nearly as well, several times faster
-    atomic_write(f"{base}.png", partial(written.save, format="PNG", compress_level=1), durable=False)
+    atomic_write(f"{base}{LABELS}", partial(written.save, format="PNG", compress_level=1), durable=False)
     if options.overlay:  # at input resolution the photo is shown resized to the labels
         under = photo if photo.size == labels.shape[::-1] else photo.resize(labels.shape[::-1])
         shown = blend(under, labels, palette)
-        atomic_write(f"{base}_overlay.jpg", partial(shown.save, format="JPEG", quality=90), durable=False)
+        atomic_write(f"{base}{OVERLAY}", partial(shown.save, format="JPEG", quality=90), durable=False)
     if options.probs:
         probs = prediction.probabilities.astype(np.float16)  # (C, H, W)
-        atomic_write(f"{base}.npy", partial(np.save, arr=probs), durable=False)
-    return {"input": str(item.path), "output": f"{item.stem}.png", "width": photo.width, "height": photo.height,
+        atomic_write(f"{base}{PROBS}", partial(np.save, arr=probs), durable=False)
+    return {"input": str(item.path), "output": f"{item.stem}{LABELS}", "width": photo.width, "height": photo.height,
             "fractions": rounded(prediction.class_fractions()), "mean_confidence": round(prediction.mean_confidence, 4),
             "seconds": round(loaded.seconds + time.perf_counter() - began, 4)}
 
@@ -235,7 +235,7 @@ def read_records(out: Path, sha256: str, overwrite: bool) -> dict[str, dict]:
 
 
 def stem_of(record: dict) -> str:
-    return record["output"].removesuffix(".png")
+    return record["output"].removesuffix(LABELS)
 
 
 def rounded(fractions: dict[str, float]) -> dict[str, float]:
