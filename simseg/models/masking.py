@@ -56,3 +56,16 @@ def mask_to_pixels(mask: torch.Tensor, patch_size: int) -> torch.Tensor:
 def flatten_mask(mask: torch.Tensor) -> torch.Tensor:
     """Patch mask (B, h, w) -> (B, h*w) in the encoder's row-major token order."""
     return rearrange(mask, "b h w -> b (h w)")
+
+
+def positions_where(token_mask: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` positions per row where ``token_mask`` (B, N) is True, in ascending token order: (B, count).
+
+    A stable descending sort of the 0/1 values puts each row's True entries first, in their original order; the
+    caller guarantees every row has exactly ``count`` of them (checked on the device by the model)."""
+    return token_mask.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :count]
+
+
+def gather_tokens(tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """tokens (B, N, D) at positions (B, K) -> (B, K, D)."""
+    return tokens.gather(1, positions.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))

@@ -8,8 +8,8 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from simseg.models.masking import flatten_mask
-from simseg.models.patches import patchify, unpatchify
+from simseg.models.masking import flatten_mask, gather_tokens, positions_where
+from simseg.models.patches import pixel_targets, predictions_to_images
 
 
 def masked_l1_loss(reconstruction: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
@@ -42,11 +42,14 @@ class SimMIM(nn.Module):
 
     ``forward(images, mask)`` takes normalised images (B, 3, H, W) and a patch mask (B, H/p, W/p), True = masked,
     and returns ``{"loss": scalar, "loss_per_image": (B,)}`` (plus ``"reconstruction"`` (B, 3, H, W) on request).
+    ``norm_pix``: the targets are each patch's pixels normalised to zero mean and unit variance; the reconstruction
+    is put back at each patch's own statistics.
     """
 
-    def __init__(self, encoder: VisionTransformer, masked_patches: int | None = None):
+    def __init__(self, encoder: VisionTransformer, masked_patches: int | None = None, norm_pix: bool = False):
         super().__init__()
         self.encoder = encoder
+        self.norm_pix = norm_pix  # predict per-patch normalised pixels (MAE's norm_pix_loss)
         # How many patches every mask covers, when that is fixed (random_unit_mask masks the same number in every
         # image): the loss then gathers exactly that many tokens per image, shapes never depend on the mask's
         # values, so there is no device sync and no torch.compile graph break. None accepts any mask.
@@ -81,14 +84,15 @@ class SimMIM(nn.Module):
         never enter it. ``reconstruct=True`` also decodes every token into ``"reconstruction"`` (B, 3, H, W)."""
         tokens = self.encode(images, mask)  # (B, N, D)
         token_mask = flatten_mask(mask)  # (B, N)
-        targets = patchify(images, self.patch_size)  # (B, N, p*p*3)
+        targets = pixel_targets(images, self.patch_size, self.norm_pix)  # (B, N, p*p*3)
         if self.masked_patches is None:  # boolean indexing: M masked tokens in all, any count per image
             loss_per_image = masked_patch_l1(self.decoder(tokens[token_mask]), targets[token_mask], token_mask)
         else:
             loss_per_image = self.fixed_count_loss(tokens, targets, token_mask)
         out = {"loss": loss_per_image.mean(), "loss_per_image": loss_per_image}
         if reconstruct:
-            out["reconstruction"] = unpatchify(self.decoder(tokens), self.patch_size, self.grid)
+            out["reconstruction"] = predictions_to_images(self.decoder(tokens), images, self.patch_size, self.grid,
+                                                          self.norm_pix)
         return out
 
     def fixed_count_loss(self, tokens: torch.Tensor, targets: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
@@ -98,8 +102,6 @@ class SimMIM(nn.Module):
         # Checked on the device without waiting for it (a CUDA assert fires at the next sync; on the CPU at once).
         torch._assert_async((token_mask.sum(1) == count).all(),
                             f"SimMIM(masked_patches={count}) got a mask with another count per image")
-        # Each image's masked positions in token order: a stable descending sort puts its True entries first.
-        positions = token_mask.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :count]  # (B, M)
-        picked = tokens.gather(1, positions.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))  # (B, M, D)
-        wanted = targets.gather(1, positions.unsqueeze(-1).expand(-1, -1, targets.shape[-1]))  # (B, M, P)
-        return (self.decoder(picked) - wanted).abs().mean(dim=(1, 2))
+        positions = positions_where(token_mask, count)  # (B, M) each image's masked positions in token order
+        predictions = self.decoder(gather_tokens(tokens, positions))  # (B, M, P)
+        return (predictions - gather_tokens(targets, positions)).abs().mean(dim=(1, 2))
