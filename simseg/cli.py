@@ -8,7 +8,7 @@ instead of tracebacks (the stage scripts' ``__main__`` uses :func:`stage_config`
     simseg sweep --subsets 250,500,1k --init scratch,RUN_DIR [--seeds 0,1,2] [--data PETS] [--shard i/n] ...
     simseg report SWEEP_DIR
     simseg grid --checkpoint RUN_DIR --data SOURCE [--n 8] [--out FILE.png]
-    simseg data cache SOURCE --out DIR [--img-size 128] [--workers 4] [--overwrite]
+    simseg data cache SOURCE --out DIR [--img-size 128] [--workers 4] [--overwrite] [--exclude FILE]
     simseg demo [--output-dir outputs/demo]
     simseg predict RUN_DIR|MODEL.onnx SOURCE... --out DIR [--overlay] [--probs] [--tta] ...
     simseg export RUN_DIR --format onnx --out FILE.onnx
@@ -127,8 +127,7 @@ def grid(argv: list[str]) -> Path:
     from simseg.data.transforms import eval_transform
     from simseg.data.unlabelled import open_image_source
     from simseg.models.masking import random_unit_mask
-    from simseg.models.simmim import SimMIM
-    from simseg.models.vit import build_encoder
+    from simseg.models.pretraining import pretrainer_for_config
     from simseg.training.export import read_weights
     from simseg.training.plots import save_reconstruction_grid
     from simseg.training.rundir import load_run_config
@@ -138,7 +137,7 @@ def grid(argv: list[str]) -> Path:
     if not run_dir.is_dir():
         raise SimsegError(f"--checkpoint {args.checkpoint} does not exist: give a pretraining run folder")
     cfg = load_run_config(run_dir, PretrainConfig)
-    model = SimMIM(build_encoder(cfg.model))
+    model = pretrainer_for_config(cfg)
     tensors, _ = read_weights(run_dir / "model.safetensors")
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
@@ -165,7 +164,7 @@ def data(argv: list[str]) -> Path:
     from simseg.config.pretrain import PretrainDataConfig
     from simseg.data.cache_build import build_cache
     from simseg.data.image_cache import CacheSpec, cache_side
-    from simseg.data.unlabelled import open_image_source
+    from simseg.data.unlabelled import open_pretraining_images
 
     parser = argparse.ArgumentParser(prog="simseg data", description=data.__doc__)
     tools = parser.add_subparsers(dest="tool", required=True)
@@ -178,11 +177,16 @@ def data(argv: list[str]) -> Path:
                             "the random crops)")
     cache.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
     cache.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
+    cache.add_argument("--exclude", default="", metavar="FILE",
+                       help="leave out the images this file names (one file name or stem a line), as data.exclude")
     args = parser.parse_args(argv)
     size = args.size or cache_side(args.img_size)
     if size < 1 or args.img_size < 1:
         raise SimsegError(f"--size {size} and --img-size {args.img_size} must be positive numbers of pixels")
-    source = open_image_source(PretrainDataConfig(source=args.source), stream="pretrain")
+    source, excluded = open_pretraining_images(PretrainDataConfig(source=args.source, exclude=args.exclude),
+                                               stream="pretrain")
+    if excluded:
+        print(f"left out {excluded['excluded']:,} images of the {excluded['listed']:,} names in {args.exclude}")
     out = build_cache(source, args.out, CacheSpec(size), workers=args.workers, overwrite=args.overwrite)
     print(f"wrote {out}: {len(source):,} images at {size} px; pretrain on it with data.source={out}")
     return out

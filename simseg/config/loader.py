@@ -204,8 +204,13 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1:  # ``str | list[str]``: a list, or a comma-separated command-line value, is the list
+            listed = [a for a in inner if typing.get_origin(a) in (list, tuple)]
+            scalar = [a for a in inner if a not in listed]
+            as_list = isinstance(value, (list, tuple)) or (isinstance(value, str) and "," in value)
+            return _coerce(value, (listed if as_list else scalar)[0], key)
+        return _coerce(value, inner[0], key)
     if origin is Literal:
         if value not in args:
             raise SimsegError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, args))}")

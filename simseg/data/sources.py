@@ -1,4 +1,5 @@
-"""Image sources shared by all stages: an image folder, a Hugging Face ``datasets`` dataset, or ``synthetic``.
+"""Image sources shared by all stages: an image folder, a Hugging Face ``datasets`` dataset, or ``synthetic``; and
+two views of sources: the union of several (:class:`UnionSource`) and some items of one (:class:`SubsetSource`).
 
 A source is an indexable collection of RGB PIL images with a way to name each item in error messages, and a
 fingerprint that changes when its items do. Splitting (held-out validation, seeded subsets) works on indices, so
@@ -7,9 +8,10 @@ every source behaves the same.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -38,6 +40,19 @@ class ImageSource(Protocol):
         ...
 
 
+class NamedSource(ImageSource, Protocol):
+    """A source whose items have names (every source but an image cache, which keeps none): what lists of images to
+    leave out (``data.exclude``) are matched against."""
+
+    def item_name(self, index: int) -> str:
+        """The item's name without its image extension (``Abyssinian_107``), as split lists write it."""
+        ...
+
+    def item_file_name(self, index: int) -> str:
+        """The item's file name (``Abyssinian_107.jpg``); its :meth:`item_name` when the item is no file."""
+        ...
+
+
 def digest(*parts: object) -> str:
     """SHA-256 of the parts, one per line: a fingerprint of things that have no files."""
     return hashlib.sha256("".join(f"{part}\n" for part in parts).encode()).hexdigest()
@@ -55,6 +70,12 @@ def files_fingerprint(paths: Iterable[Path]) -> str:
                               f"data as it is now") from None
         sha.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return sha.hexdigest()
+
+
+def image_stem(file_name: str) -> str:
+    """``file_name`` without an image extension (``a.b.jpg`` -> ``a.b``; ``a.b`` stays): names that are no files keep
+    their dots."""
+    return file_name[: file_name.rfind(".")] if file_name.lower().endswith(IMAGE_EXTENSIONS) else file_name
 
 
 def looks_local(source: str) -> bool:
@@ -123,15 +144,29 @@ class FolderSource:
     def image(self, index: int) -> Image.Image:
         return read_rgb(self.files[index])
 
+    def item_name(self, index: int) -> str:
+        return self.files[index].stem
+
+    def item_file_name(self, index: int) -> str:
+        return self.files[index].name
+
     def fingerprint(self) -> str:
         return files_fingerprint(self.files)
 
 
 class DatasetSource:
-    """A Hugging Face ``datasets`` dataset: saved with ``save_to_disk``, parquet/arrow files, or a hub name."""
+    """A Hugging Face ``datasets`` dataset: saved with ``save_to_disk``, parquet/arrow files, or a hub name.
+
+    Items are named by the first of :data:`NAME_COLUMNS` the dataset has (its file name without directories), else
+    by their row number.
+    """
+
+    NAME_COLUMNS = ("image_id", "file_name", "filename")
+    """Columns that name an image rather than describe it (a class-name column would name many images alike)."""
 
     def __init__(self, dataset, column: str, name: str):
         self.dataset, self.column, self.name = dataset, column, name
+        self._file_names: list[str] | None = None  # read on first use: one column, without decoding any image
 
     @classmethod
     def from_local(cls, path: Path, split: str, image_column: str) -> DatasetSource:
@@ -204,6 +239,19 @@ class DatasetSource:
             raise SimsegError(f"{self.name}[{index}] column '{self.column}' cannot be read as an image "
                               f"({type(err).__name__}): fix or drop that row") from None
 
+    def item_name(self, index: int) -> str:
+        return image_stem(self.item_file_name(index))
+
+    def item_file_name(self, index: int) -> str:
+        if self._file_names is None:
+            import datasets
+
+            column = next((c for c in self.NAME_COLUMNS if isinstance(self.dataset.features.get(c), datasets.Value)),
+                          None)
+            self._file_names = ([] if column is None else
+                                [str(value).replace("\\", "/").rsplit("/", 1)[-1] for value in self.dataset[column]])
+        return self._file_names[index] if self._file_names else str(int(index))
+
     def fingerprint(self) -> str:
         # datasets fingerprints every table it loads or derives (the attribute has no public accessor)
         return digest("dataset", self.name, len(self), self.column, self.dataset._fingerprint)
@@ -227,5 +275,74 @@ class SyntheticSource:
     def image(self, index: int) -> Image.Image:
         return Image.fromarray(self.sample(index).image)
 
+    def item_name(self, index: int) -> str:
+        return f"synthetic_{int(index)}"
+
+    def item_file_name(self, index: int) -> str:
+        return self.item_name(index)
+
     def fingerprint(self) -> str:
         return digest("synthetic", self.count, self.seed, self.size)
+
+
+class UnionSource:
+    """Several sources as one: the items of the first, then those of the second, and so on."""
+
+    def __init__(self, parts: Sequence[ImageSource]):
+        self.parts = list(parts)
+        self.name = " + ".join(part.name for part in self.parts)
+        self.starts = [0]  # index of each part's first item, then the total
+        for part in self.parts:
+            self.starts.append(self.starts[-1] + len(part))
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def locate(self, index: int) -> tuple[ImageSource, int]:
+        """The part that holds item ``index``, and the item's index in it."""
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} of {len(self)}")
+        part = bisect.bisect_right(self.starts, index) - 1
+        return self.parts[part], index - self.starts[part]
+
+    def image(self, index: int) -> Image.Image:
+        part, index = self.locate(index)
+        return part.image(index)
+
+    def item_name(self, index: int) -> str:
+        part, index = self.locate(index)
+        return part.item_name(index)
+
+    def item_file_name(self, index: int) -> str:
+        part, index = self.locate(index)
+        return part.item_file_name(index)
+
+    def fingerprint(self) -> str:
+        return digest("union", *(part.fingerprint() for part in self.parts))
+
+
+class SubsetSource:
+    """Items ``kept`` (indices into ``source``) of a source, renumbered from 0: a view, nothing is copied."""
+
+    def __init__(self, source: ImageSource, kept: Sequence[int], name: str):
+        self.source, self.name = source, name
+        self.kept = np.asarray(kept, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    def image(self, index: int) -> Image.Image:
+        return self.source.image(int(self.kept[index]))
+
+    def item_name(self, index: int) -> str:
+        return self.source.item_name(int(self.kept[index]))
+
+    def item_file_name(self, index: int) -> str:
+        return self.source.item_file_name(int(self.kept[index]))
+
+    def fingerprint(self) -> str:
+        # Which items are kept is part of what the view holds: an automatic cache of the whole source (whose
+        # indices mean other items) is never taken for the view's.
+        kept = hashlib.sha256(self.kept.astype("<i8").tobytes()).hexdigest()
+        return digest("subset", self.source.fingerprint(), kept)

@@ -1,26 +1,55 @@
 """Pretraining's unlabelled images: any source (folder, ``datasets`` dataset, table files, image cache,
-``synthetic``) opened as an :class:`~simseg.data.sources.ImageSource`, and the held-out / training split."""
+``synthetic``) or the union of several, opened as an :class:`~simseg.data.sources.ImageSource`; the images a list
+excludes (``data.exclude``) left out; and the held-out / training split."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from simseg.data.image_cache import is_cache, open_cache
-from simseg.data.sources import DatasetSource, FolderSource, ImageSource, SyntheticSource, is_table_folder, looks_local
+from simseg.data.image_cache import ImageCache, is_cache, open_cache
+from simseg.data.sources import (
+    DatasetSource,
+    FolderSource,
+    ImageSource,
+    NamedSource,
+    SubsetSource,
+    SyntheticSource,
+    UnionSource,
+    is_table_folder,
+    looks_local,
+)
 from simseg.errors import SimsegError
 from simseg.sizes import format_size, parse_size
 
+_COMMENT = re.compile(r"(^|\s)#.*$")  # '#' at a line's start or after a space, as in requirements files
+
 
 def open_image_source(data_cfg, stream: str) -> ImageSource:
-    """The source named by ``data_cfg.source`` (an image cache made by ``simseg data cache`` included).
+    """The source named by ``data_cfg.source`` (an image cache made by ``simseg data cache`` included), or the union
+    of the sources it lists (:class:`~simseg.data.sources.UnionSource`, items in the order listed).
 
     ``stream`` separates the synthetic images of different stages, so the demo never pretrains on the images it
     later tests segmentation on.
     """
-    source = data_cfg.source
+    sources = list(data_cfg.source) if isinstance(data_cfg.source, (list, tuple)) else [data_cfg.source]
+    if not sources:
+        raise SimsegError("data.source is an empty list: name at least one source (a folder, a dataset, an image "
+                          "cache or synthetic)")
+    if not all(isinstance(s, str) and s.strip() for s in sources):
+        raise SimsegError(f"data.source names an empty source ({sources!r}): drop it, or the stray comma")
+    twice = next((s for s in sources if sources.count(s) > 1), None)
+    if twice is not None:
+        raise SimsegError(f"data.source lists {twice} twice: its images would count double; list each source once")
+    parts = [_open_one(source, data_cfg, stream) for source in sources]
+    return parts[0] if len(parts) == 1 else UnionSource(parts)
+
+
+def _open_one(source: str, data_cfg, stream: str) -> ImageSource:
     if source == "synthetic":
         seed = zlib.crc32(f"{stream}:{data_cfg.synthetic_seed}".encode())
         return SyntheticSource(data_cfg.synthetic_size, seed, data_cfg.synthetic_image_size)
@@ -34,6 +63,61 @@ def open_image_source(data_cfg, stream: str) -> ImageSource:
             raise SimsegError(f"data.source {source} does not exist: check the path")
         return DatasetSource.from_local(path, data_cfg.split, data_cfg.image_column)
     return DatasetSource.from_hub(source, data_cfg.split, data_cfg.image_column)
+
+
+def open_pretraining_images(data_cfg, stream: str) -> tuple[ImageSource, dict]:
+    """The images pretraining may use: :func:`open_image_source` less those ``data_cfg.exclude`` names, and the
+    record of what was left out for the run folder (``{}`` without ``data.exclude``)::
+
+        {"exclude": path, "exclude_sha256": of the file, "listed": names in it, "excluded": items dropped,
+         "excluded_names": the listed names found in the source, sorted}
+    """
+    source = open_image_source(data_cfg, stream)
+    if not data_cfg.exclude:
+        return source, {}
+    names, sha256 = read_exclude_file(data_cfg.exclude)
+    kept, found = exclude_items(source, names)
+    dropped = len(source) - len(kept)
+    if not len(kept):
+        raise SimsegError(f"data.exclude={data_cfg.exclude} names every image of {source.name}: nothing is left to "
+                          f"pretrain on; check the file")
+    if dropped:  # with nothing dropped the source stays itself, and so does its automatic cache
+        source = SubsetSource(source, kept, f"{source.name} without {dropped:,} excluded")
+    return source, {"exclude": data_cfg.exclude, "exclude_sha256": sha256, "listed": len(names), "excluded": dropped,
+                    "excluded_names": found}
+
+
+def read_exclude_file(path: str, key: str = "data.exclude") -> tuple[set[str], str]:
+    """The image names a list file gives (one a line; blank lines and ``#`` comments skipped), and the file's
+    SHA-256. ``key`` names the setting in the one-line error for a file that cannot be read."""
+    try:
+        data = Path(path).expanduser().read_bytes()
+        text = data.decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        raise SimsegError(f"{key}={path} cannot be read ({reason}): give a text file with one image name per line, "
+                          f"or set {key}= to exclude nothing") from None
+    names = {line for line in (_COMMENT.sub("", raw).strip() for raw in text.splitlines()) if line}
+    return names, hashlib.sha256(data).hexdigest()
+
+
+def exclude_items(source: NamedSource, names: set[str], key: str = "data.exclude") -> tuple[np.ndarray, list[str]]:
+    """The indices of ``source`` that ``names`` leave in (ascending), and the names that matched an item, sorted.
+    A name matches an item whose name (``Abyssinian_107``) or file name (``Abyssinian_107.jpg``) it equals. Image
+    caches keep no names, so they are refused."""
+    parts = source.parts if isinstance(source, UnionSource) else [source]
+    for part in parts:
+        if isinstance(part, ImageCache):
+            raise SimsegError(f"{key} cannot be applied to the image cache {part.path}: it keeps no image names; "
+                              f"exclude when building the cache (`simseg data cache SOURCE --exclude FILE`) or point "
+                              f"data.source at the image folder")
+    keep, found = np.ones(len(source), dtype=bool), set()
+    for index in range(len(source) if names else 0):
+        matched = names.intersection((source.item_name(index), source.item_file_name(index)))
+        if matched:
+            keep[index] = False
+            found |= matched
+    return np.flatnonzero(keep), sorted(found)
 
 
 def split_indices(count: int, val_size: int, subset: int | None, seed: int,
