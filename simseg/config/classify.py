@@ -89,13 +89,15 @@ class ClassifyConfig:
     """Continue the run in ``output_dir`` from its last finished epoch; every key that changes what is computed must
     equal the saved config's."""
     init: str = "scratch"
-    """``scratch`` (random encoder) or a run folder / ``encoder.safetensors`` of another stage (pretraining)."""
+    """``scratch`` (random encoder) or a run folder / ``encoder.safetensors`` of another stage (pretraining), or a
+    pretraining's intermediate export ``RUN/exports/epoch_NNN``."""
     pool: Literal["token", "mean"] = "token"
     """Classifier input: the cls token (the study), or the mean of the patch tokens."""
     data: ClsDataConfig = dataclasses.field(default_factory=ClsDataConfig)
     """The labelled scenes: where they come from, the training subset and the test set."""
     model: FineTuneModelConfig = dataclasses.field(default_factory=FineTuneModelConfig)
-    """The encoder (an ``init`` export must have the same architecture keys) and its dropout."""
+    """The encoder (an ``init`` export must have the same architecture keys; at another ``img_size`` its position
+    embedding is resampled) and its dropout."""
     train: ClsTrainConfig = dataclasses.field(default_factory=ClsTrainConfig)
     """AdamW, the LR schedule, clipping, precision and label smoothing."""
     aug: FineTuneAugConfig = dataclasses.field(default_factory=FineTuneAugConfig)

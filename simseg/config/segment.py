@@ -235,8 +235,9 @@ class SegmentConfig:
     equal the saved config's."""
     init: str = "scratch"
     """A ViT model: ``scratch`` (random encoder, the baseline) or a run folder / ``encoder.safetensors`` of another
-    stage. A CNN model: ``scratch``, ``imagenet`` (its library's ImageNet weights; needs a network the first time)
-    or a local weights file of its encoder (torchvision/timm ResNet-18 keys, ``.pth`` or ``.safetensors``)."""
+    stage (or a pretraining's intermediate export ``RUN/exports/epoch_NNN``). A CNN model: ``scratch``,
+    ``imagenet`` (its library's ImageNet weights; needs a network the first time) or a local weights file of its
+    encoder (torchvision/timm ResNet-18 keys, ``.pth`` or ``.safetensors``)."""
     loss: Literal["ce", "ce+dice"] = "ce"
     """Per-pixel cross-entropy, or its mean with a soft Dice loss over the classes."""
     recipe: str = dataclasses.field(default="study", metadata=choices(RECIPES))
@@ -244,7 +245,8 @@ class SegmentConfig:
     data: SegDataConfig = dataclasses.field(default_factory=SegDataConfig)
     """The labelled image/mask pairs: where they come from, the test set, the training subset and validation."""
     model: SegModelConfig = dataclasses.field(default_factory=SegModelConfig)
-    """The segmentation model and its ViT encoder (an ``init`` export must have the same architecture keys)."""
+    """The segmentation model and its ViT encoder (an ``init`` export must have the same architecture keys; at
+    another ``img_size`` its position embedding is resampled)."""
     train: SegTrainConfig = dataclasses.field(default_factory=SegTrainConfig)
     """AdamW, the LR schedule, clipping, precision, EMA, SAM, layer decay and encoder freezing."""
     aug: SegAugConfig = dataclasses.field(default_factory=SegAugConfig)

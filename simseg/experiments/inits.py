@@ -12,7 +12,7 @@ from pathlib import Path
 from simseg.errors import SimsegError
 from simseg.experiments.axes import pretraining_axes
 from simseg.experiments.plan import Init, pretraining_of
-from simseg.training.export import export_path
+from simseg.training.export import export_path, exporting_run
 
 
 def resolve_init(item: str, option: str) -> Init:
@@ -25,12 +25,14 @@ def resolve_init(item: str, option: str) -> Init:
     file = export_path(path_text)
     if not file.is_file():
         raise SimsegError(f"{option} {path_text} has no encoder.safetensors: give a finished pretraining or "
-                          f"classification run folder, a CNN weights file, 'scratch' or 'imagenet'")
+                          f"classification run folder (or its exports/epoch_NNN), a CNN weights file, 'scratch' "
+                          f"or 'imagenet'")
     if file.name != "encoder.safetensors":  # a CNN encoder's weights file
         return Init(check_label(label or file.stem, option), str(file.resolve()))
-    run_dir = file.parent
-    label = check_label(label or run_dir.resolve().name, option)
-    return Init(label, str(run_dir.resolve()), pretraining_of_run(run_dir))
+    run_dir = file.parent.resolve()
+    run, epoch = exporting_run(run_dir)  # RUN/exports/epoch_NNN: named RUN-epoch_NNN, as two runs share NNN
+    label = check_label(label or (run_dir.name if epoch is None else f"{run.name}-{run_dir.name}"), option)
+    return Init(label, str(run_dir), pretraining_of_run(run_dir))
 
 
 def check_label(label: str, option: str) -> str:
@@ -72,4 +74,5 @@ def pretraining_of_run(run_dir: Path) -> tuple:
     root = lineage_root(run_dir)
     if root is None:
         return ()
+    root, _ = exporting_run(root)  # an intermediate export's values are its pretraining run's
     return pretraining_of({axis.column: axis.of_run(root) for axis in pretraining_axes()})

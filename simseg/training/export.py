@@ -1,13 +1,16 @@
 """Weights on disk and the handoff between stages (every file written atomically, see :mod:`simseg.files`).
 
 The export a stage hands to the next is ``encoder.safetensors``: encoder weights plus, in the file's metadata, the
-architecture that rebuilds them, so :func:`load_encoder` needs nothing but the file.
+architecture that rebuilds them, so :func:`load_encoder` needs nothing but the file. It lies in the run folder, or,
+for the encoder a pretraining kept after an earlier epoch, in ``RUN/exports/epoch_NNN/`` (no config.yaml there).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -65,12 +68,23 @@ def export_path(path: str | Path, filename: str = "encoder.safetensors") -> Path
     return path / filename if path.is_dir() else path
 
 
+def exporting_run(folder: str | Path) -> tuple[Path, int | None]:
+    """The run folder that wrote the export in ``folder``, and the epoch of an intermediate export:
+    ``RUN/exports/epoch_NNN`` (no config.yaml of its own) -> ``(RUN, NNN)``; any other folder -> ``(folder, None)``."""
+    folder = Path(folder)
+    epoch = re.fullmatch(r"epoch_(\d+)", folder.name)
+    if epoch and folder.parent.name == "exports" and not (folder / "config.yaml").is_file():
+        return folder.parent.parent, int(epoch.group(1))
+    return folder, None
+
+
 def load_encoder(path: str | Path, expected=None, **model_overrides):
     """Build the encoder saved at ``path`` (a run folder or its ``encoder.safetensors``) and load its weights.
 
     ``expected`` is the :class:`ModelConfig` the caller will use; an export of another architecture is refused with
-    the differing fields named. ``model_overrides`` change non-architecture fields (e.g. ``drop_path_rate=0.1``).
-    Returns ``(encoder, model_cfg)``.
+    the differing fields named, except ``img_size`` alone: the position embedding is then resampled (bicubic, the cls
+    row kept) to ``expected``'s patch grid, and the encoder built at that size. ``model_overrides`` change
+    non-architecture fields (e.g. ``drop_path_rate=0.1``). Returns ``(encoder, model_cfg)``.
     """
     from simseg.config.loader import build
     from simseg.config.sections import ModelConfig
@@ -85,7 +99,9 @@ def load_encoder(path: str | Path, expected=None, **model_overrides):
     model_cfg = build(ModelConfig, {**saved, **model_overrides}, "model.")
     if expected is not None:
         mine, theirs = expected.architecture(), model_cfg.architecture()
-        differing = [f"{k}: export {theirs[k]}, config {mine[k]}" for k in mine if mine[k] != theirs[k]]
+        # img_size only sets the position embedding's grid, which is resampled below
+        differing = [f"{k}: export {theirs[k]}, config {mine[k]}" for k in mine if mine[k] != theirs[k]
+                     and k != "img_size"]
         if differing:
             raise SimsegError(f"{file} was trained with another architecture ({'; '.join(differing)}): "
                               f"set those model.* keys to the export's values or export a matching encoder")
@@ -94,7 +110,25 @@ def load_encoder(path: str | Path, expected=None, **model_overrides):
     if missing or unexpected:
         raise SimsegError(f"{file} does not match its recorded architecture (missing {sorted(missing)[:3]}, "
                           f"unexpected {sorted(unexpected)[:3]}): the file is damaged; re-export it")
+    if expected is not None and expected.img_size != model_cfg.img_size:
+        model_cfg = dataclasses.replace(model_cfg, img_size=expected.img_size)
+        encoder = resample_encoder(encoder, build_encoder(model_cfg))
     return encoder, model_cfg
+
+
+@torch.no_grad()
+def resample_encoder(encoder: torch.nn.Module, target: torch.nn.Module) -> torch.nn.Module:
+    """``target`` (the same ViT built at another image size) holding ``encoder``'s weights, its position embedding
+    (1, prefix + h*w, D) resampled bicubically (timm's) to ``target``'s patch grid; the prefix (cls) rows are kept."""
+    from timm.layers import resample_abs_pos_embed
+
+    state = encoder.state_dict()
+    prefix = 0 if encoder.no_embed_class else encoder.num_prefix_tokens
+    state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], new_size=list(target.patch_embed.grid_size),
+                                                old_size=list(encoder.patch_embed.grid_size),
+                                                num_prefix_tokens=prefix)
+    target.load_state_dict(state)  # strict: only the position embedding's length changed
+    return target
 
 
 def load_encoder_weights(model: torch.nn.Module, encoder_state: dict[str, torch.Tensor], source: str) -> None:
@@ -117,19 +151,27 @@ def load_init(model: torch.nn.Module, init: str, model_cfg) -> dict:
 
 
 def load_pretrained_encoder(model: torch.nn.Module, init: str | Path, model_cfg) -> dict:
-    """Put the encoder exported at ``init`` (a run folder or its ``encoder.safetensors``) into ``model.encoder``,
-    keeping ``model_cfg``'s dropout, and return the lineage record: which file, its hash, the stage and run config
-    that produced it. The model's head is left as it was initialised."""
+    """Put the encoder exported at ``init`` (a run folder, its ``exports/epoch_NNN`` folder or an
+    ``encoder.safetensors``) into ``model.encoder``, keeping ``model_cfg``'s dropout, and return the lineage record:
+    which file, its hash, the stage and run config (and epoch) that produced it, and the position embedding's
+    resampling when the export's ``img_size`` differs. The model's head is left as it was initialised."""
     file = export_path(init)
     dropout = {k: getattr(model_cfg, k) for k in ("drop_rate", "attn_drop_rate", "drop_path_rate")}
     encoder, _ = load_encoder(file, expected=model_cfg, **dropout)
     load_encoder_weights(model, encoder.state_dict(), str(file))
     _, metadata = read_weights(file, tensors=False)
+    saved = json.loads(metadata["model"])
     lineage = {"init": str(init), "export": str(file.resolve()), "export_sha256": sha256(file),
-               "export_stage": metadata.get("stage", "unknown"), "export_model": json.loads(metadata["model"])}
-    run_config = file.parent / "config.yaml"
+               "export_stage": metadata.get("stage", "unknown"), "export_model": saved}
+    if saved["img_size"] != model_cfg.img_size:
+        lineage["pos_embed_resampled"] = {"from_grid": [saved["img_size"] // saved["patch_size"]] * 2,
+                                          "to_grid": [model_cfg.img_size // model_cfg.patch_size] * 2}
+    run_dir, epoch = exporting_run(file.resolve().parent)
+    run_config = run_dir / "config.yaml"
     if run_config.is_file():  # the exporting run's resolved config: what produced these weights
         lineage.update(export_config=str(run_config.resolve()), export_config_sha256=sha256(run_config))
+    if epoch is not None:
+        lineage["export_epoch"] = epoch
     return lineage
 
 
