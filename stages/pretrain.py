@@ -1,12 +1,12 @@
-"""Stage 1: SimMIM masked-image pretraining of the encoder on unlabelled images.
+"""Stage 1: masked-image pretraining of the encoder on unlabelled images (``method=simmim|mae``).
 
     accelerate launch stages/pretrain.py -c configs/pretrain.yaml data.source=/data/imagenet/train data.subset=45k
     python stages/pretrain.py train.epochs=2          # the same, one process
     simseg pretrain ...                               # the same, from the installed CLI
 
 Writes into ``output_dir``: config.yaml, metrics.jsonl, metrics.json, encoder.safetensors (the export later stages
-load), model.safetensors (encoder + decoder, for reconstruction grids), grids/epoch_NNN.png and state/ (for
-``resume=true``).
+load), model.safetensors (encoder + decoder, for reconstruction grids), grids/epoch_NNN.png, exports/epoch_NNN/
+(with ``log.export_every``) and state/ (for ``resume=true``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from simseg.config.pretrain import PretrainConfig
 from simseg.data.image_cache import CacheSpec, ImageCache, cache_side
 from simseg.data.loaders import TransformedItems, WithFixedMasks
 from simseg.data.transforms import eval_transform
-from simseg.data.unlabelled import open_image_source, pretraining_split
+from simseg.data.unlabelled import open_pretraining_images, pretraining_split
 from simseg.files import atomic_write_json
-from simseg.models.masking import masked_patch_count, random_unit_mask
-from simseg.models.simmim import SimMIM
-from simseg.models.vit import build_encoder
+from simseg.models.masking import random_unit_mask
+from simseg.models.pretraining import pretrainer_for_config
 from simseg.training.data_path import DataPath
 from simseg.training.engine import epoch_record, evaluate, speed_summary, train_one_epoch
 from simseg.training.export import export_encoder, save_weights
@@ -40,7 +39,8 @@ def main(cfg: PretrainConfig) -> Path:
     accelerator, run_dir = start_run(cfg)
 
     # --- data: held-out images first (fixed for every subset size), then the seeded training subset -------------
-    source = open_image_source(cfg.data, stream="pretrain")
+    # data.exclude drops named images (e.g. a sweep's test images) from every source before anything is drawn.
+    source, exclusion = open_pretraining_images(cfg.data, stream="pretrain")
     train_idx, val_idx = pretraining_split(source, cfg.data, cfg.seed)
     img, patch = cfg.model.img_size, cfg.model.patch_size
     data = DataPath(cfg, run_dir, accelerator, CacheSpec(cache_side(img)), len(train_idx),
@@ -54,14 +54,17 @@ def main(cfg: PretrainConfig) -> Path:
     val_loader = data.loader(val_set)
     accelerator.print(f"pretraining on {len(train_idx):,} images of {source.name} ({len(val_idx)} held out); "
                       f"{train.describe()}")
+    resolved = data.resolved()
+    if exclusion:  # what was left out, with the list's hash, goes into config.yaml: the run says what it never saw
+        resolved.setdefault("data", {})["exclusion"] = exclusion
 
     # --- model and optimiser ------------------------------------------------------------------------------------
-    # Every mask covers the same number of patches, so the loss keeps static shapes (see SimMIM.masked_patches).
-    model = SimMIM(build_encoder(cfg.model), masked_patch_count(img, patch, cfg.mask.unit, cfg.mask.ratio))
+    # Every mask covers the same number of patches, so every method keeps static shapes (simseg.models.pretraining).
+    model = pretrainer_for_config(cfg)
     optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, fused=accelerator.device.type == "cuda")
     model, optimizer = accelerator.prepare(model, optimizer)
     lr_at = schedule_for(cfg.train, len(train.loader))
-    start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "pretrain", resolved=data.resolved())
+    start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "pretrain", resolved=resolved)
 
     mask_generator = torch.Generator(accelerator.device)  # reseeded every epoch, on the device the batch is on
 
@@ -78,7 +81,7 @@ def main(cfg: PretrainConfig) -> Path:
                                       progress=cfg.log.progress)
         val_loss = evaluate(model, val_loader, accelerator, lambda batch: {"images": batch[0], "mask": batch[1]})
         if accelerator.is_main_process:
-            write_exports(accelerator.unwrap_model(model), cfg, run_dir)
+            write_exports(accelerator.unwrap_model(model), cfg, run_dir, epoch)
             if epoch == cfg.train.epochs - 1 or (cfg.log.grid_every and (epoch + 1) % cfg.log.grid_every == 0):
                 write_grid(accelerator.unwrap_model(model), val_set, cfg, run_dir, epoch, val_loss)
         end_epoch(accelerator, run_dir, epoch_record(epoch, step, stats, val_loss=val_loss),
@@ -99,13 +102,18 @@ def main(cfg: PretrainConfig) -> Path:
     return run_dir
 
 
-def write_exports(model: SimMIM, cfg: PretrainConfig, run_dir: Path) -> None:
-    """encoder.safetensors (what later stages load) and model.safetensors (encoder + decoder, for grids)."""
-    export_encoder(run_dir / "encoder.safetensors", model.encoder, cfg.model, {"stage": "pretrain"})
-    save_weights(run_dir / "model.safetensors", model.state_dict(), {"stage": "pretrain"})
+def write_exports(model: torch.nn.Module, cfg: PretrainConfig, run_dir: Path, epoch: int) -> None:
+    """encoder.safetensors (what later stages load), model.safetensors (encoder + decoder, for grids) and, every
+    ``log.export_every`` epochs, a kept copy of the encoder in exports/epoch_NNN/ (the pretraining-budget curve)."""
+    metadata = {"stage": "pretrain", "method": cfg.method, "epoch": str(epoch)}
+    export_encoder(run_dir / "encoder.safetensors", model.encoder, cfg.model, metadata)
+    save_weights(run_dir / "model.safetensors", model.state_dict(), metadata)
+    if cfg.log.export_every and (epoch + 1) % cfg.log.export_every == 0:
+        export_encoder(run_dir / "exports" / f"epoch_{epoch:03d}" / "encoder.safetensors", model.encoder, cfg.model,
+                       metadata)
 
 
-def write_grid(model: SimMIM, val_set: WithFixedMasks, cfg: PretrainConfig, run_dir: Path, epoch: int,
+def write_grid(model: torch.nn.Module, val_set: WithFixedMasks, cfg: PretrainConfig, run_dir: Path, epoch: int,
                val_loss: float) -> None:
     """grids/epoch_NNN.png: reconstructions of the first ``log.grid_rows`` held-out images with their fixed masks."""
     rows = min(cfg.log.grid_rows, len(val_set))
