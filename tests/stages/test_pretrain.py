@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import stages.pretrain as pretrain_stage
 from simseg.errors import SimsegError
@@ -50,9 +51,10 @@ def test_training_reduces_the_reconstruction_loss(tiny_config):
 
 
 @pytest.mark.slow
-def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["simmim", "mae"])
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_config, tmp_path, monkeypatch, method):
     overrides = ("train.epochs=3", "train.warmup_epochs=1", "train.milestones=[2]", "model.drop_path_rate=0.1",
-                 "data.num_workers=1", "log.grid_every=0")
+                 "data.num_workers=1", "log.grid_every=0", f"method={method}", "norm_pix=true")
     whole = pretrain_stage.main(tiny_config(*overrides, output_dir=tmp_path / "whole"))
 
     split = interrupted_then_resumed(pretrain_stage, tiny_config, overrides, tmp_path / "split", monkeypatch)
@@ -63,6 +65,45 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_config, tmp_p
     assert all(torch.equal(a[k], b[k]) for k in a)
     epochs = [json.loads(line)["epoch"] for line in (split / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_mae_run_keeps_its_intermediate_exports_and_each_one_starts_a_segmentation(tiny_config, tmp_path):
+    from simseg.training.export import load_init
+    from simseg.models.registry import build_segmentation_model
+    from simseg.models.vit import build_encoder
+
+    cfg = tiny_config("method=mae", "norm_pix=true", "train.epochs=3", "log.export_every=2", "log.grid_every=0")
+    run_dir = pretrain_stage.main(cfg)
+    assert cfg.mask.ratio == 0.75  # MAE's own default when mask.ratio is left null
+    assert sorted(p.name for p in (run_dir / "exports").iterdir()) == ["epoch_001"]
+    _, metadata = read_weights(run_dir / "exports" / "epoch_001" / "encoder.safetensors", tensors=False)
+    assert metadata["method"] == "mae" and metadata["epoch"] == "1"
+    model = build_segmentation_model("vit_linear", 3, "ce", build_encoder(cfg.model, dynamic_img_size=True))
+    lineage = load_init(model, str(run_dir / "exports" / "epoch_001"), cfg.model)
+    assert lineage["export_epoch"] == 1 and lineage["export_config"] == str((run_dir / "config.yaml").resolve())
+    grid = run_dir / "grids" / "epoch_002.png"
+    assert grid.is_file()
+
+
+@pytest.mark.slow
+def test_excluded_images_never_reach_pretraining(tiny_config, tmp_path, monkeypatch):
+    from simseg.data.sources import FolderSource
+
+    folder = tmp_path / "images"
+    write_images(folder, [f"img_{i:02d}.png" for i in range(24)], size=(40, 40))
+    excluded = {f"img_{i:02d}" for i in range(0, 24, 3)}
+    (tmp_path / "test_images.txt").write_text("\n".join(sorted(excluded)) + "\n")
+    read = []
+    original = FolderSource.image
+    monkeypatch.setattr(FolderSource, "image", lambda self, i: read.append(self.files[i].stem) or original(self, i))
+    cfg = tiny_config(f"data.source={folder}", f"data.exclude={tmp_path / 'test_images.txt'}", "data.val_size=2",
+                      "train.epochs=1", "data.pipeline=per_image")
+    run_dir = pretrain_stage.main(cfg)
+    assert read and not excluded & set(read)
+    assert len(set(read)) == 24 - len(excluded)
+    record = yaml.safe_load((run_dir / "config.yaml").read_text())["resolved"]["data"]["exclusion"]
+    assert record["excluded"] == len(excluded) and set(record["excluded_names"]) == excluded
 
 
 @pytest.mark.slow
