@@ -7,10 +7,11 @@ An axis is one of three kinds:
   folder level in front of the init's, in table order: ``cells/ARCH/AUG/RECIPE/INIT/subset-N/seed-S``; its values
   are the report's variants (``unet_resnet18/heavy/scratch``), each init compared with the scratch init of its own.
 - ``init``: where a cell's encoder starts (``--init``): the ``INIT`` level.
-- ``pretraining``: a pretraining config key (``--pretrain-subsets`` -> ``data.subset``). The sweep first runs one
-  pretraining per combination of the swept pretraining axes' values, ``SWEEP_DIR/pretrain-<part>[-<part>...]``, each
-  an init of that name; every init's column holds the value its pretraining ran with (read from the run folders for
-  ``--init PATH``), and the report shows each value's gain over scratch.
+- ``pretraining``: a pretraining config key (``--pretrain-subsets`` -> ``data.subset``, ``--pretrain-methods`` ->
+  ``method``). The sweep first runs one pretraining per combination of the swept pretraining axes' values,
+  ``SWEEP_DIR/pretrain-<part>[-<part>...]`` (``pretrain-mae-45k``), each an init of that name; every init's column
+  holds the value its pretraining ran with (read from the run folders for ``--init PATH``), and the report shows
+  each value's gain over scratch.
 
 The parser, the grid, the cell folders, ``cell.json``, ``sweep.json``, the results table and the report read this
 table: adding an axis is one entry here.
@@ -26,8 +27,10 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import AUG_PRESETS, RECIPES
 from simseg.errors import SimsegError
+from simseg.models.pretraining import METHODS
 from simseg.models.registry import ARCHS, HEAD_SYNONYMS
 from simseg.sizes import format_size, parse_size
 from simseg.training.rundir import saved_config
@@ -77,6 +80,10 @@ class Axis:
     """(item, flag) -> value, for values that are not :attr:`choices` (sizes)."""
     name_part: Callable[[Any], str] = str
     """A value's part of the pretraining runs' names (``45k`` of ``pretrain-45k``)."""
+    unnamed: Any = None
+    """A value left out of the runs' names when it is the flag's only value and another axis names the run: the
+    config's default, so ``--pretrain-methods simmim --pretrain-subsets 45k`` reuses the ``pretrain-45k`` of sweeps
+    made before the axis existed. None: every value is named."""
     config_text: Callable[[Any], str] = str
     """A value as the text of ``config_key=...``."""
     column_value: Callable[[Any, PretrainingData], Any] | None = None
@@ -154,6 +161,13 @@ def images_of_run(root: Path) -> int | None:
     return json.loads(metrics.read_text()).get("train_images") if metrics.is_file() else None
 
 
+def method_of_run(root: Path) -> str | None:
+    """A pretraining run's ``method``; a config.yaml written before the key existed is SimMIM's, the only method
+    then. None without a config.yaml."""
+    saved = saved_config(root)
+    return None if saved is None else saved.get("method", PretrainConfig.method)
+
+
 def run_config_value(run_dir: Path, key: str) -> Any:
     """The value at dotted ``key`` in a run folder's ``config.yaml``; None when absent."""
     node = saved_config(run_dir)
@@ -173,6 +187,9 @@ AXES: tuple[Axis, ...] = (
     Axis("init", "--init", "init", "init", "init", effect="pretraining (init vs {reference})", grid_key="inits",
          default="scratch",
          help="inits: scratch and run folders (LABEL=PATH to name one), e.g. scratch,small=runs/p45k"),
+    Axis("pretrain_method", "--pretrain-methods", "pretraining", "method", "pretraining method", choices=METHODS,
+         grid_key="pretrain_methods", unnamed=PretrainConfig.method, read_run=method_of_run,
+         help=f"also pretrain with each of these methods ({', '.join(METHODS)}), e.g. simmim,mae"),
     Axis("pretrain_images", "--pretrain-subsets", "pretraining", "data.subset", "pretraining images",
          noun="pretraining size", grid_key="pretrain_subsets", counts_images=True, parse_item=parse_pretrain_size,
          name_part=lambda subset: "all" if subset is None else format_size(subset),

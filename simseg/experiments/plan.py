@@ -7,7 +7,10 @@ Pure functions and small records; :mod:`simseg.experiments.sweep` runs the cells
 
     sweep.json                         the grid (under "grid"), the segmentation config and the commands that ran it
     results.csv, results.jsonl         one row per finished cell, rebuilt from the cell folders after every cell
-    pretrain-<size>/                   pretraining runs made by the pretraining axes (--pretrain-subsets)
+    pretrain-<size>/                   pretraining runs made by the pretraining axes (--pretrain-subsets; with
+                                       --pretrain-methods pretrain-<method>-<size>/)
+    pretrain_exclude.txt               the images no pretraining may see (the test split, when --pretrain-data
+                                       holds the labelled set)
     cells/<init>/subset-<n>/seed-<s>/  one segmentation run per cell, with cell.json saying what the cell is
     cells/<arch>/<aug>/<init>/...      the same with --models and --aug (a level for each swept variant axis)
 

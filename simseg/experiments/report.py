@@ -118,9 +118,10 @@ def result_tables(rows: list[Row]) -> list[str]:
         value = info[label].pretraining.get(axis.column)
         return MISSING if value is None else axis.show(value)
 
+    shown = [axis for axis in pretraining_axes() if any(axis.column in i.pretraining for i in info.values())]
     lines = ["## Test mIoU", "", *markdown_table(
-        ["init", *(axis.title for axis in pretraining_axes()), *columns],
-        [[label, *(pretrained(label, axis) for axis in pretraining_axes()), *(miou_cell(label, s) for s in subsets)]
+        ["init", *(axis.title for axis in shown), *columns],
+        [[label, *(pretrained(label, axis) for axis in shown), *(miou_cell(label, s) for s in subsets)]
          for label in order]),
         "", "Mean ± sample standard deviation (ddof=1) over seeds; n = seeds; bold = best init for that subset size; "
         f"{MISSING} = no finished cell.", "", "## Gain over scratch", ""]

@@ -4,17 +4,19 @@ test set.
     simseg sweep --subsets 250,500,1k,2k,4k,6k --init scratch,outputs/pretrain-45k [--intermediate outputs/classify]
                  [--models vit_linear,unet_resnet18] [--aug light,heavy] [--recipes study,mild,medium]
                  [--seeds 0,1,2] [--data data/oxford-iiit-pet] [-c configs/segment.yaml] [key=value ...]
-                 [--pretrain-subsets 45k,100k,all --pretrain-data /data/imagenet/train [pretrain.key=value ...]]
+                 [--pretrain-subsets 45k,100k,all [--pretrain-methods simmim,mae] --pretrain-data DIR[,DIR...]
+                  [pretrain.key=value ...]]
                  [--output-dir outputs/sweep] [--shard i/n]
                  [--launcher slurm --partition P --time H:MM:SS --gpus-per-cell N ... [--wait]] [--gpus-per-cell N]
 
 Cells share the test set (``data.test_seed``) and, per seed, nested training subsets, so they are comparable.
 The axes (their flags, config keys, folder levels and columns) are one table, :mod:`simseg.experiments.axes`.
-``--pretrain-subsets`` (a pretraining axis) first runs (or reuses) one pretraining per unlabelled-set size and adds
-each as an init. ``--models`` (``model.arch`` values), ``--aug`` (``aug.preset`` values) and ``--recipes``
-(``recipe`` values) are variant axes; an init runs only with the models it fits (a SimMIM export with the ViT
-models; ``imagenet`` or a ResNet weights file with the CNNs; ``scratch`` with all), and the cells that do not fit
-are named and skipped.
+``--pretrain-subsets`` and ``--pretrain-methods`` (pretraining axes) first run (or reuse) one pretraining per
+unlabelled-set size and method and add each as an init; when ``--pretrain-data`` holds the labelled set's images, the
+cells' test images are kept out of every pretraining (``pretrain_exclude.txt``). ``--models`` (``model.arch``
+values), ``--aug`` (``aug.preset`` values) and ``--recipes`` (``recipe`` values) are variant axes; an init runs
+only with the models it fits (a SimMIM export with the ViT models; ``imagenet`` or a ResNet weights file with the
+CNNs; ``scratch`` with all), and the cells that do not fit are named and skipped.
 Finished cells are never rerun; an interrupted one resumes from its state; ``results.csv``/``results.jsonl`` are
 rebuilt from the finished cell folders after every cell. ``--shard i/n`` runs the i-th of n disjoint parts (several
 machines writing into one shared folder); under ``accelerate launch -m simseg.cli sweep ...`` every cell runs on
@@ -65,6 +67,7 @@ from simseg.experiments.plan import (
 )
 from simseg.experiments.sweep_axes import (
     add_axis_flags,
+    exclude_labelled_test_set,
     plan_pretraining,
     refuse_sweep_keys,
     skipped_pairs,
@@ -87,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2")
     parser.add_argument("--data", help="segmentation data (sets data.source)")
     parser.add_argument("-c", "--config", help="segmentation config diff (YAML)")
-    parser.add_argument("--pretrain-data", help="unlabelled images for the pretraining runs (sets data.source)")
+    parser.add_argument("--pretrain-data", help="unlabelled images for the pretraining runs (sets data.source; "
+                                                "A,B pretrains on their union)")
     parser.add_argument("--pretrain-config", help="pretraining config diff (YAML) for the pretraining runs")
     parser.add_argument("--output-dir", default="outputs/sweep", help="the sweep folder")
     parser.add_argument("--shard", help="run only the i-th of n disjoint parts of the grid, e.g. 1/4")
@@ -124,10 +128,13 @@ def sweep(argv: list[str]) -> Path:
                  for variant in every_variant(variants)}  # per variant: explicit keys still override
     template = next(iter(templates.values()))
 
-    pretraining, pretraining_values = plan_pretraining(args, sweep_dir, pre_overrides)
+    check_subsets_fit(template, subsets)
+    excluded, message = exclude_labelled_test_set(args, sweep_dir, pre_overrides, template)
+    if message:
+        print_main(message)
+    pretraining, pretraining_values = plan_pretraining(args, sweep_dir, [*pre_overrides, *excluded])
     inits = sweep_inits(args, pretraining)
     labels = [init.label for init in inits]
-    check_subsets_fit(template, subsets)
     cells = expand_grid(inits, subsets, seeds, variants,
                         lambda init, variant: runs_with(init.path, config_variant(templates[variant])))
     skipped = skipped_pairs(inits, templates)
@@ -155,7 +162,12 @@ def sweep(argv: list[str]) -> Path:
         elif is_main_process():  # reused only with the same config; cell.json may be missing after a kill
             check_unchanged(configs[cell], sweep_dir)
             write_cell_record(cell, sweep_dir)
-    todo_pre = [cfg for _, cfg in my_pretraining if not run_is_finished(Path(cfg.output_dir), cfg.train.epochs)]
+    todo_pre = []
+    for _, cfg in my_pretraining:
+        if not run_is_finished(Path(cfg.output_dir), cfg.train.epochs):
+            todo_pre.append(cfg)
+        elif is_main_process():  # reused only with the same config (data.exclude included), cells finished or not
+            check_unchanged(cfg, sweep_dir)
     if not todo and not todo_pre:
         rows = collect_results(sweep_dir, labels)
         print_main(f"sweep: all {len(my_cells)} cells{part} finished earlier in {sweep_dir}: nothing to run "

@@ -56,8 +56,8 @@ def test_cell_json_and_results_columns_are_those_of_earlier_sweeps(tmp_path):
     cell = Cell(PRETRAINED, 250, 1, (("arch", "unet_resnet18"),))
     write_cell_record(cell, tmp_path)
     text = (tmp_path / "cells/unet_resnet18/p/subset-250/seed-1/cell.json").read_text()
-    assert text == json.dumps({"init": {"label": "p", "path": "/runs/p", "pretrain_images": 45000,
-                                        "intermediate": False, "base_init": None},
+    assert text == json.dumps({"init": {"label": "p", "path": "/runs/p", "pretrain_method": None,
+                                        "pretrain_images": 45000, "intermediate": False, "base_init": None},
                                "subset": 250, "seed": 1, "arch": "unet_resnet18", "aug": None, "recipe": None},
                               indent=2)
     assert read_cell_record(tmp_path / "cells/unet_resnet18/p/subset-250/seed-1/cell.json") == cell
@@ -66,8 +66,8 @@ def test_cell_json_and_results_columns_are_those_of_earlier_sweeps(tmp_path):
                                                    "intermediate": False, "base_init": None},
                                           "subset": 1000, "seed": 0, "arch": None, "aug": "heavy"}))
     assert read_cell_record(before_recipes).name == "heavy/scratch/subset-1k/seed-0"
-    assert result_columns()[:11] == ("cell", "arch", "aug", "recipe", "init", "init_path", "pretrain_images",
-                                     "intermediate", "base_init", "subset", "seed")
+    assert result_columns()[:12] == ("cell", "arch", "aug", "recipe", "init", "init_path", "pretrain_method",
+                                     "pretrain_images", "intermediate", "base_init", "subset", "seed")
     old_run = result_row(Cell(SCRATCH, 250, 0), {"head": "linear", "miou": 0.5}, tmp_path)  # before model.arch
     assert old_run["arch"] == "vit_linear" and old_run["pretrain_images"] is None
 
@@ -136,15 +136,16 @@ def test_a_pretraining_axis_is_one_table_entry(tmp_path, with_axis):
                                                   "pretrain-all-0.6"]
     assert [(cfg.data.subset, cfg.mask.ratio) for _, cfg in planned] == [("16", 0.4), ("16", 0.6), (None, 0.4),
                                                                          (None, 0.6)]
-    assert planned[3][0].pretraining == (("pretrain_images", 36), ("pretrain_mask_ratio", 0.6))  # 40 - 4 held out
+    assert planned[3][0].pretraining == (("pretrain_method", "simmim"), ("pretrain_images", 36),
+                                         ("pretrain_mask_ratio", 0.6))  # 40 - 4 held out
 
     outside = tmp_path / "elsewhere"  # a pretraining run given as --init: its values are read from its folder
     outside.mkdir()
     (outside / "encoder.safetensors").write_bytes(b"")
     (outside / "metrics.json").write_text(json.dumps({"train_images": 500}))
     (outside / "config.yaml").write_text("mask:\n  ratio: 0.6\n")
-    assert resolve_init(f"mine={outside}", "--init").pretraining == (("pretrain_images", 500),
-                                                                      ("pretrain_mask_ratio", 0.6))
+    assert resolve_init(f"mine={outside}", "--init").pretraining == (  # a config.yaml without method: SimMIM's
+        ("pretrain_method", "simmim"), ("pretrain_images", 500), ("pretrain_mask_ratio", 0.6))
 
     inits = [SCRATCH, *(init for init, _ in planned)]
     table = []
@@ -158,8 +159,8 @@ def test_a_pretraining_axis_is_one_table_entry(tmp_path, with_axis):
     write_results(tmp_path, table)
     assert [row["pretrain_mask_ratio"] for row in rows(tmp_path)] == ["", "0.4", "0.6", "0.4", "0.6"]
     text = build_report(tmp_path).read_text()
-    assert "| init | pretraining images | pretraining mask ratio | 8 |" in text
-    assert "| pretrain-16-0.6 | 16 | 0.6 | 0.625 |" in text
+    assert "| init | pretraining method | pretraining images | pretraining mask ratio | 8 |" in text
+    assert "| pretrain-16-0.6 | simmim | 16 | 0.6 | 0.625 |" in text
     assert "5 inits (2 pretraining sizes, 2 mask ratios)" in text
     # each value's gain over scratch, averaged over the inits pretrained with it
     assert "| pretraining mask ratio (vs scratch) | 0.4 | +0.281 | 2 |" in text  # (0.25 + 0.3125) / 2

@@ -50,8 +50,9 @@ def test_hand_written_csv_with_missing_cells_and_columns(tmp_path):
     report = build_report(tmp_path)
     text = report.read_text()
     assert report == tmp_path / "report.md"
-    assert "| scratch | — | 0.450 ± 0.071 (n=2) | 0.550 |" in text  # sample std of 0.40, 0.50 = 0.0707
-    assert "| p45k | — | **0.470** | — |" in text  # best at 250 in bold; its 500 cell is missing
+    assert "| scratch | 0.450 ± 0.071 (n=2) | 0.550 |" in text  # sample std of 0.40, 0.50 = 0.0707
+    assert "| p45k | **0.470** | — |" in text  # best at 250 in bold; its 500 cell is missing
+    assert "| init | 250 | 500 |" in text  # no pretraining axis column: no row says how an init was pretrained
     assert "| p45k | +0.020 | — |" in text  # gain over scratch: 0.47 - 0.45
     assert "ddof=1" in text
     assert "4 of 8 cells of the grid the rows span (no sweep.json) missing" in text
