@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from simseg.data.image_cache import ImageCache, is_cache, open_cache
+from simseg.data.pets import OxfordPetsSource
 from simseg.data.sources import (
     DatasetSource,
     FolderSource,
@@ -57,7 +58,9 @@ def _open_one(source: str, data_cfg, stream: str) -> ImageSource:
     if is_cache(path):
         return open_cache(path)
     if path.is_dir() and not is_table_folder(path):
-        return FolderSource(path)
+        # An Oxford-IIIT Pet folder's unlabelled images are its photos: its trimaps are images too, but not photos.
+        pets = OxfordPetsSource.find_root(path)
+        return FolderSource(pets / "images" if pets is not None else path)
     if path.exists() or looks_local(source):
         if not path.exists():
             raise SimsegError(f"data.source {source} does not exist: check the path")

@@ -137,3 +137,18 @@ def test_exclusion_on_an_image_cache_is_refused_and_done_when_building_it(two_fo
                                               r"exclude when building the cache .* or point data.source") as err:
             opened(sources, exclude=str(tmp_path / "x.txt"))
         assert "\n" not in str(err.value)
+
+
+def test_a_pets_folder_pretrains_on_its_photos_not_its_trimaps(tmp_path):
+    from simseg.config.pretrain import PretrainDataConfig
+    from simseg.data.unlabelled import open_image_source
+    from tests.helpers import write_pair
+
+    for stem in ("Abyssinian_1", "Abyssinian_2", "beagle_3"):
+        write_pair(tmp_path / "pets", stem)
+    for source in (tmp_path / "pets", tmp_path):  # the folder, or the one holding oxford-iiit-pet/ ... as pets does
+        if source == tmp_path:
+            (tmp_path / "pets").rename(tmp_path / "oxford-iiit-pet")
+        opened = open_image_source(PretrainDataConfig(source=str(source)), stream="pretrain")
+        assert sorted(opened.item_file_name(i) for i in range(len(opened))) == [
+            "Abyssinian_1.jpg", "Abyssinian_2.jpg", "beagle_3.jpg"]
