@@ -22,7 +22,7 @@ from simseg.config.pretrain import PretrainConfig
 from simseg.data.image_cache import CacheSpec, ImageCache, cache_side
 from simseg.data.loaders import TransformedItems, WithFixedMasks
 from simseg.data.transforms import eval_transform
-from simseg.data.unlabelled import open_pretraining_images, pretraining_split
+from simseg.data.unlabelled import open_pretraining_images, pretraining_split, read_exclude_file
 from simseg.files import atomic_write_json
 from simseg.models.masking import random_unit_mask
 from simseg.models.pretraining import pretrainer_for_config
@@ -31,6 +31,7 @@ from simseg.training.engine import epoch_record, evaluate, speed_summary, train_
 from simseg.training.export import export_encoder, save_weights
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import save_reconstruction_grid
+from simseg.training.probe import LinearProbe, save_probe_curve
 from simseg.training.rundir import read_metrics
 from simseg.training.stage_steps import begin_or_resume, end_epoch, epochs, start_run, training_cost
 
@@ -67,6 +68,11 @@ def main(cfg: PretrainConfig) -> Path:
     start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "pretrain", resolved=resolved)
 
     mask_generator = torch.Generator(accelerator.device)  # reseeded every epoch, on the device the batch is on
+    # The linear probe (probe.*) never sees what data.exclude names: it reads labelled images, often the same set.
+    probe = None
+    if cfg.probe.every and accelerator.is_main_process:
+        never = read_exclude_file(cfg.data.exclude)[0] if cfg.data.exclude else set()
+        probe = LinearProbe.prepare(cfg.probe, img, cfg.aug.mean, cfg.aug.std, never, cfg.seed)
 
     def masked_batch(batch) -> dict:
         images, _ = train(batch)  # (B, 3, img, img) normalised
@@ -80,20 +86,28 @@ def main(cfg: PretrainConfig) -> Path:
                                       lr_at=lr_at, make_inputs=masked_batch, grad_clip=cfg.train.grad_clip,
                                       progress=cfg.log.progress)
         val_loss = evaluate(model, val_loader, accelerator, lambda batch: {"images": batch[0], "mask": batch[1]})
+        scores, line = {"val_loss": val_loss}, f"val loss {val_loss:.4f}"
+        if probe is not None and (epoch == cfg.train.epochs - 1 or (epoch + 1) % cfg.probe.every == 0):
+            scores.update(probe.score(accelerator.unwrap_model(model).encoder))
+            line += f", probe mIoU {scores['probe_miou']:.3f} ({scores['probe_seconds']:.0f}s)"
         if accelerator.is_main_process:
             write_exports(accelerator.unwrap_model(model), cfg, run_dir, epoch)
             if epoch == cfg.train.epochs - 1 or (cfg.log.grid_every and (epoch + 1) % cfg.log.grid_every == 0):
                 write_grid(accelerator.unwrap_model(model), val_set, cfg, run_dir, epoch, val_loss)
-        end_epoch(accelerator, run_dir, epoch_record(epoch, step, stats, val_loss=val_loss),
-                  f"epoch {epoch}: train loss {stats['loss']:.4f}, val loss {val_loss:.4f}, {speed_summary(stats)}")
+        end_epoch(accelerator, run_dir, epoch_record(epoch, step, stats, **scores),
+                  f"epoch {epoch}: train loss {stats['loss']:.4f}, {line}, {speed_summary(stats)}")
+        if "probe_miou" in scores:
+            save_probe_curve(run_dir, read_metrics(run_dir))
 
     # --- final figures ------------------------------------------------------------------------------------------
     if accelerator.is_main_process:
         history = read_metrics(run_dir)
+        probes = [r["probe_miou"] for r in history if "probe_miou" in r]
         atomic_write_json(run_dir / "metrics.json", {
             "epochs": cfg.train.epochs, "train_images": len(train_idx), "val_images": len(val_idx),
             "final_train_loss": history[-1]["train_loss"], "final_val_loss": history[-1]["val_loss"],
             "best_val_loss": min(r["val_loss"] for r in history),
+            **({"final_probe_miou": probes[-1]} if probes else {}),
             "encoder_parameters": sum(p.numel() for p in accelerator.unwrap_model(model).encoder.parameters()),
             "pipeline": data.pipeline, **training_cost(history, accelerator.device),
         })

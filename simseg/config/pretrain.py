@@ -82,8 +82,9 @@ class ProbeConfig:
     """Further labelled images it is scored on (a fixed, seeded draw, apart from ``subset``)."""
     steps: int = 300
     """Full-batch AdamW steps of the linear head on the frozen features."""
-    lr: float = 0.01
-    """The head's learning rate."""
+    lr: float = 0.1
+    """The head's learning rate (AdamW from a zero head on standardised tokens: ``steps`` must reach convergence,
+    or the probe measures how fast the head fits rather than what the tokens hold)."""
 
     def __post_init__(self):
         check(self.every >= 0, "probe.every must be >= 0")

@@ -243,3 +243,21 @@ def test_a_non_finite_loss_under_mixed_precision_stops_naming_the_epoch_and_step
     monkeypatch.setattr(SimMIM, "forward", forward_that_overflows)
     with pytest.raises(SimsegError, match=r"training loss became (inf|nan) in epoch 0 at step 0: lower train.lr"):
         pretrain_stage.main(tiny_config(f"train.mixed_precision={precision}"))
+
+
+@pytest.mark.slow
+def test_the_probe_scores_the_frozen_encoder_during_pretraining_into_metrics_and_probe_png(tiny_config, tmp_path):
+    from tests.helpers import write_pair
+
+    pets = tmp_path / "pets"
+    for i in range(14):
+        write_pair(pets, f"breed_{i}", size=(40, 36))
+    (tmp_path / "test_images.txt").write_text("breed_0\nbreed_1\n")
+    cfg = tiny_config("train.epochs=2", "probe.every=1", f"probe.data={pets}", "probe.subset=8",
+                      "probe.score_images=4", "probe.steps=20", f"data.exclude={tmp_path / 'test_images.txt'}",
+                      "log.grid_every=0")
+    run_dir = pretrain_stage.main(cfg)
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["probe_miou"] <= 1.0 and r["probe_seconds"] > 0 for r in lines)
+    assert (run_dir / "probe.png").is_file()
+    assert json.loads((run_dir / "metrics.json").read_text())["final_probe_miou"] == lines[-1]["probe_miou"]
