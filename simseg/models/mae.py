@@ -9,6 +9,8 @@ gathered into a tensor of fixed shape: no boolean indexing, no shapes that depen
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from timm.layers import trunc_normal_
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block, VisionTransformer
@@ -74,22 +76,27 @@ class MAE(nn.Module):
         patches at ``visible`` (B, V) in that order. Each patch gets its position before the others are dropped,
         as in timm's ``_pos_embed`` for the full sequence."""
         enc = self.encoder
-        patches = enc.patch_embed(images) + enc.pos_embed[:, 1:]  # (B, N, D)
+        # Only the visible patches are embedded: the patch embedding is a linear map of each patch's pixels (its
+        # conv's weight flattened in (c, p, q) order), so embedding V of N patches is the same as embedding all.
+        pixels = rearrange(images, "b c (h p) (w q) -> b (h w) (c p q)", p=self.patch_size, q=self.patch_size)
+        proj = enc.patch_embed.proj
+        embedded = F.linear(gather_tokens(pixels, visible), proj.weight.flatten(1), proj.bias)  # (B, V, D)
+        embedded = enc.patch_embed.norm(embedded) + gather_tokens(enc.pos_embed[:, 1:].expand(len(images), -1, -1),
+                                                                  visible)
         cls = (enc.cls_token + enc.pos_embed[:, :1]).expand(len(images), -1, -1)  # (B, 1, D)
-        tokens = torch.cat([cls, gather_tokens(patches, visible)], dim=1)  # (B, 1 + V, D)
+        tokens = torch.cat([cls, embedded], dim=1)  # (B, 1 + V, D)
         tokens = enc.norm_pre(enc.patch_drop(enc.pos_drop(tokens)))
         return enc.norm(enc.blocks(tokens))
 
     def decode(self, encoded: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        """Encoded tokens (B, 1 + V, D) -> pixel predictions for every patch (B, N, p*p*3): the visible tokens go
-        back to their positions, the mask token fills the others."""
+        """Encoded tokens (B, 1 + V, D) -> decoded patch tokens (B, N, Dd), before the pixel prediction: the visible
+        tokens go back to their positions, the mask token fills the others."""
         tokens = self.decoder_embed(encoded)  # (B, 1 + V, Dd)
         batch, _, width = tokens.shape
         full = self.mask_token.to(tokens.dtype).expand(batch, self.num_patches, width)
         full = full.scatter(1, visible.unsqueeze(-1).expand(-1, -1, width), tokens[:, 1:])  # (B, N, Dd)
         full = torch.cat([tokens[:, :1], full], dim=1) + self.decoder_pos_embed.to(tokens.dtype)
-        full = self.decoder_norm(self.decoder_blocks(full))
-        return self.decoder_pred(full[:, 1:])  # (B, N, P)
+        return self.decoder_norm(self.decoder_blocks(full))[:, 1:]  # (B, N, Dd)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor, reconstruct: bool = False) -> dict[str, torch.Tensor]:
         token_mask = flatten_mask(mask)  # (B, N)
@@ -98,13 +105,15 @@ class MAE(nn.Module):
         torch._assert_async((token_mask.sum(1) == count).all(),
                             f"MAE(masked_patches={count}) got a mask with another count per image")
         visible = positions_where(~token_mask, self.num_patches - count)  # (B, V)
-        predictions = self.decode(self.encode_visible(images, visible), visible)  # (B, N, P)
+        decoded = self.decode(self.encode_visible(images, visible), visible)  # (B, N, Dd)
         masked = positions_where(token_mask, count)  # (B, M)
+        # Pixels are predicted for the masked patches alone: the loss needs no others, and P = 768 >> Dd.
+        predictions = self.decoder_pred(gather_tokens(decoded, masked))  # (B, M, P)
         targets = pixel_targets(images, self.patch_size, self.norm_pix)  # (B, N, P)
-        error = (gather_tokens(predictions, masked) - gather_tokens(targets, masked)) ** 2  # (B, M, P)
+        error = (predictions - gather_tokens(targets, masked)) ** 2  # (B, M, P)
         loss_per_image = error.mean(dim=(1, 2))
         out = {"loss": loss_per_image.mean(), "loss_per_image": loss_per_image}
         if reconstruct:
-            out["reconstruction"] = predictions_to_images(predictions, images, self.patch_size, self.grid,
-                                                          self.norm_pix)
+            out["reconstruction"] = predictions_to_images(self.decoder_pred(decoded), images, self.patch_size,
+                                                          self.grid, self.norm_pix)
         return out
