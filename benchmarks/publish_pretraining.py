@@ -1,0 +1,163 @@
+"""Print the tables of docs/results/pretraining.md from a benchmarks/compare_pretraining_cpu.sh folder and put its
+figures there, at sizes a repository can hold.
+
+    python benchmarks/publish_pretraining.py ../simseg-pretraining-cpu [docs/results/pretraining]
+
+Tables: the pretraining runs (method, images, epochs, minutes, images/s, held-out loss, last probe mIoU); the cells
+per model and init (test mIoU plain and with TTA, boundary IoU at 250 labelled pets, mean ± std over seeds, and at
+877, with training minutes); the issue's three targets for the best pretrained vit_fused_skip. Figures:
+budget_curve.png (test mIoU at 250 against pretraining minutes, from MAE's intermediate exports, with the linear
+probe of the same exports beside it) and each pretraining's last reconstruction grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from publish_models import summary  # noqa: E402  (mean ± std, beside this script)
+from publish_results import shrink  # noqa: E402
+
+from simseg.experiments.report_figures import PALETTE, STYLE, save_png  # noqa: E402
+from simseg.experiments.results import read_results  # noqa: E402
+from simseg.training.plots import plt  # noqa: E402  (the Agg backend first)
+
+MODELS = ("vit_linear", "vit_fused_skip", "unet_resnet18")
+INITS = ("scratch", "pretrain-all", "simmim32", "mae-e2", "mae-e6", "mae", "mae-pets", "simmim32-pets")
+CURVE = {"scratch": 0, "mae-e2": 1, "mae-e6": 5}  # budget-curve inits: the MAE export epoch (0-based) they start from
+
+
+def plain(cells: list[dict]) -> list[float]:
+    """metrics.json's plain_miou when TTA was on, else the only score."""
+    return [r["plain_miou"] if r.get("plain_miou") not in (None, "") else r["miou"] for r in cells]
+
+
+def order(variant: tuple[str, str]) -> tuple:
+    arch, init = variant
+    return (MODELS.index(arch) if arch in MODELS else len(MODELS), INITS.index(init) if init in INITS else 99, init)
+
+
+def pretraining_table(pretrain_root: Path) -> None:
+    print("\n| run | method | images | epochs | minutes | images/s | held-out loss | probe mIoU (last) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for run in sorted(p for p in pretrain_root.iterdir() if (p / "metrics.json").is_file()):
+        final = json.loads((run / "metrics.json").read_text())
+        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        config = (run / "config.yaml").read_text()
+        method = next((line.split(":", 1)[1].strip() for line in config.splitlines() if line.startswith("method:")),
+                      "simmim")
+        probes = [r["probe_miou"] for r in history if "probe_miou" in r]
+        print(f"| {run.name} | {method} | {final['train_images']:,} | {final['epochs']} | "
+              f"{final['train_seconds'] / 60:.1f} | {final['images_per_s']:.1f} | {final['final_val_loss']:.3f} | "
+              f"{f'{probes[-1]:.3f}' if probes else '—'} |")
+
+
+def cells_table(rows: list[dict]) -> None:
+    print("\n| model | init | mIoU @250 | mIoU @250 with TTA | boundary IoU @250 | mIoU @877 | boundary IoU @877 "
+          "| training min @250 |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for arch, init in sorted({(r["arch"], r["init"]) for r in rows}, key=order):
+        at = {s: [r for r in rows if (r["arch"], r["init"], r["subset"]) == (arch, init, s)] for s in (250, 877)}
+        minutes = summary([r["train_seconds"] / 60 for r in at[250]]).split(" ±")[0]
+        print(f"| {arch} | {init} | {summary(plain(at[250]))} | {summary([r['miou'] for r in at[250]])} | "
+              f"{summary([r['iou_boundary'] for r in at[250]])} | {summary(plain(at[877]))} | "
+              f"{summary([r['iou_boundary'] for r in at[877]])} | {minutes} |")
+
+
+def targets(rows: list[dict]) -> None:
+    """The issue's targets at 250 labelled pets, three-seed means of the plain score (TTA in brackets)."""
+    def mean(arch: str, init: str, key=None) -> float | None:
+        cells = [r for r in rows if (r["arch"], r["init"], r["subset"]) == (arch, init, 250)]
+        values = plain(cells) if key is None else [r[key] for r in cells]
+        return statistics.mean(values) if values else None
+
+    pretrained = [i for i in INITS if i != "scratch" and mean("vit_fused_skip", i) is not None]
+    if not pretrained:
+        return
+    best = max(pretrained, key=lambda i: mean("vit_fused_skip", i))
+    vit, unet, scratch = (mean("vit_fused_skip", best), mean("unet_resnet18", "scratch"),
+                          mean("vit_fused_skip", "scratch"))
+    print(f"\nbest pretrained vit_fused_skip at 250: {best}, mIoU {vit:.3f}")
+    if unet is not None:
+        print(f"- over U-Net-R18 from scratch at equal minutes: {vit - unet:+.3f} (target >= +0.03)")
+    if scratch is not None:
+        print(f"- over the same model from scratch: {vit - scratch:+.3f} (target >= +0.06)")
+    print(f"- boundary IoU: {mean('vit_fused_skip', best, 'iou_boundary'):.3f} (target >= 0.3)")
+
+
+def cumulative_minutes(run: Path) -> dict[int, float]:
+    """Pretraining minutes at the end of each epoch, from the run's metrics.jsonl."""
+    total, minutes = 0.0, {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        total += record["seconds"] / 60
+        minutes[record["epoch"]] = total
+    return minutes
+
+
+def budget_curve(rows: list[dict], run: Path, path: Path) -> None:
+    """Test mIoU of vit_fused_skip at 250 (mean and seeds) against the minutes of MAE pretraining its init had,
+    beside the linear probe of the same exports (benchmarks/probe_exports.py)."""
+    minutes = cumulative_minutes(run)
+    final_epoch = max(minutes)
+    points = {**CURVE, "mae": final_epoch}
+    with plt.rc_context(STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+        xs, means = [], []
+        for init, epoch in sorted(points.items(), key=lambda item: item[1]):
+            scores = plain([r for r in rows if (r["arch"], r["init"], r["subset"]) == ("vit_fused_skip", init, 250)])
+            if not scores:
+                continue
+            x = 0.0 if init == "scratch" else minutes[epoch]
+            left.scatter([x] * len(scores), scores, color=PALETTE[0], alpha=0.35, s=14)
+            xs.append(x)
+            means.append(statistics.mean(scores))
+        left.plot(xs, means, color=PALETTE[0], marker="o", label="vit_fused_skip, mild, TTA off")
+        left.set_xlabel("MAE pretraining minutes (2-core CPU)")
+        left.set_ylabel("test mIoU, 250 labelled pets")
+        left.set_title("Fine-tuned: mean and seeds")
+        probe_file = run / "probe_exports.json"
+        if probe_file.is_file():
+            probes = json.loads(probe_file.read_text())
+            right.plot([p["minutes"] for p in probes], [p["probe_miou"] for p in probes], color=PALETTE[1],
+                       marker="o", label="probe mIoU")
+            right.plot([p["minutes"] for p in probes], [p["probe_boundary_iou"] for p in probes], color=PALETTE[2],
+                       marker="s", label="probe boundary IoU")
+            right.legend(loc="lower right")
+        right.set_xlabel("MAE pretraining minutes (2-core CPU)")
+        right.set_ylabel("linear probe, frozen encoder")
+        right.set_title("Linear probe of the same exports")
+        fig.suptitle("The pretraining-budget curve of MAE")
+        save_png(fig, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_root", type=Path)
+    parser.add_argument("page_dir", type=Path, nargs="?", default=Path("docs/results/pretraining"))
+    args = parser.parse_args()
+    pretrain_root, cells = args.run_root / "pretrain", args.run_root / "cells"
+    pretraining_table(pretrain_root)
+    rows = read_results(cells)
+    cells_table(rows)
+    targets(rows)
+    args.page_dir.mkdir(parents=True, exist_ok=True)
+    if (pretrain_root / "mae" / "metrics.jsonl").is_file():
+        budget_curve(rows, pretrain_root / "mae", args.run_root / "budget_curve.png")
+        shrink(args.run_root / "budget_curve.png", args.page_dir / "budget_curve.png")
+    for run in sorted(p for p in pretrain_root.iterdir() if (p / "metrics.json").is_file()):
+        grids = sorted((run / "grids").glob("epoch_*.png"))
+        if grids:
+            shrink(grids[-1], args.page_dir / f"recon_{run.name}.png")
+    for name in ("miou_vs_subset.png", "training_curves.png"):
+        if (cells / name).is_file():
+            shrink(cells / name, args.page_dir / name)
+    print(f"\nfigures in {args.page_dir}")
+
+
+if __name__ == "__main__":
+    main()
