@@ -20,6 +20,7 @@ from simseg.inference.label_maps import PALETTE
 from simseg.inference.test_set import own_test_loader, score_test_set
 from simseg.inference.trained_run import TrainedRun
 from simseg.models.cost import forward_flops, parameter_counts
+from simseg.models.pretraining import METHODS
 from simseg.models.registry import ARCHS
 from simseg.training.export import sha256
 from simseg.training.rundir import saved_config
@@ -116,7 +117,10 @@ def _pretraining(lineage: dict) -> tuple[Path, dict | None, str]:
     folder = Path(lineage.get("export_config") or lineage["export"]).parent
     tree = saved_config(folder) if folder.is_dir() else None
     stage = lineage.get("export_stage", "unknown")
-    return folder, tree, (tree or {}).get("method", "SimMIM") if stage == "pretrain" else f"supervised {stage}"
+    if stage != "pretrain":
+        return folder, tree, f"supervised {stage}"
+    method = (tree or {}).get("method", "simmim")  # configs written before the key existed were SimMIM's
+    return folder, tree, METHODS[method].title if method in METHODS else method
 
 
 def _title(run: TrainedRun) -> str:

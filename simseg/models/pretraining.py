@@ -23,6 +23,8 @@ from simseg.models.vit import build_encoder
 
 @dataclass(frozen=True)
 class PretrainingMethod:
+    title: str
+    """How text names it (a model card's "MAE-pretrained encoder")."""
     description: str
     """What it is, in a sentence (``simseg pretrain --help`` lists it under ``method``)."""
     mask_ratio: float
@@ -43,10 +45,10 @@ def _mae(encoder: VisionTransformer, masked_patches: int, norm_pix: bool, decode
 
 METHODS: dict[str, PretrainingMethod] = {
     "simmim": PretrainingMethod(
-        "SimMIM (the study's): masked patches become a mask token, every token goes through the encoder, a linear "
+        "SimMIM", "SimMIM (the study's): masked patches become a mask token, every token goes through the encoder, a linear "
         "decoder predicts the masked pixels, L1 loss.", mask_ratio=0.5, build=_simmim),
     "mae": PretrainingMethod(
-        "MAE: the encoder runs on the visible patches only (~4x less work at 75% masking), a light transformer "
+        "MAE", "MAE: the encoder runs on the visible patches only (~4x less work at 75% masking), a light transformer "
         "decoder (decoder.*) predicts the masked pixels, mean squared error.", mask_ratio=0.75, build=_mae),
 }
 

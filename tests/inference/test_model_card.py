@@ -37,12 +37,10 @@ def run_with_metrics(finished_run, metrics: dict, *overrides: str, name: str = "
     return load_trained_run(folder)
 
 
-def pretraining_run(folder, *overrides: str, train_images: int | None = 1234, method: str | None = None):
+def pretraining_run(folder, *overrides: str, train_images: int | None = 1234):
     """A pretraining run folder as lineage.json sees it: its config.yaml (and metrics.json when it finished)."""
     folder.mkdir()
     write_config(folder, load_config(PretrainConfig, None, [f"output_dir={folder}", *overrides]), command=["test"])
-    if method:  # a config written once pretraining has several methods
-        (folder / "config.yaml").write_text(f"method: {method}\n" + (folder / "config.yaml").read_text())
     if train_images:
         atomic_write_json(folder / "metrics.json", {"train_images": train_images})
     return folder
@@ -94,7 +92,7 @@ def test_pretrained_card_reads_the_pretraining_run(finished_run, tmp_path):
 
 def test_pretraining_method_missing_figures_and_edited_config_are_said(finished_run, tmp_path):
     run = run_with_metrics(finished_run, FIGURES)
-    point_lineage_at(run, pretraining_run(tmp_path / "pre", train_images=None, method="MAE"), config_sha="1" * 64)
+    point_lineage_at(run, pretraining_run(tmp_path / "pre", "method=mae", train_images=None), config_sha="1" * 64)
     card = model_card(run)
     assert "MAE-pretrained encoder" in card and "— images (the run has no metrics.json" in card
     assert "changed after this run started" in card
