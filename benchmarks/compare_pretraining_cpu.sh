@@ -4,25 +4,26 @@
 #     benchmarks/compare_pretraining_cpu.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-pretraining-cpu] [PRETRAIN_ALL]
 #
 # The CPU-scale protocol of docs/results/recipes.md (configs/study_cpu/segment.yaml: 10 epochs, batch 16, the fixed
-# 292-image test set; its best recipe, mild with an EMA half-life of 16 batches, and TTA) with four pretrainings of
-# about 20 CPU-minutes each:
-#   pretrain-all  SimMIM as the study runs it (16-px units at 0.5, raw targets; configs/study_cpu/pretrain.yaml),
-#                 PRETRAIN_ALL names a finished one, else it is pretrained here (~33 minutes)
-#   simmim32      SimMIM with 32-px units at 0.6 and per-patch normalised targets (pretrain_simmim32.yaml)
-#   mae           MAE at 0.75 with normalised targets (pretrain_mae.yaml), exports every 2 epochs
-#   mae-pets      the same on the ImageNet subset plus the pets' own images, the sweep's test images excluded,
-#                 with the linear probe every 2 epochs (BEST_METHOD=simmim32 pretrains that config instead)
-# Steps, the main comparison first so that a cut-short run still answers it:
+# 292-image test set; its best recipe, mild with an EMA half-life of 16 batches, and TTA) with these pretrainings:
+#   pretrain-all  SimMIM as the study runs it (16-px units at 0.5, raw targets, 6 epochs: ~33 minutes;
+#                 configs/study_cpu/pretrain.yaml); PRETRAIN_ALL names a finished one, else it is pretrained here
+#   mae           MAE at 0.75 with normalised targets, 10 epochs (~11 minutes; pretrain_mae.yaml)
+#   simmim32      SimMIM with 32-px units at 0.6 and normalised targets, 2 epochs: MAE's minutes (pretrain_simmim32.yaml)
+#   mae-pets      MAE on the ImageNet subset plus the pets' own photos, the cells' test images excluded, for 20 epochs
+#                 (~25 minutes), its encoder kept every 4 epochs and the linear probe run every 4
+#                 (BEST_METHOD=simmim32 pretrains that config instead, at its own minutes)
+# Steps, the main comparison first so that a run cut short still answers it:
 # 1. pretrain mae; cells vit_fused_skip x {scratch, mae} and unet_resnet18 from scratch at the ViT's training
 #    minutes (UNET_EPOCHS=6: docs/results/models.md measured a U-Net-R18 step at 1.73x a vit_fused_skip step), at
 #    250 labelled images x seeds 0,1,2
 # 2. pretrain simmim32 (and pretrain-all); their vit_fused_skip cells
-# 3. pretrain mae-pets; its cells; the budget curve (mae's exports after 2 and 6 of its 10 epochs)
-# 4. vit_linear for every init at 250; vit_fused_skip and the U-Net at all 877 (seed 0) for scratch, mae, mae-pets
-# 5. the linear probe of every mae export (benchmarks/probe_exports.py), simseg report, and the page's figures
-#    (benchmarks/publish_pretraining.py)
-# Each step skips what is finished, and a killed pretraining resumes from its last epoch. Nothing else should run on
-# the CPU meanwhile: the cells' minutes are part of the result.
+# 3. pretrain mae-pets; its cells; the budget curve (its exports after 4 and 12 of its 20 epochs)
+# 4. all 877 labelled images (seed 0): vit_fused_skip from scratch and mae-pets, the U-Net; then vit_linear at 250
+#    for scratch, mae and mae-pets
+# 5. the linear probe of every pretraining's exports (benchmarks/probe_exports.py), simseg report, and the page's
+#    figures (benchmarks/publish_pretraining.py)
+# Each step skips what is finished; a killed pretraining or cell resumes from its last epoch. Nothing else should
+# run on the CPU meanwhile: the minutes are part of the result.
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${2:-../simseg-pretraining-cpu}
@@ -69,22 +70,30 @@ cells vit_fused_skip "pretrain-all=$PRETRAIN_ALL,simmim32=$OUT/pretrain/simmim32
 # 3. in-domain images without the test set; the budget curve
 TEST_LIST=$(find "$OUT/cells" -name test_images.txt | head -1)  # every cell draws the same test set (data.test_seed)
 case $BEST_METHOD in
-  mae) BEST_CONFIG="$CFG/pretrain_mae.yaml" ;;
-  simmim32) BEST_CONFIG="$CFG/pretrain_simmim32.yaml" ;;
+  mae) BEST_CONFIG="$CFG/pretrain_mae.yaml"; BEST_EPOCHS=20 ;;
+  simmim32) BEST_CONFIG="$CFG/pretrain_simmim32.yaml"; BEST_EPOCHS=4 ;;
   *) echo "BEST_METHOD must be mae or simmim32" >&2; exit 2 ;;
 esac
-pretrain "$BEST_METHOD-pets" "$BEST_CONFIG" data.source="[$IMAGENET,$PETS/images]" data.exclude="$TEST_LIST" \
-  train.epochs=9 probe.every=2 probe.data="$PETS"  # 9 epochs of 10.8k images: the minutes of 10 of 9.9k
-PETS_RUN="$BEST_METHOD-pets=$OUT/pretrain/$BEST_METHOD-pets"
+BEST="$BEST_METHOD-pets"
+pretrain "$BEST" "$BEST_CONFIG" data.source="[$IMAGENET,$PETS]" data.exclude="$TEST_LIST" \
+  train.epochs=$BEST_EPOCHS log.export_every=4 probe.every=4 probe.data="$PETS"
+PETS_RUN="$BEST=$OUT/pretrain/$BEST"
 cells vit_fused_skip "$PETS_RUN" 250 0,1,2
-cells vit_fused_skip "mae-e2=$OUT/pretrain/mae/exports/epoch_001,mae-e6=$OUT/pretrain/mae/exports/epoch_005" 250 0,1,2
+if [ "$BEST_METHOD" = mae ]; then
+  cells vit_fused_skip "$BEST-e4=$OUT/pretrain/$BEST/exports/epoch_003,$BEST-e12=$OUT/pretrain/$BEST/exports/epoch_011" \
+    250 0,1,2
+fi
 
-# 4. the study's head for every init; all 877 labelled images
-cells vit_linear "scratch,pretrain-all=$PRETRAIN_ALL,simmim32=$OUT/pretrain/simmim32,$MAE,$PETS_RUN" 250 0,1,2
-cells vit_fused_skip "scratch,$MAE,$PETS_RUN" 877 0
+# 4. all 877 labelled images; the study's linear head
+cells vit_fused_skip "scratch,$PETS_RUN" 877 0
 unet 877 0
+cells vit_linear "scratch,$MAE,$PETS_RUN" 250 0,1,2
 
-# 5. probe curve, report, figures
-python "$HERE/benchmarks/probe_exports.py" "$OUT/pretrain/mae" --data "$PETS" --exclude "$TEST_LIST"
+# 5. probe curves, report, figures
+for run in "$OUT"/pretrain/*/ "$PRETRAIN_ALL"; do
+  if [ ! -f "$run/probe_exports.json" ]; then
+    python "$HERE/benchmarks/probe_exports.py" "$run" --data "$PETS" --exclude "$TEST_LIST"
+  fi
+done
 simseg report "$OUT/cells"
-python "$HERE/benchmarks/publish_pretraining.py" "$OUT"
+python "$HERE/benchmarks/publish_pretraining.py" "$OUT" --pretrain-all "$PRETRAIN_ALL"

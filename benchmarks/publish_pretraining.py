@@ -1,13 +1,14 @@
 """Print the tables of docs/results/pretraining.md from a benchmarks/compare_pretraining_cpu.sh folder and put its
 figures there, at sizes a repository can hold.
 
-    python benchmarks/publish_pretraining.py ../simseg-pretraining-cpu [docs/results/pretraining]
+    python benchmarks/publish_pretraining.py ../simseg-pretraining-cpu [docs/results/pretraining] [--pretrain-all RUN]
 
 Tables: the pretraining runs (method, images, epochs, minutes, images/s, held-out loss, last probe mIoU); the cells
 per model and init (test mIoU plain and with TTA, boundary IoU at 250 labelled pets, mean ± std over seeds, and at
-877, with training minutes); the issue's three targets for the best pretrained vit_fused_skip. Figures:
-budget_curve.png (test mIoU at 250 against pretraining minutes, from MAE's intermediate exports, with the linear
-probe of the same exports beside it) and each pretraining's last reconstruction grid.
+877, with training minutes); the issue's three targets for the best pretrained vit_fused_skip; the linear probe of
+each init's encoder beside its fine-tuned score, and their rank correlation. Figures: budget_curve.png (test mIoU
+at 250 against pretraining minutes, from mae-pets' intermediate exports, with the linear probe of the same exports
+beside it) and each pretraining's last reconstruction grid.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from simseg.experiments.results import read_results  # noqa: E402
 from simseg.training.plots import plt  # noqa: E402  (the Agg backend first)
 
 MODELS = ("vit_linear", "vit_fused_skip", "unet_resnet18")
-INITS = ("scratch", "pretrain-all", "simmim32", "mae-e2", "mae-e6", "mae", "mae-pets", "simmim32-pets")
-CURVE = {"scratch": 0, "mae-e2": 1, "mae-e6": 5}  # budget-curve inits: the MAE export epoch (0-based) they start from
+INITS = ("scratch", "pretrain-all", "simmim32", "mae", "mae-pets-e4", "mae-pets-e12", "mae-pets", "simmim32-pets")
+CURVE_RUN = "mae-pets"
+CURVE = {"scratch": -1, "mae-pets-e4": 3, "mae-pets-e12": 11}  # budget-curve inits: the export epoch (0-based)
 
 
 def plain(cells: list[dict]) -> list[float]:
@@ -41,10 +43,10 @@ def order(variant: tuple[str, str]) -> tuple:
     return (MODELS.index(arch) if arch in MODELS else len(MODELS), INITS.index(init) if init in INITS else 99, init)
 
 
-def pretraining_table(pretrain_root: Path) -> None:
+def pretraining_table(runs: list[Path]) -> None:
     print("\n| run | method | images | epochs | minutes | images/s | held-out loss | probe mIoU (last) |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for run in sorted(p for p in pretrain_root.iterdir() if (p / "metrics.json").is_file()):
+    for run in runs:
         final = json.loads((run / "metrics.json").read_text())
         history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         config = (run / "config.yaml").read_text()
@@ -99,12 +101,39 @@ def cumulative_minutes(run: Path) -> dict[int, float]:
     return minutes
 
 
+def probe_ranking(rows: list[dict], runs: list[Path]) -> None:
+    """Each init's linear probe (its run's probe_exports.json: the export it started from) beside its fine-tuned
+    vit_fused_skip score at 250, and Spearman's rank correlation between the two."""
+    from scipy.stats import spearmanr
+
+    probes = {}
+    for run in runs:
+        if not (run / "probe_exports.json").is_file():
+            continue
+        entries = json.loads((run / "probe_exports.json").read_text())
+        probes["scratch"] = entries[0]["probe_miou"]  # the untrained encoder (the same for every run of a seed)
+        probes[run.name] = entries[-1]["probe_miou"]
+        for init, epoch in CURVE.items():
+            if init.startswith(run.name + "-"):
+                probes[init] = next(e["probe_miou"] for e in entries if e["epoch"] == epoch)
+    pairs = []
+    print("\n| init | probe mIoU (frozen encoder) | fine-tuned vit_fused_skip mIoU @250 |")
+    print("| --- | ---: | ---: |")
+    for init in sorted(probes, key=lambda i: INITS.index(i) if i in INITS else 99):
+        scores = plain([r for r in rows if (r["arch"], r["init"], r["subset"]) == ("vit_fused_skip", init, 250)])
+        if scores:
+            pairs.append((probes[init], statistics.mean(scores)))
+            print(f"| {init} | {probes[init]:.3f} | {statistics.mean(scores):.3f} |")
+    if len(pairs) >= 3:
+        print(f"\nSpearman rank correlation over {len(pairs)} inits: {spearmanr(*zip(*pairs)).statistic:.2f}")
+
+
 def budget_curve(rows: list[dict], run: Path, path: Path) -> None:
-    """Test mIoU of vit_fused_skip at 250 (mean and seeds) against the minutes of MAE pretraining its init had,
-    beside the linear probe of the same exports (benchmarks/probe_exports.py)."""
-    minutes = cumulative_minutes(run)
+    """Test mIoU of vit_fused_skip at 250 (mean and seeds) against the minutes of pretraining its init had, beside
+    the linear probe of the same exports (benchmarks/probe_exports.py)."""
+    minutes = {-1: 0.0, **cumulative_minutes(run)}
     final_epoch = max(minutes)
-    points = {**CURVE, "mae": final_epoch}
+    points = {**CURVE, run.name: final_epoch}
     with plt.rc_context(STYLE):
         fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
         xs, means = [], []
@@ -112,12 +141,12 @@ def budget_curve(rows: list[dict], run: Path, path: Path) -> None:
             scores = plain([r for r in rows if (r["arch"], r["init"], r["subset"]) == ("vit_fused_skip", init, 250)])
             if not scores:
                 continue
-            x = 0.0 if init == "scratch" else minutes[epoch]
+            x = minutes[epoch]
             left.scatter([x] * len(scores), scores, color=PALETTE[0], alpha=0.35, s=14)
             xs.append(x)
             means.append(statistics.mean(scores))
         left.plot(xs, means, color=PALETTE[0], marker="o", label="vit_fused_skip, mild, TTA off")
-        left.set_xlabel("MAE pretraining minutes (2-core CPU)")
+        left.set_xlabel(f"{run.name} pretraining minutes (2-core CPU)")
         left.set_ylabel("test mIoU, 250 labelled pets")
         left.set_title("Fine-tuned: mean and seeds")
         probe_file = run / "probe_exports.json"
@@ -128,10 +157,10 @@ def budget_curve(rows: list[dict], run: Path, path: Path) -> None:
             right.plot([p["minutes"] for p in probes], [p["probe_boundary_iou"] for p in probes], color=PALETTE[2],
                        marker="s", label="probe boundary IoU")
             right.legend(loc="lower right")
-        right.set_xlabel("MAE pretraining minutes (2-core CPU)")
+        right.set_xlabel(f"{run.name} pretraining minutes (2-core CPU)")
         right.set_ylabel("linear probe, frozen encoder")
         right.set_title("Linear probe of the same exports")
-        fig.suptitle("The pretraining-budget curve of MAE")
+        fig.suptitle(f"The pretraining-budget curve of {run.name}")
         save_png(fig, path)
 
 
@@ -139,20 +168,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_root", type=Path)
     parser.add_argument("page_dir", type=Path, nargs="?", default=Path("docs/results/pretraining"))
+    parser.add_argument("--pretrain-all", type=Path, help="the study's SimMIM run, when it lies outside run_root")
     args = parser.parse_args()
     pretrain_root, cells = args.run_root / "pretrain", args.run_root / "cells"
-    pretraining_table(pretrain_root)
+    runs = sorted(p for p in pretrain_root.iterdir() if (p / "metrics.json").is_file())
+    if args.pretrain_all and args.pretrain_all.resolve() not in [r.resolve() for r in runs]:
+        runs.insert(0, args.pretrain_all)
+    pretraining_table(runs)
     rows = read_results(cells)
     cells_table(rows)
     targets(rows)
+    probe_ranking(rows, runs)
     args.page_dir.mkdir(parents=True, exist_ok=True)
-    if (pretrain_root / "mae" / "metrics.jsonl").is_file():
-        budget_curve(rows, pretrain_root / "mae", args.run_root / "budget_curve.png")
+    curve_run = pretrain_root / CURVE_RUN
+    if (curve_run / "metrics.jsonl").is_file():
+        budget_curve(rows, curve_run, args.run_root / "budget_curve.png")
         shrink(args.run_root / "budget_curve.png", args.page_dir / "budget_curve.png")
-    for run in sorted(p for p in pretrain_root.iterdir() if (p / "metrics.json").is_file()):
+    for run in runs:
         grids = sorted((run / "grids").glob("epoch_*.png"))
         if grids:
             shrink(grids[-1], args.page_dir / f"recon_{run.name}.png")
+        if (run / "probe.png").is_file():
+            shrink(run / "probe.png", args.page_dir / f"probe_{run.name}.png")
     for name in ("miou_vs_subset.png", "training_curves.png"):
         if (cells / name).is_file():
             shrink(cells / name, args.page_dir / name)
