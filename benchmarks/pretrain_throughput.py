@@ -84,10 +84,14 @@ def hf_step(batch: int, ddp: bool = False):
     model = DistributedDataParallel(model) if ddp else model
     images = torch.randn(batch, 3, 128, 128)
     mask = random_unit_mask(batch, 128, 16, 16, 0.5, torch.Generator().manual_seed(0)).flatten(1)
+    return hf_training_step(model, optimizer, pixel_values=images, bool_masked_pos=mask)
 
+
+def hf_training_step(model, optimizer, **inputs):
+    """One step of a transformers model on fixed inputs: its loss, backward, clipping at 5 as simseg's stages clip,
+    AdamW."""
     def step():
-        loss = model(pixel_values=images, bool_masked_pos=mask).loss
-        loss.backward()
+        model(**inputs).loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -124,14 +128,7 @@ def hf_mae_step(batch: int, ddp: bool = False):
     images = torch.randn(batch, 3, 128, 128)
     # ViTMAE keeps the patches of lowest noise: 0 where visible, 1 where masked gives it simseg's masks exactly.
     noise = bench_mask(batch, pretrain_config("mae")).flatten(1).float()  # (B, N)
-
-    def step():
-        loss = model(pixel_values=images, noise=noise).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return step
+    return hf_training_step(model, optimizer, pixel_values=images, noise=noise)
 
 
 STEPS = {"simseg": simseg_step, "transformers": hf_step}
