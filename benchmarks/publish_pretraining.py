@@ -44,7 +44,8 @@ def order(variant: tuple[str, str]) -> tuple:
 
 
 def pretraining_table(runs: list[Path]) -> None:
-    print("\n| run | method | images | epochs | minutes | images/s | held-out loss | probe mIoU (last) |")
+    print("\n| run | method | images | epochs | minutes at its median speed | images/s (median epoch) | held-out loss "
+          "| probe mIoU (last) |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for run in runs:
         final = json.loads((run / "metrics.json").read_text())
@@ -53,8 +54,11 @@ def pretraining_table(runs: list[Path]) -> None:
         method = next((line.split(":", 1)[1].strip() for line in config.splitlines() if line.startswith("method:")),
                       "simmim")
         probes = [r["probe_miou"] for r in history if "probe_miou" in r]
+        # The median epoch's speed: an epoch that shared the CPU with another job would overstate the minutes.
+        speed = statistics.median(r["images_per_s"] for r in history)
         print(f"| {run.name} | {method} | {final['train_images']:,} | {final['epochs']} | "
-              f"{final['train_seconds'] / 60:.1f} | {final['images_per_s']:.1f} | {final['final_val_loss']:.3f} | "
+              f"{final['train_images'] * final['epochs'] / speed / 60:.1f} | {speed:.0f} | "
+              f"{final['final_val_loss']:.3f} | "
               f"{f'{probes[-1]:.3f}' if probes else '—'} |")
 
 
@@ -92,13 +96,11 @@ def targets(rows: list[dict]) -> None:
 
 
 def cumulative_minutes(run: Path) -> dict[int, float]:
-    """Pretraining minutes at the end of each epoch, from the run's metrics.jsonl."""
-    total, minutes = 0.0, {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        total += record["seconds"] / 60
-        minutes[record["epoch"]] = total
-    return minutes
+    """Pretraining minutes at the end of each epoch at the run's median epoch time (from its metrics.jsonl), so that
+    an epoch slowed by another job does not bend the curve."""
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    epoch_minutes = statistics.median(r["seconds"] for r in history) / 60
+    return {r["epoch"]: (r["epoch"] + 1) * epoch_minutes for r in history}
 
 
 def probe_ranking(rows: list[dict], runs: list[Path]) -> None:
@@ -152,10 +154,10 @@ def budget_curve(rows: list[dict], run: Path, path: Path) -> None:
         probe_file = run / "probe_exports.json"
         if probe_file.is_file():
             probes = json.loads(probe_file.read_text())
-            right.plot([p["minutes"] for p in probes], [p["probe_miou"] for p in probes], color=PALETTE[1],
-                       marker="o", label="probe mIoU")
-            right.plot([p["minutes"] for p in probes], [p["probe_boundary_iou"] for p in probes], color=PALETTE[2],
-                       marker="s", label="probe boundary IoU")
+            at = [minutes[p["epoch"]] for p in probes]
+            right.plot(at, [p["probe_miou"] for p in probes], color=PALETTE[1], marker="o", label="probe mIoU")
+            right.plot(at, [p["probe_boundary_iou"] or 0.0 for p in probes], color=PALETTE[2], marker="s",
+                       label="probe boundary IoU")
             right.legend(loc="lower right")
         right.set_xlabel(f"{run.name} pretraining minutes (2-core CPU)")
         right.set_ylabel("linear probe, frozen encoder")
