@@ -9,15 +9,15 @@
 #                 configs/study_cpu/pretrain.yaml); PRETRAIN_ALL names a finished one, else it is pretrained here
 #   mae           MAE at 0.75 with normalised targets, 10 epochs (~11 minutes; pretrain_mae.yaml)
 #   simmim32      SimMIM with 32-px units at 0.6 and normalised targets, 4 epochs: MAE's minutes (pretrain_simmim32.yaml)
-#   mae-pets      MAE on the ImageNet subset plus the pets' own photos, the cells' test images excluded, for 16 epochs
-#                 (~20 minutes), its encoder kept every 4 epochs and the linear probe run every 4
+#   mae-pets      MAE on the ImageNet subset plus the pets' own photos, the cells' test images excluded, for 12 epochs
+#                 (~15 minutes), its encoder kept every 4 epochs and the linear probe run every 4
 #                 (BEST_METHOD=simmim32 pretrains that config instead, at its own minutes)
 # Steps, the main comparison first so that a run cut short still answers it:
 # 1. pretrain mae; cells vit_fused_skip x {scratch, mae} and unet_resnet18 from scratch at the ViT's training
 #    minutes (UNET_EPOCHS=6: docs/results/models.md measured a U-Net-R18 step at 1.73x a vit_fused_skip step), at
 #    250 labelled images x seeds 0,1,2
 # 2. pretrain simmim32 (and pretrain-all); their vit_fused_skip cells
-# 3. pretrain mae-pets; its cells; the budget curve (its exports after 4 and 12 of its 16 epochs)
+# 3. pretrain mae-pets; its cells; the budget curve (its exports after 4 and 8 of its 12 epochs)
 # 4. all 877 labelled images (seed 0): vit_fused_skip from scratch and mae-pets, the U-Net; then vit_linear at 250
 #    for scratch, mae and mae-pets
 # 5. the linear probe of every pretraining's exports (benchmarks/probe_exports.py), simseg report, and the page's
@@ -70,7 +70,7 @@ cells vit_fused_skip "pretrain-all=$PRETRAIN_ALL,simmim32=$OUT/pretrain/simmim32
 # 3. in-domain images without the test set; the budget curve
 TEST_LIST=$(find "$OUT/cells" -name test_images.txt | head -1)  # every cell draws the same test set (data.test_seed)
 case $BEST_METHOD in
-  mae) BEST_CONFIG="$CFG/pretrain_mae.yaml"; BEST_EPOCHS=16 ;;
+  mae) BEST_CONFIG="$CFG/pretrain_mae.yaml"; BEST_EPOCHS=12 ;;
   simmim32) BEST_CONFIG="$CFG/pretrain_simmim32.yaml"; BEST_EPOCHS=4 ;;
   *) echo "BEST_METHOD must be mae or simmim32" >&2; exit 2 ;;
 esac
@@ -80,7 +80,7 @@ pretrain "$BEST" "$BEST_CONFIG" data.source="[$IMAGENET,$PETS]" data.exclude="$T
 PETS_RUN="$BEST=$OUT/pretrain/$BEST"
 cells vit_fused_skip "$PETS_RUN" 250 0,1,2
 if [ "$BEST_METHOD" = mae ]; then
-  cells vit_fused_skip "$BEST-e4=$OUT/pretrain/$BEST/exports/epoch_003,$BEST-e12=$OUT/pretrain/$BEST/exports/epoch_011" \
+  cells vit_fused_skip "$BEST-e4=$OUT/pretrain/$BEST/exports/epoch_003,$BEST-e8=$OUT/pretrain/$BEST/exports/epoch_007" \
     250 0,1,2
 fi
 

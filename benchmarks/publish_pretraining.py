@@ -28,9 +28,9 @@ from simseg.experiments.results import read_results  # noqa: E402
 from simseg.training.plots import plt  # noqa: E402  (the Agg backend first)
 
 MODELS = ("vit_linear", "vit_fused_skip", "unet_resnet18")
-INITS = ("scratch", "pretrain-all", "simmim32", "mae", "mae-pets-e4", "mae-pets-e12", "mae-pets", "simmim32-pets")
+INITS = ("scratch", "pretrain-all", "simmim32", "mae", "mae-pets-e4", "mae-pets-e8", "mae-pets", "simmim32-pets")
 CURVE_RUN = "mae-pets"
-CURVE = {"scratch": -1, "mae-pets-e4": 3, "mae-pets-e12": 11}  # budget-curve inits: the export epoch (0-based)
+CURVE = {"scratch": -1, "mae-pets-e4": 3, "mae-pets-e8": 7}  # budget-curve inits: the export epoch (0-based)
 
 
 def plain(cells: list[dict]) -> list[float]:
