@@ -183,7 +183,7 @@ def main() -> None:
     probe_ranking(rows, runs)
     args.page_dir.mkdir(parents=True, exist_ok=True)
     curve_run = pretrain_root / CURVE_RUN
-    if (curve_run / "metrics.jsonl").is_file():
+    if (curve_run / "metrics.json").is_file():
         budget_curve(rows, curve_run, args.run_root / "budget_curve.png")
         shrink(args.run_root / "budget_curve.png", args.page_dir / "budget_curve.png")
     for run in runs:
