@@ -20,7 +20,9 @@
 # 3. pretrain mae-pets; its cells; the budget curve (its exports after 4 and 8 of its 12 epochs)
 # 4. all 877 labelled images (seed 0): vit_fused_skip from scratch and mae-pets, the U-Net; then vit_linear at 250
 #    for scratch, mae and mae-pets
-# 5. the linear probe of every pretraining's exports (benchmarks/probe_exports.py), simseg report, and the page's
+# 5. fine-tuning the 128-px mae export at the pets' own 160 px (seeds 0, 1, 2) and at 192 px (seed 0), its position
+#    embedding resampled: into cells-160 and cells-192, beside the 128-px cells
+# 6. the linear probe of every pretraining's exports (benchmarks/probe_exports.py), simseg report, and the page's
 #    figures (benchmarks/publish_pretraining.py)
 # Each step skips what is finished; a killed pretraining or cell resumes from its last epoch. Nothing else should
 # run on the CPU meanwhile: the minutes are part of the result.
@@ -48,7 +50,7 @@ pretrain() {  # NAME CONFIG key=value...: a finished run is kept, a killed one r
 cells() {  # MODELS INITS SUBSETS SEEDS [key=value...]: the recipe of recipes.md, into one sweep folder
   local models=$1 inits=$2 subsets=$3 seeds=$4
   shift 4
-  simseg sweep -c "$CFG/segment.yaml" --data "$PETS" --output-dir "$OUT/cells" --models "$models" --init "$inits" \
+  simseg sweep -c "$CFG/segment.yaml" --data "$PETS" --output-dir "$OUT/${CELLS:-cells}" --models "$models" --init "$inits" \
     --subsets "$subsets" --seeds "$seeds" --recipes mild eval.tta=true train.ema_half_life=16 "$@"
 }
 
@@ -89,7 +91,11 @@ cells vit_fused_skip "scratch,$PETS_RUN" 877 0
 unet 877 0
 cells vit_linear "scratch,$MAE,$PETS_RUN" 250 0,1,2
 
-# 5. probe curves, report, figures
+# 5. another fine-tuning size than the pretraining's
+CELLS=cells-160 cells vit_fused_skip "$MAE" 250 0,1,2 model.img_size=160
+CELLS=cells-192 cells vit_fused_skip "$MAE" 250 0 model.img_size=192
+
+# 6. probe curves, report, figures
 for run in "$OUT"/pretrain/*/ "$PRETRAIN_ALL"; do
   if [ ! -f "$run/probe_exports.json" ]; then
     python "$HERE/benchmarks/probe_exports.py" "$run" --data "$PETS" --exclude "$TEST_LIST"

@@ -5,7 +5,8 @@ figures there, at sizes a repository can hold.
 
 Tables: the pretraining runs (method, images, epochs, minutes, images/s, held-out loss, last probe mIoU); the cells
 per model and init (test mIoU plain and with TTA, boundary IoU at 250 labelled pets, mean ± std over seeds, and at
-877, with training minutes); the issue's three targets for the best pretrained vit_fused_skip; the linear probe of
+877, with training minutes); the issue's three targets for the best pretrained vit_fused_skip; the mae export
+fine-tuned at 128, 160 and 192 px (the cells-SIZE folders); the linear probe of
 each init's encoder beside its fine-tuned score, and their rank correlation. Figures: budget_curve.png (test mIoU
 at 250 against pretraining minutes, from mae-pets' intermediate exports, with the linear probe of the same exports
 beside it) and each pretraining's last reconstruction grid.
@@ -95,6 +96,26 @@ def targets(rows: list[dict]) -> None:
     print(f"- boundary IoU: {mean('vit_fused_skip', best, 'iou_boundary'):.3f} (target >= 0.3)")
 
 
+def size_table(rows: list[dict], run_root: Path) -> None:
+    """vit_fused_skip from the 128-px mae export fine-tuned at 128 px (the main cells) and at 160 and 192 px (the
+    cells-SIZE sweeps, the export's position embedding resampled), at 250 labelled pets, with the training minutes."""
+    sizes = {128: [r for r in rows if (r["arch"], r["init"], r["subset"]) == ("vit_fused_skip", "mae", 250)]}
+    for size in (160, 192):
+        if (run_root / f"cells-{size}").is_dir():
+            sizes[size] = [r for r in read_results(run_root / f"cells-{size}") if r["subset"] == 250]
+    if len(sizes) == 1 or not sizes[128]:
+        return
+    base = statistics.mean(r["train_seconds"] for r in sizes[128])
+    print("\n| fine-tuning size | seeds | mIoU @250 | mIoU @250 with TTA | boundary IoU @250 | training min "
+          "| minutes against 128 px |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for size, cells in sizes.items():
+        if cells:
+            seconds = statistics.mean(r["train_seconds"] for r in cells)
+            print(f"| {size} | {len(cells)} | {summary(plain(cells))} | {summary([r['miou'] for r in cells])} | "
+                  f"{summary([r['iou_boundary'] for r in cells])} | {seconds / 60:.2f} | {seconds / base:.2f}× |")
+
+
 def cumulative_minutes(run: Path) -> dict[int, float]:
     """Pretraining minutes at the end of each epoch at the run's median epoch time (from its metrics.jsonl), so that
     an epoch slowed by another job does not bend the curve."""
@@ -180,6 +201,7 @@ def main() -> None:
     rows = read_results(cells)
     cells_table(rows)
     targets(rows)
+    size_table(rows, args.run_root)
     probe_ranking(rows, runs)
     args.page_dir.mkdir(parents=True, exist_ok=True)
     curve_run = pretrain_root / CURVE_RUN

@@ -45,8 +45,8 @@ def _mae(encoder: VisionTransformer, masked_patches: int, norm_pix: bool, decode
 
 METHODS: dict[str, PretrainingMethod] = {
     "simmim": PretrainingMethod(
-        "SimMIM", "SimMIM (the study's): masked patches become a mask token, every token goes through the encoder, a linear "
-        "decoder predicts the masked pixels, L1 loss.", mask_ratio=0.5, build=_simmim),
+        "SimMIM", "SimMIM (the study's): masked patches become a mask token, every token goes through the encoder, "
+        "a linear decoder predicts the masked pixels, L1 loss.", mask_ratio=0.5, build=_simmim),
     "mae": PretrainingMethod(
         "MAE", "MAE: the encoder runs on the visible patches only (17 of 65 tokens at 75% masking), a light "
         "transformer decoder (decoder.*) predicts the masked pixels, mean squared error.", mask_ratio=0.75, build=_mae),
