@@ -5,8 +5,9 @@
 #
 # The CPU-scale protocol of docs/results/recipes.md (configs/study_cpu/segment.yaml: 10 epochs, batch 16, the fixed
 # 292-image test set; its best recipe, mild with an EMA half-life of 16 batches, and TTA) with these pretrainings:
-#   pretrain-all  SimMIM as the study runs it (16-px units at 0.5, raw targets, 6 epochs: ~33 minutes;
-#                 configs/study_cpu/pretrain.yaml); PRETRAIN_ALL names a finished one, else it is pretrained here
+#   pretrain-all  SimMIM as the study runs it (16-px units at 0.5, raw targets, 6 epochs: ~22 minutes;
+#                 configs/study_cpu/pretrain.yaml); PRETRAIN_ALL names a finished one, else it is pretrained here;
+#                 PRETRAIN_ALL=none leaves it out (its cells with this recipe are in recipes.md)
 #   mae           MAE at 0.75 with normalised targets, 10 epochs (~11 minutes; pretrain_mae.yaml)
 #   simmim32      SimMIM with 32-px units at 0.6 and normalised targets, 4 epochs: MAE's minutes (pretrain_simmim32.yaml)
 #   mae-pets      MAE on the ImageNet subset plus the pets' own photos, the cells' test images excluded, for 12 epochs
@@ -66,8 +67,12 @@ unet 250 0,1,2
 
 # 2. SimMIM, as the study runs it and with the settings above
 pretrain simmim32 "$CFG/pretrain_simmim32.yaml"
-if [ ! -f "$PRETRAIN_ALL/metrics.json" ]; then pretrain pretrain-all "$CFG/pretrain.yaml"; fi
-cells vit_fused_skip "pretrain-all=$PRETRAIN_ALL,simmim32=$OUT/pretrain/simmim32" 250 0,1,2
+SIMMIM_INITS="simmim32=$OUT/pretrain/simmim32"
+if [ "$PRETRAIN_ALL" != none ]; then
+  if [ ! -f "$PRETRAIN_ALL/metrics.json" ]; then pretrain pretrain-all "$CFG/pretrain.yaml"; fi
+  SIMMIM_INITS="pretrain-all=$PRETRAIN_ALL,$SIMMIM_INITS"
+fi
+cells vit_fused_skip "$SIMMIM_INITS" 250 0,1,2
 
 # 3. in-domain images without the test set; the budget curve
 TEST_LIST=$(find "$OUT/cells" -name test_images.txt | head -1)  # every cell draws the same test set (data.test_seed)
@@ -96,10 +101,10 @@ CELLS=cells-160 cells vit_fused_skip "$MAE" 250 0,1,2 model.img_size=160
 CELLS=cells-192 cells vit_fused_skip "$MAE" 250 0 model.img_size=192
 
 # 6. probe curves, report, figures
-for run in "$OUT"/pretrain/*/ "$PRETRAIN_ALL"; do
+for run in "$OUT"/pretrain/*/ $([ "$PRETRAIN_ALL" = none ] || echo "$PRETRAIN_ALL"); do
   if [ ! -f "$run/probe_exports.json" ]; then
     python "$HERE/benchmarks/probe_exports.py" "$run" --data "$PETS" --exclude "$TEST_LIST"
   fi
 done
 simseg report "$OUT/cells"
-python "$HERE/benchmarks/publish_pretraining.py" "$OUT" --pretrain-all "$PRETRAIN_ALL"
+python "$HERE/benchmarks/publish_pretraining.py" "$OUT" $([ "$PRETRAIN_ALL" = none ] || echo --pretrain-all "$PRETRAIN_ALL")
