@@ -21,8 +21,9 @@
 # 3. pretrain mae-pets; its cells; the budget curve (its exports after 4 and 8 of its 12 epochs)
 # 4. all 877 labelled images (seed 0): vit_fused_skip from scratch and mae-pets, the U-Net; then vit_linear at 250
 #    for scratch, mae and mae-pets
-# 5. fine-tuning the 128-px mae export at the pets' own 160 px (seeds 0, 1, 2) and at 192 px (seed 0), its position
-#    embedding resampled: into cells-160 and cells-192, beside the 128-px cells
+# 5. fine-tuning the 128-px mae and mae-pets exports at the pets' own 160 px (seeds 0, 1, 2; mae also at 192 px,
+#    seed 0), their position embedding resampled, and the U-Net from scratch at 160 px (6 epochs: about the ViT's
+#    minutes at 160): into cells-160 and cells-192, beside the 128-px cells
 # 6. the linear probe of every pretraining's exports (benchmarks/probe_exports.py), simseg report, and the page's
 #    figures (benchmarks/publish_pretraining.py)
 # Each step skips what is finished; a killed pretraining or cell resumes from its last epoch. Nothing else should
@@ -55,8 +56,8 @@ cells() {  # MODELS INITS SUBSETS SEEDS [key=value...]: the recipe of recipes.md
     --subsets "$subsets" --seeds "$seeds" --recipes mild eval.tta=true train.ema_half_life=16 "$@"
 }
 
-unet() {  # SUBSETS SEEDS: U-Net-R18 from scratch at the ViT's training minutes
-  cells unet_resnet18 scratch "$1" "$2" train.epochs="$UNET_EPOCHS" "train.milestones=[0.8]"
+unet() {  # SUBSETS SEEDS [key=value...]: U-Net-R18 from scratch at the ViT's training minutes
+  cells unet_resnet18 scratch "$1" "$2" train.epochs="$UNET_EPOCHS" "train.milestones=[0.8]" "${@:3}"
 }
 
 MAE="mae=$OUT/pretrain/mae"
@@ -99,6 +100,8 @@ cells vit_linear "scratch,$MAE,$PETS_RUN" 250 0,1,2
 # 5. another fine-tuning size than the pretraining's
 CELLS=cells-160 cells vit_fused_skip "$MAE" 250 0,1,2 model.img_size=160
 CELLS=cells-192 cells vit_fused_skip "$MAE" 250 0 model.img_size=192
+CELLS=cells-160 cells vit_fused_skip "$PETS_RUN" 250 0,1,2 model.img_size=160
+CELLS=cells-160 unet 250 0,1,2 model.img_size=160
 
 # 6. probe curves, report, figures
 for run in "$OUT"/pretrain/*/ $([ "$PRETRAIN_ALL" = none ] || echo "$PRETRAIN_ALL"); do

@@ -5,8 +5,8 @@ figures there, at sizes a repository can hold.
 
 Tables: the pretraining runs (method, images, epochs, minutes, images/s, held-out loss, last probe mIoU); the cells
 per model and init (test mIoU plain and with TTA, boundary IoU at 250 labelled pets, mean ± std over seeds, and at
-877, with training minutes); the issue's three targets for the best pretrained vit_fused_skip; the mae export
-fine-tuned at 128, 160 and 192 px (the cells-SIZE folders); the linear probe of
+877, with training minutes); the issue's three targets for the best pretrained vit_fused_skip; each model
+and init fine-tuned at 128, 160 and 192 px (the cells-SIZE folders); the linear probe of
 each init's encoder beside its fine-tuned score, and their rank correlation. Figures: budget_curve.png (test mIoU
 at 250 against pretraining minutes, from mae-pets' intermediate exports, with the linear probe of the same exports
 beside it) and each pretraining's last reconstruction grid.
@@ -97,23 +97,28 @@ def targets(rows: list[dict]) -> None:
 
 
 def size_table(rows: list[dict], run_root: Path) -> None:
-    """vit_fused_skip from the 128-px mae export fine-tuned at 128 px (the main cells) and at 160 and 192 px (the
-    cells-SIZE sweeps, the export's position embedding resampled), at 250 labelled pets, with the training minutes."""
-    sizes = {128: [r for r in rows if (r["arch"], r["init"], r["subset"]) == ("vit_fused_skip", "mae", 250)]}
-    for size in (160, 192):
-        if (run_root / f"cells-{size}").is_dir():
-            sizes[size] = [r for r in read_results(run_root / f"cells-{size}") if r["subset"] == 250]
-    if len(sizes) == 1 or not sizes[128]:
+    """Each model and init fine-tuned at 128 px (the main cells) and at 160 and 192 px (the cells-SIZE sweeps: a
+    128-px export's position embedding resampled at load) at 250 labelled pets, with the training minutes against
+    the same model and init at 128 px."""
+    sizes = {size: read_results(run_root / f"cells-{size}") for size in (160, 192)
+             if (run_root / f"cells-{size}").is_dir()}
+    if not sizes:
         return
-    base = statistics.mean(r["train_seconds"] for r in sizes[128])
-    print("\n| fine-tuning size | seeds | mIoU @250 | mIoU @250 with TTA | boundary IoU @250 | training min "
-          "| minutes against 128 px |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for size, cells in sizes.items():
-        if cells:
-            seconds = statistics.mean(r["train_seconds"] for r in cells)
-            print(f"| {size} | {len(cells)} | {summary(plain(cells))} | {summary([r['miou'] for r in cells])} | "
-                  f"{summary([r['iou_boundary'] for r in cells])} | {seconds / 60:.2f} | {seconds / base:.2f}× |")
+    variants = sorted({(r["arch"], r["init"]) for cells in sizes.values() for r in cells}, key=order)
+    print("\n| model | init | fine-tuning size | seeds | mIoU @250 | mIoU @250 with TTA | boundary IoU @250 "
+          "| training min | minutes against 128 px |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for arch, init in variants:
+        at = {size: [r for r in cells if (r["arch"], r["init"], r["subset"]) == (arch, init, 250)]
+              for size, cells in {128: rows, **sizes}.items()}
+        base = statistics.mean(r["train_seconds"] for r in at[128]) if at[128] else None
+        for size, cells in at.items():
+            if cells:
+                seconds = statistics.mean(r["train_seconds"] for r in cells)
+                ratio = f"{seconds / base:.2f}×" if base else "—"
+                print(f"| {arch} | {init} | {size} | {len(cells)} | {summary(plain(cells))} | "
+                      f"{summary([r['miou'] for r in cells])} | {summary([r['iou_boundary'] for r in cells])} | "
+                      f"{seconds / 60:.2f} | {ratio} |")
 
 
 def cumulative_minutes(run: Path) -> dict[int, float]:
