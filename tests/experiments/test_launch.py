@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from simseg.errors import SimsegError
 from simseg.experiments import launch
 from simseg.experiments.plan import Cell, Init
 from simseg.experiments.sweep import sweep
-from simseg.training.resume_state import run_is_finished
+from simseg.training.resume_state import find_state, run_is_finished
 from simseg.training.rundir import read_metrics
 from tests.experiments.test_sweep import CELL, PRETRAIN
 
@@ -178,22 +179,31 @@ def test_a_failed_cell_is_reported_the_others_finish_and_a_rerun_submits_only_it
 
 @pytest.mark.slow
 def test_a_task_stopped_at_its_time_limit_is_requeued_and_resumes_its_cell(tmp_path):
-    """submitit signals a task shortly before its time limit, as SLURM does; the task asks to be requeued and the
+    """SLURM signals a task shortly before its time limit (submitit's USR2); the task asks to be requeued and the
     requeued run resumes from the last saved epoch, so every epoch is trained and logged once."""
+    import psutil  # accelerate's dependency
     import submitit
+    from submitit.local.local import LocalJobEnvironment
 
     sweep_dir = tmp_path / "sweep"
     cell = Cell(Init("scratch", "scratch"), 16, 0)
-    # 40 epochs take a 2-core machine 4 to 5 windows of 12 s (start-up takes a third of each) and a machine several
-    # times faster at least 2; up to 12 requeues leave room for a slow or busy one
     cfg = load_config(SegmentConfig, None, [*CELL, "train.epochs=40", "data.subset=16",
                                             f"output_dir={cell.run_dir(sweep_dir)}"])
-    executor = submitit.LocalExecutor(folder=sweep_dir / launch.TASK_FOLDER / "%j", max_num_timeout=12)
-    executor.update_parameters(timeout_min=12 / 60, signal_delay_s=3)  # a 12-second limit
+    executor = submitit.LocalExecutor(folder=sweep_dir / launch.TASK_FOLDER / "%j", max_num_timeout=2)
+    executor.update_parameters(timeout_min=10)
     job = executor.submit(launch.StageTask("segment", cfg, cell.name, sweep_dir, cell, ("scratch",)))
+    # The signal is sent once the first epoch's state is saved, not by a time limit: how many epochs fit in a fixed
+    # window depends on the machine's speed (a fast one finished 40 epochs inside one 12-second window).
+    deadline = time.monotonic() + 300
+    while find_state(cell.run_dir(sweep_dir)) is None and not job.done():
+        assert time.monotonic() < deadline, "the task saved no epoch in 5 minutes"
+        time.sleep(0.05)
+    for task in psutil.Process(job._process.pid).children(recursive=True):
+        if "python" in task.name():
+            task.send_signal(LocalJobEnvironment._usr_sig())
     job.result()
     log = job.stdout() + (job.stderr() or "")
-    assert "Requeued job" in log and "resuming" in log  # stopped at least once, continued from its state
+    assert "Requeued job" in log and "resuming" in log, log[-3000:]  # stopped once, continued from its state
     assert run_is_finished(cell.run_dir(sweep_dir), 40)
     assert [r["epoch"] for r in read_metrics(cell.run_dir(sweep_dir))] == list(range(40))
     assert [r["cell"] for r in rows(sweep_dir)] == [cell.name]
