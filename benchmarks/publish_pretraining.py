@@ -2,20 +2,22 @@
 figures there, at sizes a repository can hold.
 
     python benchmarks/publish_pretraining.py ../simseg-pretraining-cpu [docs/results/pretraining] [--pretrain-all RUN]
+        [--curve-run mae-pets]
 
 Tables: the pretraining runs (method, images, epochs, minutes, images/s, held-out loss, last probe mIoU); the cells
 per model and init (test mIoU plain and with TTA, boundary IoU at 250 labelled pets, mean ± std over seeds, and at
 877, with training minutes); the issue's three targets for the best pretrained vit_fused_skip; each model
 and init fine-tuned at 128, 160 and 192 px (the cells-SIZE folders); the linear probe of
 each init's encoder beside its fine-tuned score, and their rank correlation. Figures: budget_curve.png (test mIoU
-at 250 against pretraining minutes, from mae-pets' intermediate exports, with the linear probe of the same exports
-beside it) and each pretraining's last reconstruction grid.
+at 250 against pretraining minutes, from the intermediate exports of --curve-run, the cells' inits named RUN-eN,
+with the linear probe of the same exports beside it) and each pretraining's last reconstruction grid.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -30,8 +32,7 @@ from simseg.training.plots import plt  # noqa: E402  (the Agg backend first)
 
 MODELS = ("vit_linear", "vit_fused_skip", "unet_resnet18")
 INITS = ("scratch", "pretrain-all", "simmim32", "mae", "mae-pets-e4", "mae-pets-e8", "mae-pets", "simmim32-pets")
-CURVE_RUN = "mae-pets"
-CURVE = {"scratch": -1, "mae-pets-e4": 3, "mae-pets-e8": 7}  # budget-curve inits: the export epoch (0-based)
+CURVE_INIT = re.compile(r"(?P<run>.+)-e(?P<epochs>\d+)")  # RUN-eN: RUN's export after N epochs
 
 
 def plain(cells: list[dict]) -> list[float]:
@@ -82,7 +83,7 @@ def targets(rows: list[dict]) -> None:
         values = plain(cells) if key is None else [r[key] for r in cells]
         return statistics.mean(values) if values else None
 
-    pretrained = [i for i in INITS if i != "scratch" and mean("vit_fused_skip", i) is not None]
+    pretrained = [i for i in sorted({r["init"] for r in rows} - {"scratch"}) if mean("vit_fused_skip", i) is not None]
     if not pretrained:
         return
     best = max(pretrained, key=lambda i: mean("vit_fused_skip", i))
@@ -129,6 +130,12 @@ def cumulative_minutes(run: Path) -> dict[int, float]:
     return {r["epoch"]: (r["epoch"] + 1) * epoch_minutes for r in history}
 
 
+def export_epochs(rows: list[dict], run_name: str) -> dict[str, int]:
+    """The cells' inits that are run_name's intermediate exports (named RUN-eN), each with its 0-based epoch."""
+    matches = (CURVE_INIT.fullmatch(r["init"]) for r in rows)
+    return {m[0]: int(m["epochs"]) - 1 for m in matches if m and m["run"] == run_name}
+
+
 def probe_ranking(rows: list[dict], runs: list[Path]) -> None:
     """Each init's linear probe (its run's probe_exports.json: the export it started from) beside its fine-tuned
     vit_fused_skip score at 250, and Spearman's rank correlation between the two."""
@@ -141,9 +148,8 @@ def probe_ranking(rows: list[dict], runs: list[Path]) -> None:
         entries = json.loads((run / "probe_exports.json").read_text())
         probes["scratch"] = entries[0]["probe_miou"]  # the untrained encoder (the same for every run of a seed)
         probes[run.name] = entries[-1]["probe_miou"]
-        for init, epoch in CURVE.items():
-            if init.startswith(run.name + "-"):
-                probes[init] = next(e["probe_miou"] for e in entries if e["epoch"] == epoch)
+        for init, epoch in export_epochs(rows, run.name).items():
+            probes[init] = next(e["probe_miou"] for e in entries if e["epoch"] == epoch)
     pairs = []
     print("\n| init | probe mIoU (frozen encoder) | fine-tuned vit_fused_skip mIoU @250 |")
     print("| --- | ---: | ---: |")
@@ -161,7 +167,7 @@ def budget_curve(rows: list[dict], run: Path, path: Path) -> None:
     the linear probe of the same exports (benchmarks/probe_exports.py)."""
     minutes = {-1: 0.0, **cumulative_minutes(run)}
     final_epoch = max(minutes)
-    points = {**CURVE, run.name: final_epoch}
+    points = {"scratch": -1, **export_epochs(rows, run.name), run.name: final_epoch}
     with plt.rc_context(STYLE):
         fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
         xs, means = [], []
@@ -197,6 +203,8 @@ def main() -> None:
     parser.add_argument("run_root", type=Path)
     parser.add_argument("page_dir", type=Path, nargs="?", default=Path("docs/results/pretraining"))
     parser.add_argument("--pretrain-all", type=Path, help="the study's SimMIM run, when it lies outside run_root")
+    parser.add_argument("--curve-run", default="mae-pets",
+                        help="the pretraining whose exports (inits named RUN-eN) draw the budget curve")
     args = parser.parse_args()
     pretrain_root, cells = args.run_root / "pretrain", args.run_root / "cells"
     runs = sorted(p for p in pretrain_root.iterdir() if (p / "metrics.json").is_file())
@@ -209,7 +217,7 @@ def main() -> None:
     size_table(rows, args.run_root)
     probe_ranking(rows, runs)
     args.page_dir.mkdir(parents=True, exist_ok=True)
-    curve_run = pretrain_root / CURVE_RUN
+    curve_run = pretrain_root / args.curve_run
     if (curve_run / "metrics.json").is_file():
         budget_curve(rows, curve_run, args.run_root / "budget_curve.png")
         shrink(args.run_root / "budget_curve.png", args.page_dir / "budget_curve.png")
