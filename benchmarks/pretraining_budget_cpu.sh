@@ -12,7 +12,8 @@
 # 3. its last export fine-tuned at 250 x seeds 0,1,2; U-Net-R18 from scratch at the ViT's minutes beside it
 # 4. the last export fine-tuned at 160 px (seeds 0,1,2), beside the U-Net at 160 px
 # 5. its exports after 10, 20, 30 and 40 epochs fine-tuned at 250 x seeds 0,1,2: the budget curve
-# 6. the probe of every export (benchmarks/probe_exports.py); the tables and the figure (publish_pretraining.py)
+# 6. vit_fused_skip from scratch at 160 px (seeds 0,1,2): the gain of pretraining at that size
+# 7. the probe of every export (benchmarks/probe_exports.py); the tables and the figure (publish_pretraining.py)
 # Nothing else should run on the CPU meanwhile: the minutes are part of the result.
 set -euo pipefail
 DATA=${1:-../shared/data}
@@ -49,7 +50,10 @@ for epoch in $(seq "$EVERY" "$EVERY" $((EPOCHS - 1))); do
   cells vit_fused_skip "mae-pets-long-e$epoch=$RUN/exports/epoch_$(printf %03d $((epoch - 1)))" 250 0,1,2
 done
 
-# 6. probe, report, figures
+# 6. the same model from scratch at 160 px
+CELLS=cells-160 cells vit_fused_skip scratch 250 0,1,2 model.img_size=160
+
+# 7. probe, report, figures
 if [ ! -f "$RUN/probe_exports.json" ]; then
   python "$HERE/benchmarks/probe_exports.py" "$RUN" --data "$PETS" --exclude "$TEST_LIST"
 fi
