@@ -4,7 +4,7 @@
 #     benchmarks/pretraining_budget_cpu.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-pretraining-budget] [EPOCHS=50]
 #
 # compare_pretraining_cpu.sh's best pretraining, MAE on the ImageNet subset plus the pets' own photos without the
-# cells' test images (mae-pets), run for EPOCHS epochs (50: ~42 of the 60 CPU-minutes the protocol allows), its
+# cells' test images (mae-pets), run for EPOCHS epochs (50: ~45 of the 60 CPU-minutes the protocol allows), its
 # encoder kept and the linear probe run every 10 epochs; the same recipe and cells as that script. Steps, the
 # main comparison first so that a run cut short still answers it:
 # 1. vit_fused_skip from scratch at 250 labelled pets x seeds 0,1,2 (and the test list the pretraining excludes)
