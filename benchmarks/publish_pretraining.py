@@ -221,6 +221,8 @@ def main() -> None:
     if (curve_run / "metrics.json").is_file():
         budget_curve(rows, curve_run, args.run_root / "budget_curve.png")
         shrink(args.run_root / "budget_curve.png", args.page_dir / "budget_curve.png")
+    else:
+        print(f"\nno finished pretraining {curve_run}: no budget curve (--curve-run names one under {pretrain_root})")
     for run in runs:
         grids = sorted((run / "grids").glob("epoch_*.png"))
         if grids:
