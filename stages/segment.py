@@ -6,14 +6,15 @@ conv decoder, or a CNN baseline) on labelled Oxford-IIIT Pet trimaps; test on a 
     python stages/segment.py data.subset=250 train.epochs=5     # from scratch on synthetic data, one process
     simseg segment ...                                           # the same, from the installed CLI
 
-Classes (simseg.data.pets): 0 background, 1 pet, 2 boundary (Oxford trimap values 2, 1 and 3).
+Classes: those of the data (``source.label_set``; on Oxford-IIIT Pet 0 background, 1 pet, 2 boundary), written to
+the run folder as classes.json, from which every later reader takes them.
 
-Writes into ``output_dir``: config.yaml, lineage.json (where the encoder's weights came from), test_images.txt /
+Writes into ``output_dir``: config.yaml, classes.json (names, colours, mask values), lineage.json (where the encoder's weights came from), test_images.txt /
 train_images.txt / val_images.txt (the split, one item name per line), metrics.jsonl (per epoch: train loss, and
 every ``eval.every`` epochs test and validation mIoU), metrics.json (final test figures from one confusion matrix
 over every test pixel, plus the model's cost: parameters, GFLOPs, inference and training images/s, seconds),
-confusion.json, examples.png (rows image | ground truth | prediction for the first ``log.examples`` test images;
-background black, pet orange, boundary white), encoder.safetensors (the export; ViT models only), model.safetensors
+confusion.json, examples.png (rows image | ground truth | prediction for the first ``log.examples`` test images,
+in the classes' colours), encoder.safetensors (the export; ViT models only), model.safetensors
 (encoder + head), best.safetensors (with a validation split) and state/ (for ``resume=true``).
 
 Nothing is chosen on the test set: with ``data.val_size`` > 0 the reported weights are those of the epoch with the
@@ -35,7 +36,8 @@ from timm.utils import ModelEmaV3
 from simseg.cli import run_main, stage_config
 from simseg.config.segment import SegmentConfig
 from simseg.data.image_cache import CacheSpec, cache_side
-from simseg.data.pets import CLASS_NAMES, open_segmentation_pairs
+from simseg.data.label_set import LabelSet, write_run_label_set
+from simseg.data.pets import open_segmentation_pairs
 from simseg.data.splits import segmentation_splits
 from simseg.data.transforms import denormalize
 from simseg.errors import SimsegError
@@ -61,9 +63,6 @@ from simseg.training.stage_steps import (
     write_labelled_exports,
 )
 
-NUM_CLASSES = len(CLASS_NAMES)
-
-
 def main(cfg: SegmentConfig) -> Path:
     # A frozen encoder gets no gradients, which DDP must be told to expect.
     accelerator, run_dir = start_run(cfg, kwargs_handlers=[
@@ -74,10 +73,13 @@ def main(cfg: SegmentConfig) -> Path:
     if cfg.data.source == "synthetic" and subset is None:
         raise SimsegError("data.source=synthetic needs data.subset: the number of training images to draw")
     source = open_segmentation_pairs(cfg.data)
+    classes = source.label_set
     splits = segmentation_splits(len(source), test_size, subset, cfg.seed, source.groups, val_size, source.name,
                                  test_seed=cfg.data.test_seed)
     check_or_save_splits(run_dir, {k: [source.names[i] for i in v] for k, v in splits.items()},
                          write=accelerator.is_main_process)
+    if accelerator.is_main_process:
+        write_run_label_set(run_dir, classes)
     used = np.concatenate([splits["train"], splits["test"], splits["val"]])
     img = cfg.model.img_size
     data = DataPath(cfg, run_dir, accelerator, CacheSpec(cache_side(img), img, "resize", masks=True), len(used))
@@ -91,7 +93,7 @@ def main(cfg: SegmentConfig) -> Path:
                       + (f" ({skipped:,} unpaired files skipped)" if skipped else "") + f"; {train.describe()}")
 
     # --- model and optimiser ------------------------------------------------------------------------------------
-    model, lineage = build_model(cfg)
+    model, lineage = build_model(cfg, classes.num_classes)
     optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.layer_decay,
                             fused=accelerator.device.type == "cuda")
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -107,7 +109,7 @@ def main(cfg: SegmentConfig) -> Path:
         images, masks = train(batch)  # (B, 3, img, img), (B, img, img)
         if cfg.mixup.enabled:
             mix = cfg.mixup
-            images, masks = mix_segmentation_batch(images, masks, NUM_CLASSES, mix.alpha, mix.cutmix_alpha,
+            images, masks = mix_segmentation_batch(images, masks, classes.num_classes, mix.alpha, mix.cutmix_alpha,
                                                    mix.prob, mix.switch_prob)
         return {"images": images, "mask": masks}
 
@@ -122,46 +124,46 @@ def main(cfg: SegmentConfig) -> Path:
                                       sam=cfg.train.sam())
         record = epoch_record(epoch, step, stats)
         if evaluation_due(cfg, epoch):
-            last_test_confusion = score(evaluated, test_loader, accelerator, record, "test_miou")
+            last_test_confusion = score(evaluated, test_loader, accelerator, record, "test_miou", classes)
             if val_size:
-                keep_if_best(evaluated, val_loader, accelerator, record, run_dir, epoch)
+                keep_if_best(evaluated, val_loader, accelerator, record, run_dir, epoch, classes)
         scores = "".join(f", {k[:-5]} mIoU {record[k]:.4f}" for k in ("test_miou", "val_miou") if k in record)
         end_epoch(accelerator, run_dir, record,
                   f"epoch {epoch}: train loss {stats['loss']:.4f}{scores}, {speed_summary(stats)}")
 
     # --- final test evaluation of the reported weights, pictures and exports ---------------------------------------
-    report(accelerator.unwrap_model(evaluated), cfg, run_dir, accelerator, test_loader, last_test_confusion,
+    report(accelerator.unwrap_model(evaluated), cfg, classes, run_dir, accelerator, test_loader, last_test_confusion,
            data.pipeline, dict(train=len(splits["train"]), test=test_size, val=val_size, skipped=skipped))
     accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
     return run_dir
 
 
-def build_model(cfg: SegmentConfig) -> tuple[torch.nn.Module, dict]:
+def build_model(cfg: SegmentConfig, num_classes: int) -> tuple[torch.nn.Module, dict]:
     """The ``model.arch`` model, its encoder from scratch or from ``init``, and the lineage record saying which."""
-    model = model_for_config(cfg.model, NUM_CLASSES, cfg.loss)
+    model = model_for_config(cfg.model, num_classes, cfg.loss)
     if cfg.model.family == "cnn":
         return model, load_cnn_init(model, cfg.init, cfg.model.arch)
     return model, load_init(model, cfg.init, cfg.model)
 
 
-def score(model, loader, accelerator, record: dict, key: str) -> torch.Tensor:
+def score(model, loader, accelerator, record: dict, key: str, classes: LabelSet) -> torch.Tensor:
     """``record[key]``: the mIoU of ``model`` on ``loader``; returns the confusion matrix."""
-    confusion = evaluate_confusion(model, loader, accelerator, NUM_CLASSES)
-    record[key] = segmentation_metrics(confusion, CLASS_NAMES)["miou"]
+    confusion = evaluate_confusion(model, loader, accelerator, classes.num_classes)
+    record[key] = segmentation_metrics(confusion, classes.names)["miou"]
     return confusion
 
 
-def keep_if_best(model, val_loader, accelerator, record: dict, run_dir: Path, epoch: int) -> None:
+def keep_if_best(model, val_loader, accelerator, record: dict, run_dir: Path, epoch: int, classes: LabelSet) -> None:
     """Score the validation split; weights that beat every earlier epoch's go to best.safetensors."""
-    score(model, val_loader, accelerator, record, "val_miou")
+    score(model, val_loader, accelerator, record, "val_miou", classes)
     earlier = [r["val_miou"] for r in read_metrics(run_dir) if r.get("val_miou") is not None]
     if accelerator.is_main_process and record["val_miou"] > max(earlier, default=-1.0):
         save_weights(run_dir / "best.safetensors", accelerator.unwrap_model(model).state_dict(),
                      {"stage": "segment", "epoch": str(epoch)})
 
 
-def report(model, cfg: SegmentConfig, run_dir: Path, accelerator, test_loader, last_test_confusion,
+def report(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path, accelerator, test_loader, last_test_confusion,
            pipeline: str, counts: dict) -> None:
     """Score the reported weights (the best validation epoch's, else the last) on the test set, with TTA when
     asked, and write metrics.json, confusion.json, examples.png and the exports."""
@@ -175,16 +177,16 @@ def report(model, cfg: SegmentConfig, run_dir: Path, accelerator, test_loader, l
         best_val = max(r["val_miou"] for r in history if r.get("val_miou") is not None)
     confusion = last_test_confusion  # the same weights were scored on the test set a moment ago ...
     if confusion is None or reported_epoch != history[-1]["epoch"]:  # ... unless they are another epoch's
-        confusion = evaluate_confusion(model, test_loader, accelerator, NUM_CLASSES)
+        confusion = evaluate_confusion(model, test_loader, accelerator, classes.num_classes)
     tta = cfg.eval.tta_views()
-    metrics = segmentation_metrics(confusion, CLASS_NAMES)
+    metrics = segmentation_metrics(confusion, classes.names)
     if tta is not None:  # the reported figures are the TTA ones; the plain mIoU stays beside them
         plain_miou = metrics["miou"]
-        metrics = {**segmentation_metrics(evaluate_confusion(model, test_loader, accelerator, NUM_CLASSES, tta),
-                                          CLASS_NAMES), "plain_miou": plain_miou}
+        metrics = {**segmentation_metrics(evaluate_confusion(model, test_loader, accelerator, classes.num_classes,
+                                                             tta), classes.names), "plain_miou": plain_miou}
     if not accelerator.is_main_process:
         return
-    atomic_write_json(run_dir / "confusion.json", {"classes": list(CLASS_NAMES), "rows": "target",
+    atomic_write_json(run_dir / "confusion.json", {"classes": list(classes.names), "rows": "target",
                                                    "columns": "prediction", "matrix": metrics.pop("confusion")})
     atomic_write_json(run_dir / "metrics.json", {
         **metrics, "reported_epoch": reported_epoch,
@@ -194,24 +196,25 @@ def report(model, cfg: SegmentConfig, run_dir: Path, accelerator, test_loader, l
         "tta": None if tta is None else {"scales": tta[0], "flip": tta[1]}, "time_to_target": time_to_target(history),
         **labelled_metrics(cfg, model, history, counts["train"], counts["test"], accelerator.device),
     })
-    write_examples(model, test_loader.dataset, cfg, run_dir / "examples.png",
+    write_examples(model, test_loader.dataset, cfg, classes, run_dir / "examples.png",
                    f"{init_name(cfg.init)}: test mIoU {metrics['miou']:.3f} ({counts['train']:,} training images)")
-    write_labelled_exports(run_dir, model, cfg, "segment", arch=cfg.model.arch, num_classes=str(NUM_CLASSES))
+    write_labelled_exports(run_dir, model, cfg, "segment", arch=cfg.model.arch, num_classes=str(classes.num_classes))
     accelerator.print(f"test mIoU {metrics['miou']:.4f} (epoch {reported_epoch}), pixel accuracy "
                       f"{metrics['pixel_accuracy']:.4f}")
 
 
 @torch.no_grad()
-def write_examples(model: torch.nn.Module, test_set, cfg: SegmentConfig, path: Path, title: str) -> None:
-    """examples.png: image | ground truth | prediction for the first ``log.examples`` test images (background
-    black, pet orange, boundary white)."""
+def write_examples(model: torch.nn.Module, test_set, cfg: SegmentConfig, classes: LabelSet, path: Path,
+                   title: str) -> None:
+    """examples.png: image | ground truth | prediction for the first ``log.examples`` test images, each class in
+    its colour (ignored pixels white)."""
     pairs = [test_set[i] for i in range(min(cfg.log.examples, len(test_set)))]
     device = next(model.parameters()).device
     images = torch.stack([p[0] for p in pairs]).to(device)  # (N, 3, H, W)
     truth = torch.stack([p[1] for p in pairs])  # (N, H, W)
     model.eval()
     pred = model(images=images)["logits"].argmax(1).cpu()  # (N, H, W)
-    columns = [denormalize(images.cpu(), cfg.aug.mean, cfg.aug.std), colour_masks(truth), colour_masks(pred)]
+    columns = [denormalize(images.cpu(), cfg.aug.mean, cfg.aug.std), colour_masks(truth, classes.colours), colour_masks(pred, classes.colours)]
     save_image_grid(path, columns, ("image", "ground truth", "prediction"), title)
 
 

@@ -34,12 +34,15 @@ from simseg.data.sources import (
     looks_local,
     read_rgb,
 )
+from simseg.data.label_set import IGNORE_INDEX, PETS, LabelSet
 from simseg.data.synthetic import SHAPE_CLASSES
 from simseg.errors import SimsegError
 
 BACKGROUND, PET, BOUNDARY = 0, 1, 2
-CLASS_NAMES = ("background", "pet", "boundary")
-_UNMAPPED = 255
+CLASS_NAMES = PETS.names
+# The synthetic images' trimaps use the Oxford values for their shape, the background and the band between them.
+SYNTHETIC_TRIMAP = LabelSet(("background", "shape", "boundary"), PETS.colours, PETS.values, "synthetic shapes (trimap)")
+_UNMAPPED = IGNORE_INDEX
 _OXFORD_TO_CLASS = np.full(256, _UNMAPPED, dtype=np.uint8)  # lookup table indexed by the trimap value
 _OXFORD_TO_CLASS[[1, 2, 3]] = PET, BACKGROUND, BOUNDARY
 CLASS_TO_OXFORD = np.array([2, 1, 3], dtype=np.uint8)  # indexed by class id: the trimap value that means it
@@ -67,6 +70,8 @@ class PairSource(Protocol):
     name: str
     names: list[str]
     groups: list[str] | None
+    label_set: LabelSet
+    """The classes the masks' ids stand for."""
 
     def __len__(self) -> int: ...
 
@@ -121,7 +126,7 @@ class OxfordPetsSource:
         if found is None:
             raise SimsegError(f"data.source {root} is not an Oxford-IIIT Pet folder: it needs images/ and "
                               f"annotations/trimaps/ (or an oxford-iiit-pet/ folder holding them)")
-        self.root, self.name = found, str(found)
+        self.root, self.name, self.label_set = found, str(found), PETS
         images = self._stems(found / "images", _IMAGE_EXTENSIONS)
         trimaps = self._stems(found / "annotations" / "trimaps", (".png",))
         no_trimap = [images[s] for s in images if s not in trimaps]
@@ -196,7 +201,7 @@ class DatasetPairsSource:
         if mask_column == image_column or not (mask_column or others):
             raise SimsegError(f"{name} has no mask column besides '{image_column}': set data.mask_column "
                               f"(columns: {', '.join(columns)})")
-        self.dataset, self.name = dataset, name
+        self.dataset, self.name, self.label_set = dataset, name, PETS
         self.image_column, self.mask_column = image_column, mask_column or others[0]
         self._images = DatasetSource(dataset.select_columns([image_column]), image_column, name)
         self._masks = dataset.select_columns([self.mask_column])
@@ -235,6 +240,7 @@ class SyntheticPairsSource:
         self._source = SyntheticSource(count, seed, size)
         self.name = f"synthetic({count})"
         self.names = [f"synthetic_{i:05d}" for i in range(count)]
+        self.label_set = SYNTHETIC_TRIMAP
 
     @cached_property
     def groups(self) -> list[str]:

@@ -2,7 +2,8 @@
 
 A palette PNG stores one byte per pixel, the class id, plus a colour table, so an image viewer shows the classes in
 colour while a program reads the ids back with ``np.array(Image.open(path))``. The colours are those of every
-other simseg picture (:data:`simseg.training.plots.CLASS_COLOURS`): background black, pet orange, boundary white.
+other simseg picture (the run's :class:`~simseg.data.label_set.LabelSet`; on pets background black, pet orange,
+boundary white).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import numpy as np
 from PIL import Image
 
 from simseg.data.pets import CLASS_TO_OXFORD
-from simseg.training.plots import CLASS_COLOURS
+from simseg.data.label_set import PETS
 
-PALETTE = tuple(tuple(round(255 * c) for c in colour) for colour in CLASS_COLOURS)
+PALETTE = PETS.colours
 LABEL_VALUES = ("classes", "oxford")
 
 

@@ -180,6 +180,7 @@ def evaluate_confusion(model, loader, accelerator, num_classes: int, tta=None) -
     ``tta``: (scales, flip) to predict from the mean probabilities of those views
     (:func:`simseg.training.tta.tta_probabilities`); None = one plain view.
     """
+    from simseg.data.label_set import IGNORE_INDEX
     from simseg.training.metrics import confusion_matrix
     from simseg.training.tta import tta_probabilities
 
@@ -190,7 +191,7 @@ def evaluate_confusion(model, loader, accelerator, num_classes: int, tta=None) -
             scores = model(images=images)["logits"] if tta is None else tta_probabilities(model, images, *tta)
             pred = scores.argmax(1)  # (B, H, W)
         pred, masks = accelerator.gather_for_metrics((pred, masks))
-        confusion += confusion_matrix(pred, masks, num_classes)
+        confusion += confusion_matrix(pred, masks, num_classes, IGNORE_INDEX)  # unlabelled pixels count nowhere
     return confusion
 
 

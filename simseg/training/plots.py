@@ -1,5 +1,5 @@
 """Pictures people look at: the reconstruction grid (original | masked | reconstruction | visible pasted back) and
-segmentation examples (image | ground truth | prediction, classes in :data:`CLASS_COLOURS`)."""
+segmentation examples (image | ground truth | prediction, classes in their label set's colours)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ matplotlib.use("Agg")  # files only; no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from simseg.data.label_set import PETS  # noqa: E402
 from simseg.data.transforms import denormalize  # noqa: E402
 from simseg.files import atomic_write  # noqa: E402
 from simseg.models.masking import mask_to_pixels  # noqa: E402
 
 GRID_COLUMNS = ("original", "masked", "reconstruction", "reconstruction + visible")
 MASK_GREY = 0.5
-# Segmentation classes (simseg.data.pets order) as RGB in [0, 1]: background black, pet orange, boundary white.
-CLASS_COLOURS = ((0.0, 0.0, 0.0), (1.0, 0.6, 0.0), (1.0, 1.0, 1.0))
 
 
 @torch.no_grad()
@@ -58,9 +57,11 @@ def save_reconstruction_grid(path: str | Path, model, images, masks, mean, std, 
     save_image_grid(path, reconstruction_columns(model, images, masks, mean, std), GRID_COLUMNS, title)
 
 
-def colour_masks(masks: torch.Tensor, colours=CLASS_COLOURS) -> torch.Tensor:
-    """(N, H, W) class ids -> (N, 3, H, W) colours in [0, 1]."""
-    palette = torch.tensor(colours, dtype=torch.float32, device=masks.device)  # (C, 3)
+def colour_masks(masks: torch.Tensor, colours=PETS.colours) -> torch.Tensor:
+    """(N, H, W) class ids -> (N, 3, H, W) colours in [0, 1]; ``colours`` are RGB 0-255 per class id (a
+    :class:`~simseg.data.label_set.LabelSet`'s), and ignored pixels (:data:`IGNORE_INDEX`) are grey."""
+    palette = torch.full((256, 3), 0.5, dtype=torch.float32, device=masks.device)  # (256, 3): unknown ids grey
+    palette[:len(colours)] = torch.tensor(colours, dtype=torch.float32, device=masks.device) / 255
     return palette[masks.long()].permute(0, 3, 1, 2)
 
 
