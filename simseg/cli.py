@@ -9,6 +9,7 @@ instead of tracebacks (the stage scripts' ``__main__`` uses :func:`stage_config`
     simseg report SWEEP_DIR
     simseg grid --checkpoint RUN_DIR --data SOURCE [--n 8] [--out FILE.png]
     simseg data cache SOURCE --out DIR [--img-size 128] [--workers 4] [--overwrite] [--exclude FILE]
+    simseg data synthetic --out DIR --layout mask-folder|palette|colour|binary|hf [--count 120] [--size 96] [--split]
     simseg demo [--output-dir outputs/demo]
     simseg predict RUN_DIR|MODEL.onnx SOURCE... --out DIR [--overlay] [--probs] [--tta] ...
     simseg export RUN_DIR --format onnx --out FILE.onnx
@@ -160,11 +161,9 @@ def grid(argv: list[str]) -> Path:
 
 def data(argv: list[str]) -> Path:
     """Data tools. ``simseg data cache``: decode every image of a source once into an image cache, the format every
-    stage's batched path reads (pretrain on it with data.source=DIR)."""
-    from simseg.config.pretrain import PretrainDataConfig
-    from simseg.data.cache_build import build_cache
-    from simseg.data.image_cache import CacheSpec, cache_side
-    from simseg.data.unlabelled import open_pretraining_images
+    stage's batched path reads (pretrain on it with data.source=DIR). ``simseg data synthetic``: write the synthetic
+    shapes (7 classes) to disk in a layout users bring their own data in, a working example of each format."""
+    from simseg.data.synthetic_export import LAYOUTS
 
     parser = argparse.ArgumentParser(prog="simseg data", description=data.__doc__)
     tools = parser.add_subparsers(dest="tool", required=True)
@@ -179,7 +178,28 @@ def data(argv: list[str]) -> Path:
     cache.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
     cache.add_argument("--exclude", default="", metavar="FILE",
                        help="leave out the images this file names (one file name or stem a line), as data.exclude")
+    synthetic = tools.add_parser("synthetic", help="write the synthetic shapes (7 classes) as a mask folder, palette "
+                                                   "or colour masks, binary masks or a datasets dataset")
+    synthetic.add_argument("--out", required=True, help="the folder to write (absent or empty)")
+    synthetic.add_argument("--layout", required=True, choices=LAYOUTS,
+                           help="mask-folder: class-id PNGs; palette: palette PNGs; colour: RGB masks + classes.json; "
+                                "binary: 0/255 shape masks (2 classes); hf: a datasets save_to_disk folder")
+    synthetic.add_argument("--count", type=int, default=120, help="images (default 120)")
+    synthetic.add_argument("--size", type=int, default=96, help="side of the square images in pixels (default 96)")
+    synthetic.add_argument("--seed", type=int, default=0, help="which synthetic images (default 0)")
+    synthetic.add_argument("--split", action="store_true",
+                           help="write train/ and test/ (the last quarter) instead of one set")
     args = parser.parse_args(argv)
+    return data_synthetic(args) if args.tool == "synthetic" else data_cache(args)
+
+
+def data_cache(args: argparse.Namespace) -> Path:
+    """``simseg data cache``."""
+    from simseg.config.pretrain import PretrainDataConfig
+    from simseg.data.cache_build import build_cache
+    from simseg.data.image_cache import CacheSpec, cache_side
+    from simseg.data.unlabelled import open_pretraining_images
+
     size = args.size or cache_side(args.img_size)
     if size < 1 or args.img_size < 1:
         raise SimsegError(f"--size {size} and --img-size {args.img_size} must be positive numbers of pixels")
@@ -189,6 +209,17 @@ def data(argv: list[str]) -> Path:
         print(f"left out {excluded['excluded']:,} images of the {excluded['listed']:,} names in {args.exclude}")
     out = build_cache(source, args.out, CacheSpec(size), workers=args.workers, overwrite=args.overwrite)
     print(f"wrote {out}: {len(source):,} images at {size} px; pretrain on it with data.source={out}")
+    return out
+
+
+def data_synthetic(args: argparse.Namespace) -> Path:
+    """``simseg data synthetic``."""
+    from simseg.data.synthetic_export import segment_command, write_synthetic
+
+    out = write_synthetic(args.out, args.layout, args.count, args.size, args.seed, args.split)
+    split = " in train/ and test/" if args.split else ""
+    print(f"wrote {out}: {args.count:,} synthetic {args.size} px images with their masks as {args.layout}{split}; "
+          f"segment on them with: {segment_command(out, args.layout, args.count, args.split)}")
     return out
 
 
@@ -209,7 +240,7 @@ def predict(argv: list[str]) -> Path:
     predictions.jsonl. Exits 1 when some images could not be read (the others are written)."""
     from simseg.inference.inputs import expand_inputs
     from simseg.inference.label_maps import LABEL_VALUES
-    from simseg.inference.predict_files import PredictOptions, predict_files, run_header
+    from simseg.inference.predict_files import PredictOptions, predict_files, resolve_label_values, run_header
     from simseg.inference.segmenter import RESOLUTIONS, Segmenter
 
     parser = argparse.ArgumentParser(prog="simseg predict", description=predict.__doc__)
@@ -218,9 +249,11 @@ def predict(argv: list[str]) -> Path:
                         help="image files, folders (recursive), globs (quoted) or text files listing image paths")
     parser.add_argument("--out", required=True, help="folder for the outputs (made if absent)")
     parser.add_argument("--overlay", action="store_true", help="also NAME_overlay.jpg: the classes over the photo")
-    parser.add_argument("--probs", action="store_true", help="also NAME.npy: float16 (3, H, W) class probabilities")
-    parser.add_argument("--label-values", choices=LABEL_VALUES, default="classes",
-                        help="classes: 0 background, 1 pet, 2 boundary; oxford: the trimap values 2, 1, 3")
+    parser.add_argument("--probs", action="store_true", help="also NAME.npy: float16 (C, H, W) class probabilities")
+    parser.add_argument("--label-values", choices=(*LABEL_VALUES, "oxford"), default="classes",
+                        help="classes: the class ids 0..C-1; source: the value each class has in the training data's "
+                             "own masks (the \"value\" of the run's classes.json); oxford: the old name of source, "
+                             "for pet-trimap models only")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
@@ -244,7 +277,10 @@ def predict(argv: list[str]) -> Path:
     inputs = expand_inputs(args.sources)
     segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision, tta=args.tta,
                                threads=args.threads)
-    options = PredictOptions(args.overlay, args.probs, args.label_values, args.batch_size, args.overwrite,
+    label_values = resolve_label_values(args.label_values, segmenter.label_set)
+    if args.label_values == "oxford":
+        print("simseg: --label-values oxford is now called --label-values source", file=sys.stderr)
+    options = PredictOptions(args.overlay, args.probs, label_values, args.batch_size, args.overwrite,
                              args.resolution, not args.quiet, args.workers)
     try:
         summary = predict_files(segmenter, inputs, Path(args.out), options, run_header(segmenter, options, args.tta))

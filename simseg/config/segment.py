@@ -10,49 +10,10 @@ from typing import Literal
 from simseg.config.classify import MixupConfig
 from simseg.config.loader import check
 from simseg.config.presets import Preset, choices
-from simseg.config.sections import (
-    EvalConfig,
-    FineTuneAugConfig,
-    FineTuneModelConfig,
-    LogConfig,
-    SourceConfig,
-    TrainConfig,
-)
+from simseg.config.sections import EvalConfig, FineTuneAugConfig, FineTuneModelConfig, LogConfig, TrainConfig
+from simseg.config.segment_data import SegDataConfig
 from simseg.models.cnn_segmentation import ENCODER_STRIDE
 from simseg.models.registry import ARCHS, DEFAULT_ARCH, HEAD_SYNONYMS
-from simseg.sizes import parse_size
-
-
-@dataclasses.dataclass
-class SegDataConfig(SourceConfig):
-    """Labelled image/mask pairs: ``synthetic``, an Oxford-IIIT Pet folder (``images/`` + ``annotations/trimaps/``,
-    or its parent), a ``save_to_disk`` dataset, parquet/arrow files or a hub name with an image and a mask column.
-    ``subset`` is drawn from the images left after the test set, stratified by breed where known; null = all the
-    rest (required for ``synthetic``). The synthetic source holds the test set plus 10k images (more if val_size +
-    subset need them), each rendered only when used, so test set and nested subsets behave as on a real dataset."""
-
-    test_size: str = "1k"
-    """Seeded random test set (saved as ``test_images.txt``), the same for every subset and seed."""
-    test_seed: int = 0
-    """Seeds the test draw only, so runs of every ``seed`` are scored on the same images; ``seed`` draws the
-    training subset (nested for one seed), the head's initialisation and the training randomness."""
-    val_size: str = "0"
-    """Validation images (held out of training, never from the test set) on which the best epoch is chosen;
-    0 = none: the last epoch is reported."""
-    mask_column: str = ""
-    """Mask column (Oxford trimap values 1/2/3) of a ``datasets`` source; empty = detected."""
-    skip_unpaired: bool = False
-    """Skip (and count) Oxford images without a trimap and trimaps without an image instead of failing."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.sizes()
-
-    def sizes(self) -> tuple[int, int | None, int]:
-        """(test images, training subset or None = all the rest, validation images)."""
-        val = 0 if str(self.val_size).strip() == "0" else parse_size(self.val_size, "data.val_size")
-        subset = None if self.subset is None else parse_size(self.subset, "data.subset")
-        return parse_size(self.test_size, "data.test_size"), subset, val
 
 
 @dataclasses.dataclass

@@ -1,4 +1,5 @@
-"""Labelled image/trimap pairs for the segmentation stage (the splits they are drawn into: :mod:`simseg.data.splits`).
+"""Oxford-IIIT Pet's image/trimap pairs, the one dataset whose classes simseg knows by name (the other sources and the
+front door that picks one: :mod:`simseg.data.pair_sources`).
 
 Trimap mapping. Oxford-IIIT Pet trimaps store 1 = pet, 2 = background, 3 = boundary (not classified); the
 segmentation stage predicts class ids::
@@ -15,41 +16,23 @@ and resizing it would quietly train on misaligned labels.
 
 from __future__ import annotations
 
-import io
 import re
-import zlib
-from functools import cached_property
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from simseg.data.sources import (
-    DatasetSource,
-    SyntheticSource,
-    digest,
-    files_fingerprint,
-    is_table_folder,
-    looks_local,
-    read_rgb,
-)
-from simseg.data.label_set import IGNORE_INDEX, PETS, LabelSet
-from simseg.data.synthetic import SHAPE_CLASSES
+from simseg.data.label_set import IGNORE_INDEX, PETS
+from simseg.data.sources import files_fingerprint, read_rgb
 from simseg.errors import SimsegError
 
 BACKGROUND, PET, BOUNDARY = 0, 1, 2
 CLASS_NAMES = PETS.names
-# The synthetic images' trimaps use the Oxford values for their shape, the background and the band between them.
-SYNTHETIC_TRIMAP = LabelSet(("background", "shape", "boundary"), PETS.colours, PETS.values, "synthetic shapes (trimap)")
 _UNMAPPED = IGNORE_INDEX
 _OXFORD_TO_CLASS = np.full(256, _UNMAPPED, dtype=np.uint8)  # lookup table indexed by the trimap value
 _OXFORD_TO_CLASS[[1, 2, 3]] = PET, BACKGROUND, BOUNDARY
 CLASS_TO_OXFORD = np.array([2, 1, 3], dtype=np.uint8)  # indexed by class id: the trimap value that means it
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-_MASK_NAMES = ("mask", "masks", "trimap", "trimaps", "annotation", "annotations", "label", "labels",
-               "segmentation", "segmentation_mask")
-_NAME_COLUMNS = ("file_name", "filename", "image_id", "name", "id")
 
 
 def trimap_to_classes(trimap: np.ndarray, name: str = "trimap") -> np.ndarray:
@@ -61,27 +44,6 @@ def trimap_to_classes(trimap: np.ndarray, name: str = "trimap") -> np.ndarray:
     shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
     raise SimsegError(f"trimap {name} holds values {shown} besides the Oxford trimap values 1 (pet), 2 (background) "
                       f"and 3 (boundary): replace the file or remove the pair")
-
-
-class PairSource(Protocol):
-    """Labelled pairs: ``names`` are stable item names (image stem, a dataset's name column or row number),
-    ``groups`` the breed or shape class per item for stratified splits (None where unknown)."""
-
-    name: str
-    names: list[str]
-    groups: list[str] | None
-    label_set: LabelSet
-    """The classes the masks' ids stand for."""
-
-    def __len__(self) -> int: ...
-
-    def pair(self, index: int) -> tuple[Image.Image, np.ndarray]:
-        """(RGB image, (H, W) uint8 class ids) of item ``index``; the mask is the image's size."""
-        ...
-
-    def fingerprint(self) -> str:
-        """As :meth:`simseg.data.sources.ImageSource.fingerprint`: changes when any pair does."""
-        ...
 
 
 def _mask_array(image: Image.Image, name: str) -> np.ndarray:
@@ -127,6 +89,7 @@ class OxfordPetsSource:
             raise SimsegError(f"data.source {root} is not an Oxford-IIIT Pet folder: it needs images/ and "
                               f"annotations/trimaps/ (or an oxford-iiit-pet/ folder holding them)")
         self.root, self.name, self.label_set = found, str(found), PETS
+        self.given_split, self.notes = None, []  # Oxford's own split lists are not read: data.test_list can give one
         images = self._stems(found / "images", _IMAGE_EXTENSIONS)
         trimaps = self._stems(found / "annotations" / "trimaps", (".png",))
         no_trimap = [images[s] for s in images if s not in trimaps]
@@ -173,125 +136,3 @@ class OxfordPetsSource:
 
     def fingerprint(self) -> str:
         return files_fingerprint([*self.image_files, *self.trimap_files])
-
-
-class DatasetPairsSource:
-    """A ``datasets`` dataset with an image column and a mask column of Oxford trimap values 1/2/3.
-
-    Empty column names are detected: the image is the first Image column not named like a mask, the mask an Image
-    column named mask/trimap/annotation/label(s)/segmentation, else the other Image column. ``names`` come from a
-    unique string column file_name/filename/image_id/name/id, else the row number; ``groups`` from the first
-    ClassLabel column (e.g. the breed), else None.
-    """
-
-    def __init__(self, dataset, image_column: str, mask_column: str, name: str):
-        import datasets
-
-        features, columns = dataset.features, dataset.column_names
-        for key, column in (("image_column", image_column), ("mask_column", mask_column)):
-            if column and column not in columns:
-                raise SimsegError(f"data.{key}='{column}' is not a column of {name}; it has {', '.join(columns)}")
-        pictures = [k for k in columns if isinstance(features[k], datasets.Image)]
-        if not image_column and not pictures:
-            raise SimsegError(f"{name} has no column of Image type: set data.image_column "
-                              f"(columns: {', '.join(columns)})")
-        maskish = [k for k in pictures if k.lower() in _MASK_NAMES]
-        image_column = image_column or next((k for k in pictures if k not in maskish), pictures[0])
-        others = [k for k in maskish + pictures if k != image_column]
-        if mask_column == image_column or not (mask_column or others):
-            raise SimsegError(f"{name} has no mask column besides '{image_column}': set data.mask_column "
-                              f"(columns: {', '.join(columns)})")
-        self.dataset, self.name, self.label_set = dataset, name, PETS
-        self.image_column, self.mask_column = image_column, mask_column or others[0]
-        self._images = DatasetSource(dataset.select_columns([image_column]), image_column, name)
-        self._masks = dataset.select_columns([self.mask_column])
-        names = next((list(dataset[k]) for k in _NAME_COLUMNS
-                      if k in columns and getattr(features[k], "dtype", None) == "string"), None)
-        unique = names is not None and len(set(names)) == len(names)
-        self.names = [str(v) for v in names] if unique else [str(i) for i in range(len(dataset))]
-        labels = next((k for k in columns if isinstance(features[k], datasets.ClassLabel)), None)
-        self.groups = [features[labels].int2str(int(v)) for v in dataset[labels]] if labels else None
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def pair(self, index: int) -> tuple[Image.Image, np.ndarray]:
-        image, where = self._images.image(index), f"{self.name}[{index}] column '{self.mask_column}'"
-        try:
-            value = self._masks[int(index)][self.mask_column]
-            if isinstance(value, dict):  # undecoded Image feature: {"bytes": ..., "path": ...}
-                value = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
-            values = _mask_array(value, where) if isinstance(value, Image.Image) else np.asarray(value)
-        except SimsegError:
-            raise
-        except Exception as err:
-            raise SimsegError(f"{where} cannot be read as a mask ({type(err).__name__}): fix or drop that "
-                              f"row") from None
-        return _labelled(image, values, where)
-
-    def fingerprint(self) -> str:
-        return digest("pairs", self._images.fingerprint(), self.mask_column)
-
-
-class SyntheticPairsSource:
-    """``count`` synthetic images with their trimaps as class ids; ``groups`` are the shape names."""
-
-    def __init__(self, count: int, seed: int, size: int):
-        self._source = SyntheticSource(count, seed, size)
-        self.name = f"synthetic({count})"
-        self.names = [f"synthetic_{i:05d}" for i in range(count)]
-        self.label_set = SYNTHETIC_TRIMAP
-
-    @cached_property
-    def groups(self) -> list[str]:
-        # make_sample's first draw is the label; repeated here so the split need not render every image
-        # (tests/test_pets.py pins that the two agree)
-        return [SHAPE_CLASSES[int(np.random.default_rng([self._source.seed, i]).integers(len(SHAPE_CLASSES)))]
-                for i in range(len(self))]
-
-    def __len__(self) -> int:
-        return len(self._source)
-
-    def pair(self, index: int) -> tuple[Image.Image, np.ndarray]:
-        sample = self._source.sample(index)
-        return _labelled(Image.fromarray(sample.image), sample.trimap, self.names[index])
-
-    def fingerprint(self) -> str:
-        return digest("pairs", self._source.fingerprint())
-
-
-SYNTHETIC_POOL = 10_000  # synthetic images besides the test set (rendered only when used)
-
-
-def open_segmentation_pairs(data_cfg, stream: str = "segment") -> PairSource:
-    """The image/trimap pairs a segmentation stage's ``data`` section names (see :func:`open_pairs_source`)."""
-    test_size, subset, val_size = data_cfg.sizes()
-    # A synthetic source's size must not depend on the subset, or the test set and the nesting would change with it.
-    synthetic_count = test_size + max(SYNTHETIC_POOL, val_size + (subset or 0))
-    return open_pairs_source(data_cfg.source, stream=stream, synthetic_count=synthetic_count,
-                             synthetic_seed=data_cfg.synthetic_seed, synthetic_size=data_cfg.synthetic_image_size,
-                             skip_unpaired=data_cfg.skip_unpaired, split=data_cfg.split,
-                             image_column=data_cfg.image_column, mask_column=data_cfg.mask_column)
-
-
-def open_pairs_source(source: str, *, stream: str, synthetic_count: int, synthetic_seed: int, synthetic_size: int,
-                      skip_unpaired: bool, split: str, image_column: str, mask_column: str) -> PairSource:
-    """The pair source named by ``source``; ``stream`` separates the synthetic images of different stages."""
-    if source == "synthetic":
-        seed = zlib.crc32(f"{stream}:{synthetic_seed}".encode())  # the rule of data.open_image_source
-        return SyntheticPairsSource(synthetic_count, seed, synthetic_size)
-    path = Path(source).expanduser()
-    if path.is_dir() and OxfordPetsSource.find_root(path) is not None:
-        return OxfordPetsSource(path, skip_unpaired)
-    if path.is_dir() and not is_table_folder(path):
-        raise SimsegError(f"data.source {source} is neither an Oxford-IIIT Pet folder (images/ and "
-                          f"annotations/trimaps/, or a parent of oxford-iiit-pet/) nor a datasets dataset: "
-                          f"check the folder")
-    if not path.exists() and looks_local(source):
-        raise SimsegError(f"data.source {source} does not exist: check the path")
-    # DatasetSource loads the dataset and picks the split; the columns are chosen again here, with the mask's in view
-    loaded = (DatasetSource.from_local(path, split, image_column) if path.exists() else
-              DatasetSource.from_hub(source, split, image_column))
-    return DatasetPairsSource(loaded.dataset, image_column, mask_column, loaded.name)
-
-

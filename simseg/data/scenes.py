@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from simseg.data.pets import SyntheticPairsSource
 from simseg.data.sources import (
     IMAGE_EXTENSIONS,
     DatasetSource,
@@ -32,6 +31,7 @@ from simseg.data.sources import (
 )
 from simseg.data.splits import segmentation_splits, stratified_order
 from simseg.data.synthetic import SHAPE_CLASSES
+from simseg.data.synthetic_pairs import SyntheticPairsSource
 from simseg.errors import SimsegError
 from simseg.sizes import format_size
 

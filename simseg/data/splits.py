@@ -1,5 +1,6 @@
 """Seeded, reproducible splits of labelled data: a fixed test set, then nested training subsets stratified by
-group (breed or class), and the split files (one item name per line) a run folder keeps."""
+group (breed or class), and the split files (one item name per line) a run folder keeps. A split the data already
+has (train/test folders, ``data.train_list`` / ``data.test_list``) is used as given instead of drawn."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from simseg.sizes import format_size
 
 
 def segmentation_splits(count: int, test_size: int, subset: int | None, seed: int, groups: list[str] | None,
-                        val_size: int = 0, source_name: str = "the source",
-                        test_seed: int | None = None) -> dict[str, np.ndarray]:
+                        val_size: int = 0, source_name: str = "the source", test_seed: int | None = None,
+                        given: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
     """Seeded index arrays ``test``, ``val`` and ``train`` over ``count`` items.
+
+    ``given`` (a source's ``given_split``: ``test`` and optionally ``train`` index lists) is a split the data
+    already has: see :func:`given_splits`, which then decides and ignores ``test_size``. Otherwise:
 
     ``test`` (sorted) is a draw of ``test_size`` items, stratified by ``groups`` when given; it depends only on
     (count, test_size, test_seed, groups), so every run of a sweep tests on the same images (``test_seed`` defaults
@@ -24,10 +28,11 @@ def segmentation_splits(count: int, test_size: int, subset: int | None, seed: in
     ``subset`` (all if None), so smaller subsets are nested in larger ones. Groups of one item are pooled for the test
     draw; when even that cannot be stratified (fewer test items than groups) the draw is plain random.
     """
-    from sklearn.model_selection import train_test_split
-
     if groups is not None and len(groups) != count:
         raise ValueError(f"{len(groups)} groups for {count} items")
+    if given is not None and given.get("test") is not None:
+        return given_splits(count, given, subset, seed, groups, val_size, source_name)
+    from sklearn.model_selection import train_test_split  # seconds to import: only when a test set is drawn
     if not 1 <= test_size < count:
         raise SimsegError(f"data.test_size={test_size:,} asks for {test_size:,} test images but {source_name} has "
                           f"{count:,}: choose 1 <= data.test_size < {count:,}")
@@ -51,6 +56,68 @@ def segmentation_splits(count: int, test_size: int, subset: int | None, seed: in
     if np.intersect1d(test, order[:val_size + len(train)]).size:  # kept under python -O, unlike assert
         raise AssertionError("the test set overlaps the training or validation images")
     return {"test": test, "train": train, "val": val}
+
+
+def given_splits(count: int, given: dict[str, list[int]], subset: int | None, seed: int, groups: list[str] | None,
+                 val_size: int = 0, source_name: str = "the source") -> dict[str, np.ndarray]:
+    """The split the data gives: ``test`` exactly ``given["test"]``, in its order; the training pool
+    ``given["train"]`` (every other item without it). ``val`` is the first ``val_size`` items of the pool's
+    stratified order (as drawn splits take it); ``train`` is the rest of the pool in its given order when ``subset``
+    is None (so a run's ``train_images.txt`` given back reproduces that run), else the next ``subset`` items of that
+    order, nested as drawn subsets are."""
+    test = np.asarray(given["test"], dtype=np.int64)
+    train_given = given.get("train")
+    pool = (np.asarray(train_given, dtype=np.int64) if train_given is not None
+            else np.setdiff1d(np.arange(count), test))
+    both = np.intersect1d(test, pool)
+    if both.size:
+        raise SimsegError(f"the given split of {source_name} puts {both.size:,} items in both the training and the "
+                          f"test set (item {both[0]} first): fix data.train_list / data.test_list or the folders")
+    if not len(test) or not len(pool):
+        raise SimsegError(f"the given split of {source_name} has {len(pool):,} training and {len(test):,} test "
+                          f"items: both need some; check data.train_list / data.test_list or the folders")
+    if not 0 <= val_size < len(pool):
+        raise SimsegError(f"data.val_size={val_size:,} leaves no training images in the {len(pool):,} that "
+                          f"{source_name}'s split gives for training: choose data.val_size < {len(pool):,}")
+    if subset is not None and not 1 <= subset <= len(pool) - val_size:
+        raise SimsegError(f"data.subset={format_size(subset)} asks for {subset:,} training images but the split of "
+                          f"{source_name} gives {len(pool) - val_size:,} (after {val_size:,} for validation): "
+                          f"choose data.subset <= {len(pool) - val_size:,}")
+    order = stratified_order(pool, None if groups is None else [groups[i] for i in pool],
+                             np.random.default_rng([seed, 1]))
+    val = order[:val_size]
+    train = pool[~np.isin(pool, val)] if subset is None else order[val_size:val_size + subset]
+    return {"test": test, "train": train, "val": val}
+
+
+def given_split_from_lists(names: list[str], train_list: str, test_list: str) -> dict[str, list[int]] | None:
+    """``{"test": [...], "train": [...]}`` indices into ``names`` of the names the list files hold (one a line,
+    blank lines skipped; ``train`` only with a ``train_list``), in the files' order; None without a test list.
+    A name the source lacks, or one listed twice, is an error naming the file and the name."""
+    if not test_list:
+        return None
+    index = {name: i for i, name in enumerate(names)}
+    split = {}
+    for key, path in (("test", test_list), ("train", train_list)):
+        if not path:
+            continue
+        try:
+            listed = [line.strip() for line in Path(path).expanduser().read_text(encoding="utf-8-sig").splitlines()]
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or type(err).__name__
+            raise SimsegError(f"data.{key}_list={path} cannot be read ({reason}): give a text file with one item "
+                              f"name per line") from None
+        listed = [n for n in listed if n]
+        unknown = next((n for n in listed if n not in index), None)
+        if unknown is not None:
+            raise SimsegError(f"data.{key}_list={path} names {unknown!r}, which the data does not hold "
+                              f"({sum(n not in index for n in listed):,} of its {len(listed):,} names are unknown): "
+                              f"check the file and data.source")
+        twice = next((n for n in listed if listed.count(n) > 1), None) if len(set(listed)) < len(listed) else None
+        if twice is not None:
+            raise SimsegError(f"data.{key}_list={path} names {twice!r} twice: list each item once")
+        split[key] = [index[n] for n in listed]
+    return split
 
 
 def _test_strata(groups: list[str] | None, test_size: int) -> np.ndarray | None:

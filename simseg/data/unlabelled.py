@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from simseg.data.image_cache import ImageCache, is_cache, open_cache
+from simseg.data.mask_folder import find_mask_folder
 from simseg.data.pets import OxfordPetsSource
 from simseg.data.sources import (
     DatasetSource,
@@ -24,6 +25,7 @@ from simseg.data.sources import (
     is_table_folder,
     looks_local,
 )
+from simseg.data.synthetic_pairs import SYNTHETIC_MODES
 from simseg.errors import SimsegError
 from simseg.sizes import format_size, parse_size
 
@@ -51,16 +53,17 @@ def open_image_source(data_cfg, stream: str) -> ImageSource:
 
 
 def _open_one(source: str, data_cfg, stream: str) -> ImageSource:
-    if source == "synthetic":
+    if source in SYNTHETIC_MODES:  # synthetic-shapes labels the same pictures otherwise: their images are these
         seed = zlib.crc32(f"{stream}:{data_cfg.synthetic_seed}".encode())
         return SyntheticSource(data_cfg.synthetic_size, seed, data_cfg.synthetic_image_size)
     path = Path(source).expanduser()
     if is_cache(path):
         return open_cache(path)
     if path.is_dir() and not is_table_folder(path):
-        # An Oxford-IIIT Pet folder's unlabelled images are its photos: its trimaps are images too, but not photos.
-        pets = OxfordPetsSource.find_root(path)
-        return FolderSource(pets / "images" if pets is not None else path)
+        # An Oxford-IIIT Pet folder's or a mask folder's unlabelled images are its photos: its masks are images too,
+        # but not photos (a mask folder's train/ and test/ both count; data.exclude leaves its test images out).
+        pets, masks = OxfordPetsSource.find_root(path), find_mask_folder(path)
+        return FolderSource(pets / "images" if pets is not None else masks[0] if masks is not None else path)
     if path.exists() or looks_local(source):
         if not path.exists():
             raise SimsegError(f"data.source {source} does not exist: check the path")

@@ -16,8 +16,8 @@ from simseg.data.batch_augment import BatchAugment
 from simseg.data.cache_build import build_cache, ensure_cache
 from simseg.data.cached_batches import CachedBatches, IndexDataset, choose_pipeline
 from simseg.data.image_cache import CacheSpec, open_cache
-from simseg.data.pets import SyntheticPairsSource
 from simseg.data.sources import SyntheticSource
+from simseg.data.synthetic_pairs import SyntheticPairsSource
 from simseg.errors import SimsegError
 from simseg.models.masking import random_unit_mask
 from simseg.models.simmim import SimMIM

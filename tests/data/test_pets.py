@@ -4,19 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simseg.data.pets import (
-    BACKGROUND,
-    BOUNDARY,
-    CLASS_NAMES,
-    PET,
-    DatasetPairsSource,
-    OxfordPetsSource,
-    SyntheticPairsSource,
-    open_pairs_source,
-    trimap_to_classes,
-)
+from simseg.data.dataset_pairs import DatasetPairsSource
+from simseg.data.pair_sources import open_pairs_source
+from simseg.data.pets import BACKGROUND, BOUNDARY, CLASS_NAMES, PET, OxfordPetsSource, trimap_to_classes
 from simseg.data.splits import load_split, save_split, segmentation_splits
 from simseg.data.synthetic import SHAPE_CLASSES, make_sample
+from simseg.data.synthetic_pairs import SyntheticPairsSource
 from simseg.errors import SimsegError
 from tests.helpers import trimap, write_pair
 
