@@ -9,7 +9,8 @@ conv decoder, or a CNN baseline) on labelled Oxford-IIIT Pet trimaps; test on a 
 Classes: those of the data (``source.label_set``; on Oxford-IIIT Pet 0 background, 1 pet, 2 boundary), written to
 the run folder as classes.json, from which every later reader takes them.
 
-Writes into ``output_dir``: config.yaml, classes.json (names, colours, mask values), lineage.json (where the encoder's weights came from), test_images.txt /
+Writes into ``output_dir``: config.yaml, classes.json (names, colours, mask values, each class's share of every
+split's pixels), lineage.json (where the encoder's weights came from), test_images.txt /
 train_images.txt / val_images.txt (the split, one item name per line), metrics.jsonl (per epoch: train loss, and
 every ``eval.every`` epochs test and validation mIoU), metrics.json (final test figures from one confusion matrix
 over every test pixel, plus the model's cost: parameters, GFLOPs, inference and training images/s, seconds),
@@ -37,13 +38,16 @@ from simseg.cli import run_main, stage_config
 from simseg.config.segment import SegmentConfig
 from simseg.data.image_cache import CacheSpec, cache_side
 from simseg.data.label_set import LabelSet, write_run_label_set
-from simseg.data.pets import open_segmentation_pairs
+from simseg.data.mask_survey import survey_masks
+from simseg.data.pair_sources import open_segmentation_pairs
 from simseg.data.splits import segmentation_splits
+from simseg.data.synthetic_pairs import SYNTHETIC_MODES
 from simseg.data.transforms import denormalize
 from simseg.errors import SimsegError
 from simseg.files import atomic_write_json
 from simseg.models.registry import model_for_config
 from simseg.models.segmentation_mixing import mix_segmentation_batch
+from simseg.training.boundary import boundary_iou
 from simseg.training.cnn_weights import load_cnn_init
 from simseg.training.data_path import DataPath
 from simseg.training.engine import epoch_record, evaluate_confusion, speed_summary, train_one_epoch
@@ -63,33 +67,48 @@ from simseg.training.stage_steps import (
     write_labelled_exports,
 )
 
+
 def main(cfg: SegmentConfig) -> Path:
     # A frozen encoder gets no gradients, which DDP must be told to expect.
     accelerator, run_dir = start_run(cfg, kwargs_handlers=[
         DistributedDataParallelKwargs(find_unused_parameters=cfg.train.freeze_encoder_epochs > 0)])
 
-    # --- data: a test set fixed by data.test_seed, then nested stratified training subsets (and validation) ------
+    # --- data: a test set fixed by data.test_seed (or given), nested stratified training subsets, validation ------
     test_size, subset, val_size = cfg.data.sizes()
-    if cfg.data.source == "synthetic" and subset is None:
-        raise SimsegError("data.source=synthetic needs data.subset: the number of training images to draw")
+    if cfg.data.source in SYNTHETIC_MODES and subset is None:
+        raise SimsegError(f"data.source={cfg.data.source} needs data.subset: the number of training images to draw")
     source = open_segmentation_pairs(cfg.data)
     classes = source.label_set
-    splits = segmentation_splits(len(source), test_size, subset, cfg.seed, source.groups, val_size, source.name,
-                                 test_seed=cfg.data.test_seed)
+    for note in source.notes:
+        accelerator.print(note)
+    # Every mask is read and counted once before training (a bad file is named now, not in epoch 7); data without
+    # breeds is stratified by each image's main class, which needs every mask counted before the split.
+    cache_root = cfg.data.cache_dir or run_dir / "data_cache"
+    with accelerator.main_process_first():
+        survey = (survey_masks(source, range(len(source)), cache_root, cfg.log.progress, accelerator.print)
+                  if source.groups is None else None)
+        groups = source.groups or survey.dominant_groups(range(len(source)))
+        splits = segmentation_splits(len(source), test_size, subset, cfg.seed, groups, val_size, source.name,
+                                     test_seed=cfg.data.test_seed, given=source.given_split)
+        used = np.concatenate([splits["train"], splits["test"], splits["val"]])
+        survey = survey or survey_masks(source, used, cache_root, cfg.log.progress, accelerator.print)
     check_or_save_splits(run_dir, {k: [source.names[i] for i in v] for k, v in splits.items()},
                          write=accelerator.is_main_process)
+    shown = {k: splits[k] for k in ("train", "test", "val") if len(splits[k])}  # the training subset first
+    table, warnings = survey.class_table(classes, shown)
+    accelerator.print("\n".join([f"classes of {source.name}:", *table, *(f"warning: {w}" for w in warnings)]))
     if accelerator.is_main_process:
-        write_run_label_set(run_dir, classes)
-    used = np.concatenate([splits["train"], splits["test"], splits["val"]])
+        write_run_label_set(run_dir, classes, {k: survey.shares(v) for k, v in shown.items()})
     img = cfg.model.img_size
     data = DataPath(cfg, run_dir, accelerator, CacheSpec(cache_side(img), img, "resize", masks=True), len(used))
     cache = data.cache(source, used)
     train = data.training(source, splits["train"], cache, targets="masks")
     test_loader = data.evaluation(source, splits["test"], cache, "masks", "resize")
     val_loader = data.evaluation(source, splits["val"], cache, "masks", "resize") if val_size else None
-    skipped = getattr(source, "skipped", 0)
+    test_size, skipped = len(splits["test"]), source.skipped
+    given = " (the split the data gives)" if source.given_split else ""
     accelerator.print(f"segmenting {len(splits['train']):,} training images of {source.name}, testing on "
-                      f"{test_size:,}" + (f", validating on {val_size:,}" if val_size else "")
+                      f"{test_size:,}{given}" + (f", validating on {val_size:,}" if val_size else "")
                       + (f" ({skipped:,} unpaired files skipped)" if skipped else "") + f"; {train.describe()}")
 
     # --- model and optimiser ------------------------------------------------------------------------------------
@@ -147,11 +166,13 @@ def build_model(cfg: SegmentConfig, num_classes: int) -> tuple[torch.nn.Module, 
     return model, load_init(model, cfg.init, cfg.model)
 
 
-def score(model, loader, accelerator, record: dict, key: str, classes: LabelSet) -> torch.Tensor:
-    """``record[key]``: the mIoU of ``model`` on ``loader``; returns the confusion matrix."""
-    confusion = evaluate_confusion(model, loader, accelerator, classes.num_classes)
+def score(model, loader, accelerator, record: dict, key: str,
+          classes: LabelSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """``record[key]``: the mIoU of ``model`` on ``loader``; returns the confusion matrix (C, C) and the Boundary
+    IoU counts (2, C) of the same predictions, so that :func:`report` can reuse the last epoch's test scoring."""
+    confusion, bands = evaluate_confusion(model, loader, accelerator, classes.num_classes, boundary=True)
     record[key] = segmentation_metrics(confusion, classes.names)["miou"]
-    return confusion
+    return confusion, bands
 
 
 def keep_if_best(model, val_loader, accelerator, record: dict, run_dir: Path, epoch: int, classes: LabelSet) -> None:
@@ -163,10 +184,15 @@ def keep_if_best(model, val_loader, accelerator, record: dict, run_dir: Path, ep
                      {"stage": "segment", "epoch": str(epoch)})
 
 
-def report(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path, accelerator, test_loader, last_test_confusion,
+def report(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path, accelerator, test_loader, last_test_scores,
            pipeline: str, counts: dict) -> None:
     """Score the reported weights (the best validation epoch's, else the last) on the test set, with TTA when
-    asked, and write metrics.json, confusion.json, examples.png and the exports."""
+    asked, and write metrics.json, confusion.json, examples.png and the exports. ``last_test_scores``: what
+    :func:`score` returned for the last epoch's test scoring (None if none), reused when those weights are reported.
+
+    metrics.json holds every figure of :func:`segmentation_metrics` plus ``boundary_iou`` and
+    ``boundary_iou_per_class`` (:mod:`simseg.training.boundary`) of the reported predictions; with TTA, the plain
+    view's ``plain_miou`` and ``plain_boundary_iou`` stand beside them."""
     history = read_metrics(run_dir)
     reported_epoch, best_val = history[-1]["epoch"], None
     if counts["val"]:
@@ -175,15 +201,15 @@ def report(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path, accelera
         model.load_state_dict(weights)
         reported_epoch = int(meta["epoch"])
         best_val = max(r["val_miou"] for r in history if r.get("val_miou") is not None)
-    confusion = last_test_confusion  # the same weights were scored on the test set a moment ago ...
-    if confusion is None or reported_epoch != history[-1]["epoch"]:  # ... unless they are another epoch's
-        confusion = evaluate_confusion(model, test_loader, accelerator, classes.num_classes)
+    scores = last_test_scores  # the same weights were scored on the test set a moment ago ...
+    if scores is None or reported_epoch != history[-1]["epoch"]:  # ... unless they are another epoch's
+        scores = evaluate_confusion(model, test_loader, accelerator, classes.num_classes, boundary=True)
     tta = cfg.eval.tta_views()
-    metrics = segmentation_metrics(confusion, classes.names)
-    if tta is not None:  # the reported figures are the TTA ones; the plain mIoU stays beside them
-        plain_miou = metrics["miou"]
-        metrics = {**segmentation_metrics(evaluate_confusion(model, test_loader, accelerator, classes.num_classes,
-                                                             tta), classes.names), "plain_miou": plain_miou}
+    metrics = figures_of(*scores, classes)
+    if tta is not None:  # the reported figures are the TTA ones; the plain view's stay beside them
+        plain = {"plain_miou": metrics["miou"], "plain_boundary_iou": metrics["boundary_iou"]}
+        metrics = {**figures_of(*evaluate_confusion(model, test_loader, accelerator, classes.num_classes, tta,
+                                                      boundary=True), classes), **plain}
     if not accelerator.is_main_process:
         return
     atomic_write_json(run_dir / "confusion.json", {"classes": list(classes.names), "rows": "target",
@@ -199,22 +225,30 @@ def report(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path, accelera
     write_examples(model, test_loader.dataset, cfg, classes, run_dir / "examples.png",
                    f"{init_name(cfg.init)}: test mIoU {metrics['miou']:.3f} ({counts['train']:,} training images)")
     write_labelled_exports(run_dir, model, cfg, "segment", arch=cfg.model.arch, num_classes=str(classes.num_classes))
+    boundary = "" if metrics["boundary_iou"] is None else f", Boundary IoU {metrics['boundary_iou']:.4f}"
     accelerator.print(f"test mIoU {metrics['miou']:.4f} (epoch {reported_epoch}), pixel accuracy "
-                      f"{metrics['pixel_accuracy']:.4f}")
+                      f"{metrics['pixel_accuracy']:.4f}{boundary}")
+
+
+def figures_of(confusion: torch.Tensor, bands: torch.Tensor, classes: LabelSet) -> dict:
+    """The figures of one test scoring: :func:`segmentation_metrics` of the confusion matrix and :func:`boundary_iou`
+    of the band counts."""
+    return {**segmentation_metrics(confusion, classes.names), **boundary_iou(bands, classes.names)}
 
 
 @torch.no_grad()
 def write_examples(model: torch.nn.Module, test_set, cfg: SegmentConfig, classes: LabelSet, path: Path,
                    title: str) -> None:
     """examples.png: image | ground truth | prediction for the first ``log.examples`` test images, each class in
-    its colour (ignored pixels white)."""
+    its colour (ignored pixels grey)."""
     pairs = [test_set[i] for i in range(min(cfg.log.examples, len(test_set)))]
     device = next(model.parameters()).device
     images = torch.stack([p[0] for p in pairs]).to(device)  # (N, 3, H, W)
     truth = torch.stack([p[1] for p in pairs])  # (N, H, W)
     model.eval()
     pred = model(images=images)["logits"].argmax(1).cpu()  # (N, H, W)
-    columns = [denormalize(images.cpu(), cfg.aug.mean, cfg.aug.std), colour_masks(truth, classes.colours), colour_masks(pred, classes.colours)]
+    columns = [denormalize(images.cpu(), cfg.aug.mean, cfg.aug.std), colour_masks(truth, classes.colours),
+               colour_masks(pred, classes.colours)]
     save_image_grid(path, columns, ("image", "ground truth", "prediction"), title)
 
 

@@ -172,27 +172,34 @@ def evaluate(model, loader, accelerator, make_inputs: Callable) -> float:
 
 
 @torch.no_grad()
-def evaluate_confusion(model, loader, accelerator, num_classes: int, tta=None) -> torch.Tensor:
+def evaluate_confusion(model, loader, accelerator, num_classes: int, tta=None, *,
+                       boundary: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Confusion matrix (C_target, C_pred) over every pixel of ``loader``'s (images, masks) batches.
 
     ``model`` returns ``{"logits": (B, C, H, W)}``; it may be an unprepared module (an EMA copy), hence the explicit
     autocast. Gathered over processes with the sampler's repeated padding dropped, so each image counts once.
     ``tta``: (scales, flip) to predict from the mean probabilities of those views
-    (:func:`simseg.training.tta.tta_probabilities`); None = one plain view.
+    (:func:`simseg.training.tta.tta_probabilities`); None = one plain view. ``boundary``: also count the Boundary
+    IoU's band intersections and unions (:func:`simseg.training.boundary.boundary_counts`, (2, C)) of the same
+    predictions, and return ``(confusion, boundary_counts)``.
     """
     from simseg.data.label_set import IGNORE_INDEX
+    from simseg.training.boundary import boundary_counts
     from simseg.training.metrics import confusion_matrix
     from simseg.training.tta import tta_probabilities
 
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=accelerator.device)
+    bands = torch.zeros(2, num_classes, dtype=torch.long, device=accelerator.device)
     for images, masks in loader:
         with accelerator.autocast(), out_of_memory_is_one_line("while evaluating", len(images)):
             scores = model(images=images)["logits"] if tta is None else tta_probabilities(model, images, *tta)
             pred = scores.argmax(1)  # (B, H, W)
         pred, masks = accelerator.gather_for_metrics((pred, masks))
         confusion += confusion_matrix(pred, masks, num_classes, IGNORE_INDEX)  # unlabelled pixels count nowhere
-    return confusion
+        if boundary:
+            bands += boundary_counts(pred, masks, num_classes, IGNORE_INDEX)
+    return (confusion, bands) if boundary else confusion
 
 
 def reset_accelerate_state() -> None:
