@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
 
 from simseg.cli import main as simseg  # noqa: E402
+from simseg.data.label_set import PETS  # noqa: E402
 from simseg.data.pets import CLASS_NAMES  # noqa: E402
 from simseg.inference import test_set  # noqa: E402
 from simseg.inference.label_maps import blend  # noqa: E402
@@ -64,7 +65,7 @@ def overlay_figure(path: Path, photos: list[Image.Image], predicted: list[np.nda
     fig, axes = plt.subplots(2, len(photos), figsize=(2.2 * len(photos), 4.6))
     for column, (photo, labels, truth, title) in enumerate(zip(photos, predicted, truths, titles)):
         for row, (shown, label) in enumerate(((labels, "prediction"), (truth, "ground truth"))):
-            axes[row, column].imshow(blend(photo, shown))
+            axes[row, column].imshow(blend(photo, shown, PETS.colours))
             axes[row, column].set_axis_off()
             axes[row, column].set_title(f"{title}\n{label}" if row == 0 else label, fontsize=8)
     fig.suptitle("simseg predict on test pets at their original size (orange pet, white boundary)", fontsize=9)

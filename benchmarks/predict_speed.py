@@ -157,7 +157,8 @@ def steps(segmenter: Segmenter, inputs, photos, batches, forward_s: float, work:
         "preprocess": timed(lambda: [segmenter.preprocess(p) for p in photos]),
         "forward": forward_s,
         "resize_back_and_argmax": timed(resize_back),
-        "write_png": timed(lambda: [label_image(x).save(out / f"{i}.png") for i, x in enumerate(labels)]),
+        "write_png": timed(lambda: [label_image(x, segmenter.label_set).save(out / f"{i}.png")
+                                    for i, x in enumerate(labels)]),
     }
     shown = {k: 1000 * v / n for k, v in found.items()}
     print("  ms per image, each step alone: " + ", ".join(f"{k} {v:.2f}" for k, v in shown.items()))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from simseg.data.label_set import PETS, LabelSet
 from simseg.errors import SimsegError
 from simseg.training.tta import tta_probabilities
 
@@ -57,7 +58,8 @@ class TorchBackend:
 
 class OnnxBackend:
     """An ONNX file of ``simseg export``: its metadata (classes, palette, mean/std, input size, source weights) in
-    :attr:`info`; ``threads`` sets ONNX Runtime's intra-op threads (None: its default)."""
+    :attr:`info`, its classes in :attr:`label_set`; ``threads`` sets ONNX Runtime's intra-op threads (None: its
+    default)."""
 
     device = torch.device("cpu")
     precision = "fp32"
@@ -77,6 +79,7 @@ class OnnxBackend:
             raise SimsegError(f"{self.path} is not a readable ONNX model ({type(err).__name__}): export it again "
                               f"with simseg export") from None
         self.info = read_onnx_info(self.session, self.path)
+        self.label_set = onnx_label_set(self.info, self.path)
         self.input_name = self.session.get_inputs()[0].name
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
@@ -95,3 +98,23 @@ def read_onnx_info(session, path: Path) -> dict:
         raise SimsegError(f"{path} is an ONNX model without simseg's metadata (classes, mean/std, input size): give "
                           f"a file written by simseg export RUN_DIR --format onnx")
     return info
+
+
+def label_set_metadata(classes: LabelSet) -> dict:
+    """The classes as the ONNX metadata stores them: names, palette (RGB 0-255), values (class id -> the dataset's
+    own mask value), title and ignore_index; :func:`onnx_label_set` reads them back."""
+    return {"classes": list(classes.names), "palette": [list(c) for c in classes.colours],
+            "values": list(classes.values), "title": classes.title, "ignore_index": classes.ignore_index}
+
+
+def onnx_label_set(info: dict, path: Path | str = "the ONNX file") -> LabelSet:
+    """The classes in an export's metadata. Files written before exports carried ``values`` (they had
+    ``oxford_values``) came from pet-trimap runs, the only ones simseg trained then: :data:`PETS`."""
+    if "values" not in info:
+        return PETS
+    try:
+        return LabelSet(tuple(info["classes"]), tuple(map(tuple, info["palette"])), tuple(info["values"]),
+                        str(info.get("title", "")), int(info.get("ignore_index", PETS.ignore_index)))
+    except (KeyError, TypeError, ValueError, SimsegError) as err:
+        raise SimsegError(f"{path} has damaged class metadata ({type(err).__name__}: {err}): export it again with "
+                          f"simseg export") from None

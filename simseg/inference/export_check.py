@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from simseg.data.pets import CLASS_NAMES
+from simseg.data.label_set import IGNORE_INDEX
 from simseg.errors import SimsegError, one_line
 from simseg.files import atomic_write_json
 from simseg.inference.backends import OnnxBackend, TorchBackend
@@ -91,7 +91,8 @@ def compare_on_test_set(run: TrainedRun, torch_backend, onnx_backend, batch_size
     """Both backends over the run's test set in batches of ``batch_size``: their largest probability difference,
     the share of pixels whose argmax agrees, and each one's test mIoU scored as
     :func:`~simseg.inference.test_set.score_test_set` scores (one pass runs both models, not one pass each)."""
-    confusions = {name: torch.zeros(len(CLASS_NAMES), len(CLASS_NAMES), dtype=torch.long) for name in ("torch", "onnx")}
+    count, names = run.classes.num_classes, list(run.classes.names)
+    confusions = {name: torch.zeros(count, count, dtype=torch.long) for name in ("torch", "onnx")}
     largest, agreeing, pixels = 0.0, 0, 0
     for images, masks in own_test_loader(run, batch_size):
         expected = torch_backend.probabilities(images).cpu()  # (B, C, S, S)
@@ -101,8 +102,8 @@ def compare_on_test_set(run: TrainedRun, torch_backend, onnx_backend, batch_size
         agreeing += int((labels["torch"] == labels["onnx"]).sum())
         pixels += labels["torch"].numel()
         for name, predicted in labels.items():
-            confusions[name] += confusion_matrix(predicted, masks, len(CLASS_NAMES))
-    miou = {name: segmentation_metrics(confusion, CLASS_NAMES)["miou"] for name, confusion in confusions.items()}
+            confusions[name] += confusion_matrix(predicted, masks, count, IGNORE_INDEX)
+    miou = {name: segmentation_metrics(confusion, names)["miou"] for name, confusion in confusions.items()}
     return {
         "batch_size": batch_size,
         "max_probability_difference": largest,

@@ -13,10 +13,9 @@ import torch
 
 from simseg.config.loader import flat_dict, load_yaml
 from simseg.config.segment import RECIPES
-from simseg.data.pets import CLASS_NAMES, CLASS_TO_OXFORD, OxfordPetsSource
 from simseg.files import atomic_write_text
 from simseg.inference.backends import TorchBackend
-from simseg.inference.label_maps import PALETTE
+from simseg.inference.card_data import MISSING, classes_table, limits, test_draw, what_it_segments
 from simseg.inference.test_set import own_test_loader, score_test_set
 from simseg.inference.trained_run import TrainedRun
 from simseg.models.cost import forward_flops, parameter_counts
@@ -26,7 +25,6 @@ from simseg.training.export import sha256
 from simseg.training.rundir import saved_config
 from simseg.training.tta import view_size
 
-MISSING = "—"
 LOSSES = {"ce": "per-pixel cross-entropy", "ce+dice": "the mean of per-pixel cross-entropy and a soft Dice loss"}
 
 # The ONNX Runtime snippet repeats the Preprocessing section step by step; tests run it against a stand-in session.
@@ -42,7 +40,7 @@ x = np.asarray(photo.resize((meta["img_size"],) * 2, Image.BILINEAR), np.float32
 x = ((x - np.array(meta["mean"], np.float32)) / np.array(meta["std"], np.float32)).transpose(2, 0, 1)[None]
 probs = session.run(None, {{session.get_inputs()[0].name: x}})[0][0]  # (C, img_size, img_size) softmax probabilities
 probs = np.stack([np.asarray(Image.fromarray(p).resize(photo.size, Image.BILINEAR)) for p in probs])  # (C, H, W)
-labels = probs.argmax(0).astype(np.uint8)  # (H, W) class ids, as in the Classes table
+labels = probs.argmax(0).astype(np.uint8)  # (H, W) class ids, as in the Classes table (names: meta["classes"])
 """
 
 PREPROCESSING = """## Preprocessing
@@ -77,7 +75,7 @@ def evaluate_for_card(run: TrainedRun) -> dict:
     """``{"plain": metrics, "tta": metrics}``: the run's test set scored on the CPU without and with its TTA views
     (:func:`score_test_set` figures at the model's input size)."""
     loader, cpu = own_test_loader(run), torch.device("cpu")
-    return {name: score_test_set(TorchBackend(run.model, cpu, "fp32", views).probabilities, loader)
+    return {name: score_test_set(TorchBackend(run.model, cpu, "fp32", views).probabilities, loader, run.classes)
             for name, views in (("plain", None), ("tta", run.tta_views()))}
 
 
@@ -90,8 +88,8 @@ def model_card(run: TrainedRun, evaluation: dict | None = None, export: dict | N
     ``export`` (the ONNX export's report) adds its check."""
     size, aug, onnx = run.cfg.model.img_size, run.cfg.aug, Path(str((export or {}).get("onnx") or "model.onnx")).name
     sections = [_title(run), _model(run), _training(run), _evaluation(run, evaluation),
-                PREPROCESSING.format(size=size, mean=tuple(aug.mean), std=tuple(aug.std)), _classes(),
-                _limits(run, evaluation),
+                PREPROCESSING.format(size=size, mean=tuple(aug.mean), std=tuple(aug.std)), classes_table(run.classes),
+                limits(run, _count(run), evaluation),
                 USAGE.format(run_dir=run.run_dir, run_dir_literal=json.dumps(str(run.run_dir)), onnx=onnx,
                              snippet=ONNX_SNIPPET.format(onnx=json.dumps(onnx)))]
     return "\n\n".join(sections + ([_export(export)] if export else [])) + "\n"
@@ -105,11 +103,9 @@ def _labelled_images(run: TrainedRun) -> int | None:
     return run.metrics.get("train_images") or run.cfg.data.sizes()[1]
 
 
-def _data_kind(source: str) -> str:
-    """``synthetic``, ``oxford`` (an Oxford-IIIT Pet folder) or ``dataset``: what the card may say about the data."""
-    if source == "synthetic":
-        return "synthetic"
-    return "oxford" if OxfordPetsSource.find_root(Path(source).expanduser()) is not None else "dataset"
+def _count(run: TrainedRun) -> str:
+    count = _labelled_images(run)
+    return f"{count:,}" if count else MISSING
 
 
 def _pretraining(lineage: dict) -> tuple[Path, dict | None, str]:
@@ -129,9 +125,8 @@ def _title(run: TrainedRun) -> str:
     if init is None:
         init = f"{_pretraining(lineage)[2]}-pretrained encoder" if "export" in lineage else "encoder from a file"
     images = f"{count:,} labelled images" if count else "labelled images: — (neither metrics.json nor data.subset)"
-    return (f"# {run.cfg.model.arch}: {init}, {images}\n\nSegments a photo into background, pet and boundary (the "
-            f"Oxford-IIIT Pet trimap classes). Run folder `{run.run_dir}`; weights `model.safetensors`, SHA-256 "
-            f"`{run.weights_sha256}`.")
+    return (f"# {run.cfg.model.arch}: {init}, {images}\n\n{what_it_segments(run.classes)} Run folder "
+            f"`{run.run_dir}`; weights `model.safetensors`, SHA-256 `{run.weights_sha256}`.")
 
 
 def _model(run: TrainedRun) -> str:
@@ -143,7 +138,8 @@ def _model(run: TrainedRun) -> str:
     return (f"## Model\n\n- Architecture: `{model.arch}`: {ARCHS[model.arch].description}\n{encoder}"
             f"- Parameters: {counts['parameters']:,} (encoder {counts['encoder_parameters']:,})\n"
             f"- Forward cost: {gflops:.3g} GFLOPs per {size}x{size} image (matmuls and convolutions)\n"
-            f"- Input: one RGB image resized to {size}x{size}; output: 3 class scores per pixel at {size}x{size}"
+            f"- Input: one RGB image resized to {size}x{size}; output: {run.classes.num_classes} class scores per "
+            f"pixel at {size}x{size}"
             + (f"\n- Speed after training: {speed:,.0f} images/s (batch 32, on the training machine)" if speed else ""))
 
 
@@ -214,7 +210,7 @@ def _evaluation(run: TrainedRun, evaluation: dict | None) -> str:
         plain, tta, origin = metrics, None, f"metrics.json, {reported}"
     table = ["| test figure | plain | with TTA |", "|---|---:|---:|"]
     for label, key, name in [("mIoU", "miou", None), ("pixel accuracy", "pixel_accuracy", None),
-                             *[(f"IoU {name}", "iou", name) for name in CLASS_NAMES]]:
+                             *[(f"IoU {name}", "iou", name) for name in run.classes.names]]:
         cells = [MISSING if c is None else _fmt(c.get(key) if name is None else (c.get(key) or {}).get(name))
                  for c in (plain, tta)]
         table.append(f"| {label} | {cells[0]} | {cells[1]} |")
@@ -224,10 +220,8 @@ def _evaluation(run: TrainedRun, evaluation: dict | None) -> str:
                                                  "columns."))
     scales, flip = cfg.eval.tta_scales, cfg.eval.tta_flip
     views = ", ".join(f"{s:g}x ({view_size(size, s)} px)" for s in scales)
-    kind = {"synthetic": "stratified by shape", "oxford": "stratified by breed (the image name without its number)",
-            "dataset": "stratified by the dataset's first class-label column if it has one, else plain random"}
     return (f"## Evaluation\n\nTest set: {cfg.data.sizes()[0]:,} images of `{cfg.data.source}` (listed in "
-            f"`test_images.txt`), drawn with data.test_seed={cfg.data.test_seed}, {kind[_data_kind(cfg.data.source)]}"
+            f"`test_images.txt`), drawn with data.test_seed={cfg.data.test_seed}, {test_draw(cfg.data.source)}"
             f", before and apart from the training and validation images. The draw depends only on the source, "
             f"data.test_size and data.test_seed, so runs differing in seed or subset share it. Figures come from one "
             f"confusion matrix over every test pixel at {size}x{size} (masks resized with nearest), not at the "
@@ -235,35 +229,6 @@ def _evaluation(run: TrainedRun, evaluation: dict | None) -> str:
             + f"\n\nTTA (its column, and `--tta`): softmax probabilities averaged over "
             f"{len(scales) * (2 if flip else 1)} views, scales {views}"
             + (", each also flipped horizontally" if flip else "") + ", each resized back before averaging.")
-
-
-def _classes() -> str:
-    rows = [f"| {i} | {name} | `#{''.join(f'{c:02x}' for c in PALETTE[i])}` | {CLASS_TO_OXFORD[i]} |"
-            for i, name in enumerate(CLASS_NAMES)]
-    return "## Classes\n\n| id | class | colour | Oxford trimap value |\n|---:|---|---|---:|\n" + "\n".join(rows)
-
-
-def _limits(run: TrainedRun, evaluation: dict | None) -> str:
-    cfg, size, count = run.cfg, run.cfg.model.img_size, _labelled_images(run)
-    images, source = f"{count:,}" if count else MISSING, cfg.data.source
-    data = {"synthetic": f"Trained and tested on synthetic shapes (`data.source=synthetic`, {images} labelled "
-                         f"images), not photographs: its figures say nothing about real photos; not for use on them.",
-            "oxford": f"Trained on {images} labelled Oxford-IIIT Pet photos of cats and dogs: no guarantee on other "
-                      f"animals, drawings, or photos without a pet.",
-            "dataset": f"Trained on {images} labelled images of `{source}`: no guarantee on images unlike them."}
-    iou = (evaluation["plain"] if evaluation else run.metrics).get("iou") or {}
-    lowest = (f" (its IoU here, {iou['boundary']:.3f}, is the lowest of the three)" if
-              iou and None not in iou.values() and min(iou, key=iou.get) == "boundary" else "")
-    items = [data[_data_kind(source)],
-             f"The boundary class is the trimaps' unclassified band, a thin line around the pet's outline: a shift "
-             f"of a pixel or two costs much of its IoU{lowest}.",
-             "It labels pixels, not animals: several pets come out as one pet region, with no species or breed.",
-             f"Test figures are measured at {size}x{size} on one draw of {cfg.data.sizes()[0]:,} images: they carry "
-             f"sampling noise that a single test set cannot show.",
-             f"Every photo is squeezed to {size}x{size}: pets in very wide or tall photos appear distorted.",
-             f"The ONNX export takes only {size}x{size} inputs and runs no TTA; TTA needs the run folder "
-             f"(`simseg predict RUN --tta`)."]
-    return "## Limits\n\n" + "\n".join(f"- {item}" for item in items)
 
 
 def _export(export: dict) -> str:

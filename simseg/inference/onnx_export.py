@@ -3,7 +3,8 @@
 The graph takes ``images``, float32 (B, 3, S, S) normalised with the run's mean/std at the run's img_size S, and
 returns ``probabilities``, float32 (B, C, S, S) softmax over the classes; B is free, S is fixed. The file carries in
 its metadata (key :data:`ONNX_METADATA_KEY`) everything :class:`~simseg.inference.backends.OnnxBackend` needs to
-preprocess and colour (classes, palette, mean/std, img_size) and where the weights came from.
+preprocess and colour (the run's classes with their palette and mask values, mean/std, img_size) and where the
+weights came from.
 
 The graph is captured with ``torch.export`` and translated by ``torch.onnx``. Handing ``torch.onnx.export`` an
 ExportedProgram rather than the module matters: given the module, when export refuses the dynamic batch (non-strict
@@ -21,11 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from simseg.data.pets import CLASS_NAMES, CLASS_TO_OXFORD
 from simseg.errors import SimsegError, one_line
 from simseg.files import atomic_write
-from simseg.inference.backends import ONNX_FORMAT, ONNX_METADATA_KEY
-from simseg.inference.label_maps import PALETTE
+from simseg.inference.backends import ONNX_FORMAT, ONNX_METADATA_KEY, label_set_metadata
 from simseg.inference.trained_run import TrainedRun
 
 try:
@@ -126,9 +125,7 @@ def onnx_metadata(run: TrainedRun) -> dict:
         "img_size": run.cfg.model.img_size,
         "mean": [float(m) for m in run.cfg.aug.mean],
         "std": [float(s) for s in run.cfg.aug.std],
-        "classes": list(CLASS_NAMES),
-        "palette": [list(colour) for colour in PALETTE],
-        "oxford_values": CLASS_TO_OXFORD.tolist(),  # class id -> the Oxford trimap value that means it
+        **label_set_metadata(run.classes),  # classes, palette, values (class id -> mask value), title, ignore_index
         "arch": run.cfg.model.arch,
         "weights_sha256": run.weights_sha256,
         "run": str(run.run_dir),

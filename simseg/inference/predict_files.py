@@ -1,11 +1,12 @@
 """``simseg predict``'s work: predict every input image with a :class:`Segmenter` and write its outputs under
 ``out``, named after the input (see :mod:`simseg.inference.inputs`):
 
-- ``NAME.png``: the label map at the photo's size, a palette PNG (class ids, or Oxford trimap values);
+- ``NAME.png``: the label map at the photo's size, a palette PNG in the classes' colours (class ids, or with
+  ``label_values="source"`` the dataset's own mask values; see :func:`~simseg.inference.label_maps.label_image`);
 - ``NAME_overlay.jpg`` (``overlay``): the prediction blended over the photo;
 - ``NAME.npy`` (``probs``): float16 (C, H, W) probabilities;
-- ``predictions.jsonl``: a first line naming the model and its SHA-256, then one line per image (size, class
-  fractions, mean confidence, seconds), or its error.
+- ``predictions.jsonl``: a first line naming the model, its SHA-256 and its classes (names, palette, values), then
+  one line per image (size, class fractions, mean confidence, seconds), or its error.
 
 Each file is written atomically. An image whose outputs are all there already is skipped (``overwrite`` redoes
 it) and keeps its line from the last run's predictions.jsonl, as do the earlier runs' other images; an image that
@@ -30,10 +31,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from simseg.data.label_set import PETS, LabelSet
 from simseg.errors import SimsegError, one_line
 from simseg.files import atomic_write, atomic_write_text
 from simseg.inference.inputs import InputImage
-from simseg.inference.label_maps import blend, label_image
+from simseg.inference.label_maps import LABEL_VALUES, blend, label_image
 from simseg.inference.segmenter import Prediction, Segmenter, as_photo
 from simseg.training.engine import print_above_bar, progress_bar
 
@@ -46,6 +48,7 @@ class PredictOptions:
     overlay: bool = False
     probs: bool = False
     label_values: str = "classes"
+    """What a label map stores: ``classes`` (class ids) or ``source`` (the dataset's own mask values)."""
     batch_size: int = 8
     overwrite: bool = False
     resolution: str = "original"
@@ -121,7 +124,7 @@ def predict_files(segmenter: Segmenter, inputs: list[InputImage], out: Path, opt
                 loaded = [future.result() for future in reading.popleft()]
                 predictions = iter(forward(segmenter, loaded, options))
                 writing += [pool.submit(write_one, out, one, next(predictions) if one.photo else None, options,
-                                        segmenter.palette) for one in loaded]
+                                        segmenter.label_set) for one in loaded]
                 writing = collect(writing, records, summary, bar, wait=False)
             collect(writing, records, summary, bar, wait=True)
         finally:
@@ -165,7 +168,7 @@ def forward(segmenter: Segmenter, loaded: list[LoadedImage], options: PredictOpt
 
 
 def write_one(out: Path, loaded: LoadedImage, prediction: Prediction | None, options: PredictOptions,
-              palette) -> dict:
+              classes: LabelSet) -> dict:
     """Write one image's files; its record (or its error)."""
     item, photo = loaded.item, loaded.photo
     if prediction is None:
@@ -174,12 +177,12 @@ def write_one(out: Path, loaded: LoadedImage, prediction: Prediction | None, opt
     base = out / item.stem
     base.parent.mkdir(parents=True, exist_ok=True)
     labels = prediction.labels  # (H, W)
-    written = label_image(labels, palette, options.label_values)
+    written = label_image(labels, classes, options.label_values)
     # zlib level 1: a label map has few colours and long runs, so it compresses nearly as well, several times faster
     atomic_write(f"{base}{LABELS}", partial(written.save, format="PNG", compress_level=1), durable=False)
     if options.overlay:  # at input resolution the photo is shown resized to the labels
         under = photo if photo.size == labels.shape[::-1] else photo.resize(labels.shape[::-1])
-        shown = blend(under, labels, palette)
+        shown = blend(under, labels, classes.colours)
         atomic_write(f"{base}{OVERLAY}", partial(shown.save, format="JPEG", quality=90), durable=False)
     if options.probs:
         probs = prediction.probabilities.astype(np.float16)  # (C, H, W)
@@ -243,10 +246,26 @@ def rounded(fractions: dict[str, float]) -> dict[str, float]:
 
 
 def run_header(segmenter: Segmenter, options: PredictOptions, tta: bool) -> dict:
-    """predictions.jsonl's first line."""
+    """predictions.jsonl's first line; the classes under the keys the ONNX metadata gives them (``classes`` names,
+    ``palette``, ``values``: class id -> the dataset's own mask value)."""
+    classes = segmenter.label_set
     return {"model": segmenter.source, "kind": "onnx" if segmenter.run is None else "run",
             "sha256": segmenter.sha256, "device": str(segmenter.backend.device),
             "precision": segmenter.backend.precision, "tta": tta, "resolution": options.resolution,
-            "label_values": options.label_values, "classes": list(segmenter.classes),
-            "palette": [list(c) for c in segmenter.palette],
+            "label_values": options.label_values, "classes": list(classes.names),
+            "palette": [list(c) for c in classes.colours], "values": list(classes.values), "title": classes.title,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def resolve_label_values(requested: str, classes: LabelSet) -> str:
+    """``--label-values``: ``classes`` or ``source``; ``oxford``, its name when only pet trimaps were read, is taken
+    for ``source`` on a pet-trimap model and refused in one line on any other."""
+    if requested in LABEL_VALUES:
+        return requested
+    if requested != "oxford":
+        raise SimsegError(f"--label-values {requested}: choose one of {', '.join(LABEL_VALUES)}")
+    if (classes.names, classes.values) != (PETS.names, PETS.values):
+        raise SimsegError(f"--label-values oxford writes Oxford-IIIT Pet trimap values, but this model's classes are "
+                          f"{', '.join(classes.names)}: give --label-values source for the values its data's masks "
+                          f"store ({', '.join(map(str, classes.values))})")
+    return "source"

@@ -2,9 +2,12 @@
 
     segmenter = Segmenter.from_run("outputs/segment-1k")       # or Segmenter.load("model.onnx")
     prediction = segmenter.predict("photo.jpg")                # or a PIL image, an array, or a list of them
-    prediction.labels         # uint8 (H, W) class ids at the photo's own size: 0 background, 1 pet, 2 boundary
-    prediction.probabilities  # float32 (3, H, W), summing to one over the classes
+    prediction.labels         # uint8 (H, W) class ids at the photo's own size: indices into segmenter.classes
+    prediction.probabilities  # float32 (C, H, W), summing to one over the classes
     segmenter.overlay("photo.jpg", prediction).save("overlay.jpg")
+
+The classes (names, colours, the dataset's own mask values: :attr:`Segmenter.label_set`) are the run's
+``classes.json``, or those an ONNX file's metadata carries.
 
 Preprocessing is the run's evaluation transform (the whole photo resized to img_size x img_size, normalised with
 the run's mean/std). The probabilities are resized back to the photo's size (bilinear) and the labels are their
@@ -22,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from simseg.data.pets import CLASS_NAMES
+from simseg.data.label_set import LabelSet
 from simseg.data.sources import read_rgb, to_rgb
 from simseg.data.transforms import eval_transform
 from simseg.errors import SimsegError
 from simseg.inference.backends import OnnxBackend, TorchBackend, pick_device
-from simseg.inference.label_maps import PALETTE, blend
+from simseg.inference.label_maps import blend
 from simseg.inference.trained_run import TrainedRun, load_trained_run
 
 RESOLUTIONS = ("original", "input")
@@ -42,21 +45,25 @@ class Prediction:
     """float32 (C, H, W) softmax probabilities, or None when not asked for."""
     mean_confidence: float
     """The mean over pixels of the winning class's probability."""
+    classes: tuple[str, ...]
+    """The names of the class ids, from the segmenter that made the prediction."""
 
-    def class_fractions(self, classes: Sequence[str] = CLASS_NAMES) -> dict[str, float]:
-        counts = np.bincount(self.labels.ravel(), minlength=len(classes))
-        return {name: float(n) / self.labels.size for name, n in zip(classes, counts)}
+    def class_fractions(self) -> dict[str, float]:
+        """Each class's share of the pixels, by name (every class, 0.0 for those not predicted)."""
+        counts = np.bincount(self.labels.ravel(), minlength=len(self.classes))
+        return {name: float(n) / self.labels.size for name, n in zip(self.classes, counts)}
 
 
 class Segmenter:
-    """A trained model with the preprocessing, resizing back and colouring that go with it."""
+    """A trained model with the preprocessing, resizing back and colouring that go with it. ``label_set``: the
+    model's classes; :attr:`classes` are their names and :attr:`palette` their colours (RGB 0-255), by class id."""
 
     def __init__(self, backend, img_size: int, mean: Sequence[float], std: Sequence[float], source: str,
-                 sha256: str, classes: Sequence[str] = CLASS_NAMES, palette: Sequence[Sequence[int]] = PALETTE,
-                 run: TrainedRun | None = None):
+                 sha256: str, label_set: LabelSet, run: TrainedRun | None = None):
         self.backend, self.img_size, self.source, self.sha256 = backend, img_size, source, sha256
         self.mean, self.std = tuple(mean), tuple(std)
-        self.classes, self.palette, self.run = tuple(classes), tuple(map(tuple, palette)), run
+        self.label_set, self.run = label_set, run
+        self.classes, self.palette = label_set.names, label_set.colours
         self.transform = eval_transform(img_size, self.mean, self.std, op="resize")
 
     @classmethod
@@ -67,7 +74,7 @@ class Segmenter:
         run = load_trained_run(path)
         backend = TorchBackend(run.model, pick_device(device), precision, run.tta_views() if tta else None)
         return cls(backend, run.cfg.model.img_size, run.cfg.aug.mean, run.cfg.aug.std, str(run.run_dir),
-                   run.weights_sha256, run=run)
+                   run.weights_sha256, run.classes, run=run)
 
     @classmethod
     def from_onnx(cls, path: str | Path, threads: int | None = None) -> Segmenter:
@@ -77,7 +84,7 @@ class Segmenter:
         backend = OnnxBackend(path, threads)
         info = backend.info
         return cls(backend, info["img_size"], info["mean"], info["std"], str(backend.path), sha256(backend.path),
-                   info["classes"], info["palette"])
+                   backend.label_set)
 
     @classmethod
     def load(cls, path: str | Path, **options) -> Segmenter:
@@ -118,12 +125,12 @@ class Segmenter:
             if resolution == "original" and p.shape[-2:] != (height, width):
                 p = F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)
             confidence, labels = p[0].max(0)  # (H, W) each
-            found.append(Prediction(labels.to(torch.uint8).cpu().numpy(),
-                                    p[0].cpu().numpy() if probabilities else None, float(confidence.mean())))
+            found.append(Prediction(labels.to(torch.uint8).cpu().numpy(), p[0].cpu().numpy() if probabilities else None,
+                                    float(confidence.mean()), self.classes))
         return found
 
     def overlay(self, image: PhotoLike, prediction: Prediction | None = None, alpha: float = 0.5) -> Image.Image:
-        """The photo with its predicted classes blended over it (background left as it is)."""
+        """The photo with its predicted classes blended over it in their colours (class 0 left as it is)."""
         photo = as_photo(image)
         prediction = prediction if prediction is not None else self.predict(photo, probabilities=False)
         return blend(photo, prediction.labels, self.palette, alpha)

@@ -1,5 +1,9 @@
 """A finished segmentation run folder rebuilt as the model it reports, from the folder alone.
 
+The classes are the run's ``classes.json`` (:func:`~simseg.data.label_set.read_run_label_set`; a folder written
+before runs recorded them trained on pet trimaps and gets :data:`~simseg.data.label_set.PETS`), and the model has
+one output per class.
+
 The weights are ``model.safetensors``: the segment stage writes there the weights whose scores ``metrics.json``
 reports (the EMA average when the run kept one, the best validation epoch's when it had a validation split), so
 loading them reproduces the reported model. The architecture comes from the run's ``config.yaml``; anything that is
@@ -15,7 +19,7 @@ from pathlib import Path
 from torch import nn
 
 from simseg.config.segment import SegmentConfig
-from simseg.data.pets import CLASS_NAMES
+from simseg.data.label_set import CLASSES_FILE, LabelSet, read_run_label_set
 from simseg.errors import SimsegError
 from simseg.models.registry import model_for_config
 from simseg.training.export import read_weights, sha256
@@ -34,6 +38,8 @@ class TrainedRun:
     weights_sha256: str
     metrics: dict
     """The run's ``metrics.json``."""
+    classes: LabelSet
+    """The run's classes (``classes.json``): the model's output ``i`` is class ``classes.names[i]``."""
 
     @property
     def weights(self) -> Path:
@@ -77,15 +83,24 @@ def load_trained_run(path: str | Path) -> TrainedRun:
         raise SimsegError(f"{run_dir} is an unfinished segmentation run (no {WEIGHTS} or metrics.json yet): finish "
                           f"it with simseg segment resume=true output_dir={run_dir}")
     cfg = load_run_config(run_dir, SegmentConfig)
-    model = model_for_config(cfg.model, len(CLASS_NAMES), cfg.loss)
-    tensors, _ = read_weights(run_dir / WEIGHTS)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    classes = read_run_label_set(run_dir)
+    tensors, metadata = read_weights(run_dir / WEIGHTS)
+    if metadata.get("num_classes", str(classes.num_classes)) != str(classes.num_classes):
+        listed = (f"{run_dir / CLASSES_FILE} lists {classes.num_classes}" if (run_dir / CLASSES_FILE).is_file() else
+                  f"the folder has no {CLASSES_FILE} (a run from before runs recorded their classes: pet trimaps, 3)")
+        raise SimsegError(f"{run_dir / WEIGHTS} predicts {metadata['num_classes']} classes but {listed}: the folder "
+                          f"mixes files of different runs; restore the run's own {CLASSES_FILE} or rerun it")
+    model = model_for_config(cfg.model, classes.num_classes, cfg.loss)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as err:  # a tensor of another shape: strict=False forgives only missing and extra keys
+        missing, unexpected = [str(err).split("size mismatch for ")[-1].split(":")[0]], []
     if missing or unexpected:
-        raise SimsegError(f"{run_dir / WEIGHTS} does not fit the {cfg.model.arch} model of its config.yaml (missing "
-                          f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}): the folder mixes files of "
-                          f"different runs; rerun it")
+        raise SimsegError(f"{run_dir / WEIGHTS} does not fit the {cfg.model.arch} model of its config.yaml and "
+                          f"{CLASSES_FILE} (missing or misshapen {sorted(missing)[:3]}, unexpected "
+                          f"{sorted(unexpected)[:3]}): the folder mixes files of different runs; rerun it")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return TrainedRun(run_dir, cfg, model.eval(), sha256(run_dir / WEIGHTS), metrics)
+    return TrainedRun(run_dir, cfg, model.eval(), sha256(run_dir / WEIGHTS), metrics, classes)
 
 
 def _stage_of(run_dir: Path) -> str | None:

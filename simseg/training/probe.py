@@ -1,5 +1,5 @@
 """A linear probe of the frozen encoder, run while pretraining goes on: how well do its patch tokens already separate
-background, pet and boundary?
+the classes of the probe's labelled data (``probe.data``; on pets background, pet and boundary)?
 
 A fixed, seeded draw of labelled images is loaded once (:meth:`LinearProbe.prepare`); each call of
 :meth:`LinearProbe.score` computes the tokens of those images once, trains a fresh per-patch linear head on them
@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simseg.config.segment import SegDataConfig
-from simseg.data.pets import CLASS_NAMES, open_pairs_source
+from simseg.data.label_set import LabelSet
+from simseg.data.pair_sources import open_pairs_source
 from simseg.data.transforms import eval_transform
 from simseg.errors import SimsegError
 from simseg.models.segmentation import IGNORE_INDEX
@@ -33,14 +34,16 @@ from simseg.training.plots import plt, save_figure  # plt with plots' file-only 
 # and its score stays close to that of a head trained on every pixel, at a fraction of the cost per step.
 PIXELS_PER_IMAGE = 128
 BATCH = 64  # images per encoder forward
+BOUNDARY = "boundary"  # the class whose IoU the probe reports beside its mIoU, where the data has one (pets)
 
 
 class LinearProbe:
-    """The probe's labelled images, normalised (N, 3, S, S) float, with masks (N, S, S) int64 of class ids."""
+    """The probe's labelled images, normalised (N, 3, S, S) float, with masks (N, S, S) int64 of class ids of
+    ``classes`` (the probe data's label set; 255 = unlabelled)."""
 
     def __init__(self, probe_cfg, images: Tensor, masks: Tensor, train_names: list[str], score_names: list[str],
-                 seed: int):
-        self.cfg, self.images, self.masks, self.seed = probe_cfg, images, masks, seed
+                 seed: int, classes: LabelSet):
+        self.cfg, self.images, self.masks, self.seed, self.classes = probe_cfg, images, masks, seed, classes
         self.train_names, self.score_names = train_names, score_names  # the first len(train_names) rows train
 
     @classmethod
@@ -67,12 +70,14 @@ class LinearProbe:
         transform = eval_transform(img_size, mean, std, op="resize")
         images, masks = zip(*(transform(*source.pair(i)) for i in drawn))
         names = [source.names[i] for i in drawn]
-        return cls(probe_cfg, torch.stack(images), torch.stack(masks), names[:subset], names[subset:], seed)
+        return cls(probe_cfg, torch.stack(images), torch.stack(masks), names[:subset], names[subset:], seed,
+                   source.label_set)
 
     def score(self, encoder: nn.Module) -> dict:
-        """``probe_miou`` and ``probe_boundary_iou`` (None where undefined, see :mod:`simseg.training.metrics`) of a
-        head trained on ``encoder``'s frozen tokens, and ``probe_seconds``. The same encoder gives the same score;
-        the encoder's weights and training flag are left as they were."""
+        """``probe_miou`` of a head trained on ``encoder``'s frozen tokens, ``probe_boundary_iou`` (the IoU of the
+        class named "boundary") only when the probe's classes have one (pets, the synthetic trimaps), and
+        ``probe_seconds``; an undefined figure is None (see :mod:`simseg.training.metrics`). The same encoder gives
+        the same score; the encoder's weights and training flag are left as they were."""
         start, n_train = time.perf_counter(), len(self.train_names)
         tokens, grid = patch_tokens(encoder, self.images)  # (N, h*w, D)
         # Standardised with the training tokens' statistics (MAE's probe: BatchNorm without affine), so one
@@ -84,16 +89,17 @@ class LinearProbe:
         rows, cols = (torch.randint(0, s, (n_train, PIXELS_PER_IMAGE), generator=generator) for s in size)
         features = pixel_features(tokens[:n_train], grid, size, rows.to(tokens.device), cols.to(tokens.device))
         targets = self.masks[torch.arange(n_train)[:, None], rows, cols]  # (n_train, K)
-        head = train_head(features, targets.to(tokens.device), self.cfg.steps, self.cfg.lr)
-        confusion = torch.zeros(len(CLASS_NAMES), len(CLASS_NAMES), dtype=torch.long)
+        count = self.classes.num_classes
+        head = train_head(features, targets.to(tokens.device), self.cfg.steps, self.cfg.lr, count)
+        confusion = torch.zeros(count, count, dtype=torch.long)
         with torch.no_grad():
             for lo in range(n_train, len(tokens), BATCH):
-                logits = head(tokens[lo:lo + BATCH]).transpose(1, 2).unflatten(2, grid)  # (B, 3, h, w)
+                logits = head(tokens[lo:lo + BATCH]).transpose(1, 2).unflatten(2, grid)  # (B, C, h, w)
                 pred = F.interpolate(logits, size=size, mode="bilinear", align_corners=False).argmax(1).cpu()
-                confusion += confusion_matrix(pred, self.masks[lo:lo + BATCH], len(CLASS_NAMES), IGNORE_INDEX)
-        figures = segmentation_metrics(confusion, list(CLASS_NAMES))
-        return {"probe_miou": figures["miou"], "probe_boundary_iou": figures["iou"]["boundary"],
-                "probe_seconds": time.perf_counter() - start}
+                confusion += confusion_matrix(pred, self.masks[lo:lo + BATCH], count, IGNORE_INDEX)
+        figures = segmentation_metrics(confusion, list(self.classes.names))
+        boundary = {"probe_boundary_iou": figures["iou"][BOUNDARY]} if BOUNDARY in self.classes.names else {}
+        return {"probe_miou": figures["miou"], **boundary, "probe_seconds": time.perf_counter() - start}
 
 
 @torch.no_grad()
@@ -129,10 +135,10 @@ def pixel_features(tokens: Tensor, grid: tuple[int, int], size: tuple[int, int],
     return weights @ tokens
 
 
-def train_head(features: Tensor, targets: Tensor, steps: int, lr: float) -> nn.Linear:
-    """A linear head features (N, K, D) -> 3 class logits, fitted to targets (N, K) by full-batch AdamW. Zero
-    initialised, so the fit is a function of its inputs alone (no random draw to seed)."""
-    head = nn.Linear(features.shape[-1], len(CLASS_NAMES)).to(features.device)
+def train_head(features: Tensor, targets: Tensor, steps: int, lr: float, num_classes: int) -> nn.Linear:
+    """A linear head features (N, K, D) -> ``num_classes`` logits, fitted to targets (N, K) by full-batch AdamW.
+    Zero initialised, so the fit is a function of its inputs alone (no random draw to seed)."""
+    head = nn.Linear(features.shape[-1], num_classes).to(features.device)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr)
@@ -147,16 +153,18 @@ def train_head(features: Tensor, targets: Tensor, steps: int, lr: float) -> nn.L
 
 
 def save_probe_curve(run_dir: str | Path, history: list[dict]) -> None:
-    """probe.png in ``run_dir``: probe mIoU (and boundary IoU) against epoch, from the ``metrics.jsonl`` records
-    that hold ``probe_miou``; nothing is written before the first probe."""
+    """probe.png in ``run_dir``: probe mIoU (and boundary IoU, where the probe's classes have a boundary class)
+    against epoch, from the ``metrics.jsonl`` records that hold ``probe_miou``; nothing is written before the first
+    probe."""
     probed = [r for r in history if r.get("probe_miou") is not None]
     if not probed:
         return
     fig, ax = plt.subplots(figsize=(5, 3.2))
     epochs = [r["epoch"] for r in probed]
     ax.plot(epochs, [r["probe_miou"] for r in probed], marker="o", label="mIoU")
-    ax.plot(epochs, [r.get("probe_boundary_iou") for r in probed], marker=".", linestyle="--",
-            label="boundary IoU")
+    if any("probe_boundary_iou" in r for r in probed):
+        ax.plot(epochs, [r.get("probe_boundary_iou") for r in probed], marker=".", linestyle="--",
+                label="boundary IoU")
     ax.set_xlabel("epoch")
     ax.set_ylabel("linear probe")
     ax.grid(alpha=0.3)

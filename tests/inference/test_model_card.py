@@ -16,14 +16,14 @@ from PIL import Image
 
 from simseg.config.loader import load_config
 from simseg.config.pretrain import PretrainConfig
-from simseg.data.pets import CLASS_NAMES, CLASS_TO_OXFORD
+from simseg.data.label_set import PETS, LabelSet
 from simseg.files import atomic_write_json
-from simseg.inference.label_maps import PALETTE
 from simseg.inference.model_card import evaluate_for_card, model_card, write_model_card
 from simseg.inference.segmenter import Segmenter
 from simseg.inference.trained_run import load_trained_run
 from simseg.training.export import sha256
 from simseg.training.rundir import write_config
+from tests.inference.conftest import SEVEN, TWO
 
 FIGURES = {"miou": 0.61349, "iou": {"background": 0.91234, "pet": 0.70111, "boundary": 0.22702},
            "pixel_accuracy": 0.87654, "train_images": 16, "test_images": 8, "gflops": 0.0321,
@@ -31,8 +31,8 @@ FIGURES = {"miou": 0.61349, "iou": {"background": 0.91234, "pet": 0.70111, "boun
            "arch": "vit_linear"}
 
 
-def run_with_metrics(finished_run, metrics: dict, *overrides: str, name: str = "run"):
-    folder = finished_run(*overrides, name=name)
+def run_with_metrics(finished_run, metrics: dict, *overrides: str, name: str = "run", classes=None):
+    folder = finished_run(*overrides, name=name, classes=classes)
     atomic_write_json(folder / "metrics.json", metrics)
     return load_trained_run(folder)
 
@@ -64,13 +64,13 @@ def test_scratch_card_holds_the_runs_own_figures(finished_run):
     assert "| IoU boundary | 0.227 | — |" in card and "0.0321 GFLOPs per 64x64 image" in card
     assert "`simseg card RUN --evaluate`" in card  # the missing TTA column says how to fill it
     assert "best validation mIoU (epoch 1, 0.556 on 4 validation images)" in card and "no EMA" in card
-    assert "lowest of the three" in card  # the boundary's IoU, 0.227, is the lowest here
+    assert "Its weakest class on the test set is boundary, IoU 0.227 against a mIoU of 0.613" in card
+    assert "The boundary class is a thin band around each object's outline" in card
+    assert "Segments an image into 3 classes: background, pet and boundary (Oxford-IIIT Pet trimaps)." in card
     assert "Trained and tested on synthetic shapes" in card and "not for use on them" in card
     assert "8 images of `synthetic`" in card and "data.test_seed=0" in card
-    for i, name in enumerate(CLASS_NAMES):
-        colour = "".join(f"{c:02x}" for c in PALETTE[i])
-        assert f"| {i} | {name} | `#{colour}` | {CLASS_TO_OXFORD[i]} |" in card
-    assert "| 1 | pet | `#ff9900` | 1 |" in card  # Oxford's trimap stores pet as 1, background as 2
+    assert "| id | class | colour | value in the masks |" in card  # no classes.json: the pet trimaps'
+    assert "| 0 | background | `#000000` | 2 |\n| 1 | pet | `#ff9900` | 1 |\n| 2 | boundary | `#ffffff` | 3 |" in card
     assert "## ONNX export" not in card
 
 
@@ -106,7 +106,7 @@ def test_a_fresh_evaluation_fills_both_columns(finished_run):
     card = model_card(run, evaluation)
     plain, tta = evaluation["plain"], evaluation["tta"]
     assert f"| mIoU | {plain['miou']:.3f} | {tta['miou']:.3f} |" in card
-    for name in CLASS_NAMES:
+    for name in PETS.names:
         assert f"| IoU {name} | {plain['iou'][name]:.3f} | {tta['iou'][name]:.3f} |" in card
     assert "metrics.json reports mIoU 0.613 without TTA" in card and "--evaluate" not in card
     assert "averaged over 6 views" in card
@@ -170,8 +170,30 @@ def test_the_onnx_snippet_preprocesses_and_resizes_back_as_simseg_does(finished_
 
 
 def test_a_dataset_source_limit_names_the_data_not_pets(finished_run, tmp_path):
-    run = run_with_metrics(finished_run, FIGURES)
-    run.cfg.data.source = str(tmp_path / "my_dataset")  # as a run on a save_to_disk dataset records it
+    figures = {**FIGURES, "iou": {"sky": 0.9, "road": 0.4}, "miou": 0.65}
+    run = run_with_metrics(finished_run, figures, classes=TWO)
+    run.cfg.data.source = str(tmp_path / "my_dataset")  # as a run on a mask folder records it
     card = model_card(run)
-    assert f"Trained on 16 labelled images of `{tmp_path / 'my_dataset'}`" in card
-    assert "synthetic shapes" not in card and "first class-label column" in card
+    assert "Trained on 16 labelled images of roads from above, 2 classes: no guarantee on images unlike them" in card
+    assert "Segments an image into 2 classes: sky and road (roads from above)." in card
+    assert "Its weakest class on the test set is road, IoU 0.400 against a mIoU of 0.650" in card
+    assert "| IoU sky | 0.900 | — |" in card and "| IoU road | 0.400 | — |" in card
+    assert "2 class scores per pixel" in card and "stratified by each image's most frequent class" in card
+    assert "synthetic shapes" not in card and "pet" not in card and "boundary" not in card
+    untitled = run_with_metrics(finished_run, figures, classes=LabelSet(TWO.names, TWO.colours, TWO.values),
+                                name="untitled")
+    untitled.cfg.data.source = str(tmp_path / "my_dataset")
+    assert f"Trained on 16 labelled images of `{tmp_path / 'my_dataset'}`, 2 classes" in model_card(untitled)
+
+
+def test_the_classes_table_is_the_runs_classes_json(finished_run):
+    card = model_card(run_with_metrics(finished_run, {**FIGURES, "iou": {}}, classes=SEVEN))
+    table = card[card.index("## Classes"):card.index("## Limits")]
+    assert "| id | class | colour | value in the masks |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "class" not in line]
+    assert rows == ["| 0 | shape_0 | `#00ff00` | 7 |", "| 1 | shape_1 | `#1ee146` | 3 |",
+                    "| 2 | shape_2 | `#3cc38c` | 40 |", "| 3 | shape_3 | `#5aa5d2` | 41 |",
+                    "| 4 | shape_4 | `#788718` | 100 |", "| 5 | shape_5 | `#96695e` | 200 |",
+                    "| 6 | shape_6 | `#b44ba4` | 1 |"]
+    assert "7 classes: shape_0, shape_1, shape_2, shape_3, shape_4, shape_5 and shape_6 (seven shapes)" in card
+    assert "weakest class" not in card and "boundary class" not in card  # no IoU to rank, no boundary class

@@ -16,7 +16,8 @@ import torch
 from onnx import TensorProto, helper
 
 from simseg import files
-from simseg.data.pets import CLASS_NAMES, CLASS_TO_OXFORD
+from simseg.data.label_set import PETS
+from simseg.data.synthetic_pairs import SYNTHETIC_SHAPES
 from simseg.errors import SimsegError
 from simseg.inference import onnx_export, test_set
 from simseg.inference.backends import OnnxBackend, TorchBackend
@@ -27,7 +28,6 @@ from simseg.inference.export_check import (
     verify_export,
     write_report,
 )
-from simseg.inference.label_maps import PALETTE
 from simseg.inference.onnx_export import export_onnx
 from simseg.inference.segmenter import Segmenter
 from simseg.inference.trained_run import load_trained_run
@@ -67,7 +67,7 @@ def test_the_file_is_self_contained_with_a_named_free_batch(exported):
     (images,), (probabilities,) = model.graph.input, model.graph.output
     for value in (images, probabilities):
         dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
-        assert dims == ["batch", 3 if value is images else len(CLASS_NAMES), 64, 64]
+        assert dims == ["batch", 3 if value is images else PETS.num_classes, 64, 64]
     assert (images.name, probabilities.name) == ("images", "probabilities")
 
 
@@ -104,7 +104,7 @@ def test_the_batch_size_is_free(exported, arch):
     backend = OnnxBackend(path)
     for batch in (1, 5):
         found = backend.probabilities(images[:batch])  # (batch, C, S, S)
-        assert found.shape == (batch, len(CLASS_NAMES), 64, 64)
+        assert found.shape == (batch, PETS.num_classes, 64, 64)
         torch.testing.assert_close(found, expected[:batch], atol=1e-4, rtol=0)
 
 
@@ -112,10 +112,11 @@ def test_metadata_round_trips_through_the_segmenter(exported):
     run, path = exported(VIT)
     from_onnx, from_run = Segmenter.from_onnx(path), Segmenter.from_run(run.run_dir, device="cpu")
     assert (from_onnx.img_size, from_onnx.mean, from_onnx.std) == (64, tuple(run.cfg.aug.mean), tuple(run.cfg.aug.std))
-    assert from_onnx.classes == CLASS_NAMES and from_onnx.palette == PALETTE
+    assert from_onnx.label_set == from_run.label_set == PETS  # the run has no classes.json: an older pets run
+    assert from_onnx.classes == PETS.names and from_onnx.palette == PETS.colours
     info = from_onnx.backend.info
     assert info["weights_sha256"] == run.weights_sha256 and info["arch"] == VIT
-    assert info["oxford_values"] == CLASS_TO_OXFORD.tolist() and info["run"] == str(run.run_dir)
+    assert info["values"] == [2, 1, 3] and info["run"] == str(run.run_dir)
     agreeing = pixels = 0
     for images, _ in test_set.own_test_loader(run, batch_size=8):
         sizes = [(64, 64)] * len(images)
@@ -192,5 +193,28 @@ def test_the_metadata_names_what_a_reader_needs(exported):
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     info = json.loads(props["simseg"])
     assert info["format"] == "simseg-onnx/1" and (info["input"], info["output"]) == ("images", "probabilities")
-    assert info["classes"] == list(CLASS_NAMES) and info["palette"] == [list(c) for c in PALETTE]
-    assert np.array_equal(info["oxford_values"], CLASS_TO_OXFORD)
+    assert info["classes"] == ["background", "pet", "boundary"]
+    assert info["palette"] == [[0, 0, 0], [255, 153, 0], [255, 255, 255]] and info["values"] == [2, 1, 3]
+    assert info["title"] == PETS.title and info["ignore_index"] == 255 and "oxford_values" not in info
+
+
+def test_a_seven_class_run_exports_verifies_and_cards_its_classes(tmp_path, capsys):
+    """``simseg export`` of a run on the synthetic shapes (7 classes, its classes.json): the metadata, the check on
+    its own test images and the card all carry its classes."""
+    from simseg.cli import main
+
+    run_dir = make_finished_run(tmp_path / "run", f"model.arch={VIT}", "data.source=synthetic-shapes",
+                                classes=SYNTHETIC_SHAPES)
+    main(["export", str(run_dir), "--format", "onnx", "--out", str(tmp_path / "out" / "shapes.onnx")])
+    info = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "out" / "shapes.onnx")).metadata_props}
+                      ["simseg"])
+    assert info["classes"] == list(SYNTHETIC_SHAPES.names) and info["values"] == list(range(7))
+    assert info["palette"] == [list(c) for c in SYNTHETIC_SHAPES.colours] and info["title"] == SYNTHETIC_SHAPES.title
+    segmenter = Segmenter.from_onnx(tmp_path / "out" / "shapes.onnx")
+    assert segmenter.label_set == SYNTHETIC_SHAPES
+    assert segmenter.predict(np.zeros((20, 30, 3), dtype=np.uint8)).probabilities.shape == (7, 20, 30)
+    report = json.loads((tmp_path / "out" / "export_report.json").read_text())
+    assert all(b["miou_onnx"] == pytest.approx(b["miou_torch"], abs=1e-3) for b in report["batches"])
+    card = (tmp_path / "out" / "MODEL_CARD.md").read_text()
+    assert "| 6 | " + SYNTHETIC_SHAPES.names[6] + " | `#" in card and "7 class scores per pixel" in card
+    assert all(f"| IoU {name} |" in card for name in SYNTHETIC_SHAPES.names) and "pet" not in card.lower()

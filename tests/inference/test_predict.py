@@ -13,25 +13,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from simseg.cli import main
-from simseg.data.pets import CLASS_NAMES
+from simseg.data.label_set import PETS, write_run_label_set
 from simseg.inference import test_set
 from simseg.inference.segmenter import Segmenter
 from simseg.training.export import export_encoder
 from simseg.training.metrics import confusion_matrix, segmentation_metrics
 from tests.helpers import write_images
-
-
-def predict(*args: str) -> int:
-    """Run ``simseg predict ARGS``; its exit status (0 when it returned)."""
-    try:
-        main(["predict", *args, "--quiet"])
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+from tests.inference.conftest import TWO, predict, records
 
 
 def test_label_maps_are_palette_pngs_at_each_images_own_size(finished_run, tmp_path):
@@ -46,7 +34,9 @@ def test_label_maps_are_palette_pngs_at_each_images_own_size(finished_run, tmp_p
         assert set(np.unique(np.array(png))) <= {0, 1, 2}
         assert png.getpalette()[:9] == [0, 0, 0, 255, 153, 0, 255, 255, 255]
     head, *lines = records(tmp_path / "out")
-    assert head["model"] == str(run) and len(head["sha256"]) == 64 and head["classes"] == list(CLASS_NAMES)
+    assert head["model"] == str(run) and len(head["sha256"]) == 64 and head["classes"] == list(PETS.names)
+    # the folder has no classes.json, as runs from before runs recorded their classes: it predicts the pet trimaps'
+    assert head["values"] == [2, 1, 3] and head["palette"] == [[0, 0, 0], [255, 153, 0], [255, 255, 255]]
     assert [(r["width"], r["height"]) for r in lines] == sizes
     assert all(abs(sum(r["fractions"].values()) - 1) < 1e-3 and 0 < r["mean_confidence"] <= 1 for r in lines)
 
@@ -61,22 +51,6 @@ def test_labels_are_the_argmax_of_probabilities_resized_bilinearly(finished_run)
     assert np.allclose(big.probabilities, expected.numpy(), atol=1e-6)
     assert (big.labels == expected.argmax(0).numpy()).all()
     assert np.allclose(big.probabilities.sum(0), 1, atol=1e-5)
-
-
-def test_oxford_values_overlays_and_probabilities(finished_run, tmp_path):
-    write_images(tmp_path / "in", ["cat.png"], size=(30, 22))
-    out = tmp_path / "out"
-    assert predict(str(finished_run()), str(tmp_path / "in" / "cat.png"), "--out", str(out), "--overlay", "--probs",
-                   "--label-values", "oxford") == 0
-    values = np.array(Image.open(out / "cat.png"))
-    assert values.shape == (22, 30) and set(np.unique(values)) <= {1, 2, 3}
-    probs = np.load(out / "cat.npy")
-    assert probs.dtype == np.float16 and probs.shape == (3, 22, 30)
-    assert np.allclose(probs.astype(np.float32).sum(0), 1, atol=2e-3)
-    oxford_of_class = np.array([2, 1, 3])
-    assert (oxford_of_class[probs.astype(np.float32).argmax(0)] == values).mean() > 0.99  # float16 ties aside
-    overlay = Image.open(out / "cat_overlay.jpg")
-    assert overlay.size == (30, 22) and overlay.mode == "RGB"
 
 
 def test_outputs_keep_nested_names_and_a_rerun_skips_them(finished_run, tmp_path):
@@ -165,6 +139,10 @@ def test_an_unreadable_image_is_one_line_and_the_others_go_on(finished_run, tmp_
     ("damaged weights", "is not a readable safetensors file"),
     ("tta on onnx", "--tta needs the run folder"),
     ("cuda without a gpu", "--device cuda: this machine has no CUDA GPU"),
+    ("oxford on other classes", "--label-values oxford writes Oxford-IIIT Pet trimap values, but this model's "
+                                "classes are sky, road: give --label-values source .*\\(0, 255\\)"),
+    ("classes.json of another run", "predicts 3 classes but .*classes.json lists 2: the folder mixes files"),
+    ("weights of another run", "predicts 2 classes but the folder has no classes.json"),
 ])
 def test_one_line_errors(case, message, finished_run, tmp_path, capsys):
     model, sources, out, extra = finished_run(), [str(tmp_path / "in")], tmp_path / "out", []
@@ -217,6 +195,13 @@ def test_one_line_errors(case, message, finished_run, tmp_path, capsys):
         if torch.cuda.is_available():
             pytest.skip("this machine has a GPU")
         extra = ["--device", "cuda"]
+    elif case == "oxford on other classes":
+        model, extra = finished_run(classes=TWO, name="two"), ["--label-values", "oxford"]
+    elif case == "classes.json of another run":
+        write_run_label_set(model, TWO)
+    elif case == "weights of another run":
+        model = finished_run(classes=TWO, name="two")
+        (model / "classes.json").unlink()
     assert predict(str(model), *sources, "--out", str(out), *extra) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("simseg: error: "), err
@@ -279,7 +264,7 @@ def test_predicting_a_runs_own_test_images_reproduces_its_miou(weights, tmp_path
         confusion = torch.zeros(3, 3, dtype=torch.long)
         for name, mask in masks.items():
             confusion += confusion_matrix(torch.from_numpy(np.array(Image.open(out / f"{name}.png"))).long(), mask, 3)
-        return segmentation_metrics(confusion, CLASS_NAMES)["miou"]
+        return segmentation_metrics(confusion, list(segmenter.classes))["miou"]
 
     assert predict(str(run), str(folder), "--out", str(tmp_path / "plain"), "--resolution", "input") == 0
     assert predict(str(run), str(folder), "--out", str(tmp_path / "tta"), "--resolution", "input", "--tta") == 0

@@ -4,6 +4,8 @@ import torch.nn.functional as F
 
 from simseg.config.pretrain import ProbeConfig
 from simseg.config.sections import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from simseg.data.label_set import LabelSet
+from simseg.data.synthetic_pairs import SYNTHETIC_TRIMAP
 from simseg.errors import SimsegError
 from simseg.models.vit import build_encoder
 from simseg.training.probe import LinearProbe, pixel_features, save_probe_curve
@@ -43,6 +45,7 @@ def test_prepare_draws_disjoint_items_as_eval_tensors(probe):
     assert probe.images.shape == (12, 3, IMG, IMG) and probe.images.dtype == torch.float32
     assert probe.masks.shape == (12, IMG, IMG) and probe.masks.dtype == torch.int64
     assert set(probe.masks.unique().tolist()) <= {0, 1, 2}
+    assert probe.classes == SYNTHETIC_TRIMAP  # the probe data's own classes
     assert prepare().train_names == probe.train_names  # the draw is a function of the seed
     assert prepare(seed=1).train_names != probe.train_names
 
@@ -102,3 +105,18 @@ def test_save_probe_curve(tmp_path):
                {"epoch": 2, "probe_miou": 0.4, "probe_boundary_iou": None}]
     save_probe_curve(tmp_path, history)
     assert (tmp_path / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_probe_on_classes_without_a_boundary_reports_its_miou_alone(encoder, tmp_path):
+    """Two classes, no "boundary": no probe_boundary_iou key. Every training pixel is class 0, so the head predicts
+    0 everywhere; the scored masks hold class 0 and unlabelled pixels (255, not counted), so class 0's IoU is 1,
+    class 1's undefined, and the mIoU 1."""
+    classes = LabelSet(("water", "land"), ((0, 0, 255), (0, 255, 0)))
+    images = torch.randn(6, 3, IMG, IMG, generator=torch.Generator().manual_seed(0))
+    masks = torch.zeros(6, IMG, IMG, dtype=torch.int64)
+    masks[4:, :5] = 255
+    probe = LinearProbe(probe_config(steps=20), images, masks, [f"t{i}" for i in range(4)], ["s0", "s1"], 0, classes)
+    scores = probe.score(encoder)
+    assert set(scores) == {"probe_miou", "probe_seconds"} and scores["probe_miou"] == 1.0
+    save_probe_curve(tmp_path, [{"epoch": 0, **scores}])  # drawn without a boundary line
+    assert (tmp_path / "probe.png").is_file()
