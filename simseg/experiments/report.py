@@ -199,7 +199,7 @@ def picture_sections(figures: dict[str, bool], recon: dict[str, tuple[str, str]]
         return lines + ["Example predictions: not available (no examples.png in that cell's run folders).", ""]
     return lines + ["![best cell examples](figures/best_examples.png)", "",
                     f"*Test images of seed {best['seed']} (mIoU {best['miou']:.3f}): image | ground truth | prediction "
-                    f"(background black, pet orange, boundary white).*", ""]
+                    f"({pictures.colour_legend(best['classes'])}).*", ""]
 
 
 def provenance(sweep: dict | None, source: str, rows: list[Row]) -> list[str]:

@@ -1,7 +1,8 @@
-"""The report's tables beyond the mIoU and its gain: the table a reader weighs models by (mIoU, boundary IoU,
+"""The report's tables beyond the mIoU and its gain: the table a reader weighs models by (mIoU, Boundary IoU,
 parameters, GFLOPs, speed, minutes), the per-axis averages ("effect of pretraining", "effect of heavy augmentation",
 "effect of the model", each pretraining value's gain over scratch: one block per axis of
-:mod:`simseg.experiments.axes`), per-class precision, recall, IoU and Dice, and test-time augmentation."""
+:mod:`simseg.experiments.axes`), per-class precision, recall, IoU and Dice under the dataset's class names, and
+test-time augmentation."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from simseg.experiments.axes import init_axis, pretraining_axes
 from simseg.experiments.effects import axis_effects, pretraining_effects, varying_axes
-from simseg.experiments.results import CLASSES, Row
+from simseg.experiments.results import PER_CLASS_KINDS, Row, class_column, class_names
 from simseg.experiments.summary import MISSING, format_summary, init_info, init_order, markdown_table, summarise
 from simseg.sizes import format_size
 
@@ -24,8 +25,12 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def cost_table(rows: list[Row]) -> list[str]:
-    """One line per (variant, subset): what it scored and what it cost. ``rows`` carry variant labels."""
+    """One line per (variant, subset): what it scored and what it cost. ``rows`` carry variant labels. The Boundary
+    IoU column appears where cells measured it (runs made before simseg did have none)."""
     stats = summarise(rows)
+    boundary = any(r.get("boundary_iou") is not None for r in rows)
+    named = ("; not the IoU of the class named boundary (in the per-class table)"
+             if "boundary" in class_names(key for row in rows for key in row) else "")
     body = []
     for label in init_order(rows):
         for subset in sorted({r["subset"] for r in rows if r["init"] == label}):
@@ -33,20 +38,22 @@ def cost_table(rows: list[Row]) -> list[str]:
             params, encoder = _mean(cell, "parameters"), _mean(cell, "encoder_parameters")
             minutes = _mean(cell, "train_seconds")
             body.append([label, format_size(subset), format_summary(stats[label, subset]),
-                         _fmt(_mean(cell, "iou_boundary"), ".3f"),
+                         *([_fmt(_mean(cell, "boundary_iou"), ".3f")] if boundary else []),
                          MISSING if params is None else f"{params / 1e6:.2f}M"
                          + ("" if encoder is None else f" ({encoder / 1e6:.2f}M)"),
                          _fmt(_mean(cell, "gflops"), ".3f"), _fmt(_mean(cell, "inference_images_per_s"), ".0f"),
                          _fmt(None if minutes is None else minutes / 60, ".1f")])
-    if not body or all(line[4] == MISSING for line in body):
+    if not body or (not boundary and all(line[3] == MISSING for line in body)):
         return ["## Models and their cost", "", "Not available: the results have no cost columns (cells made before "
                 "simseg measured them)."]
     return ["## Models and their cost", "", *markdown_table(
-        ["model / init", "labelled", "test mIoU", "boundary IoU", "parameters (encoder)", "GFLOPs / image",
-         "inference img/s", "training min"], body), "",
-        "Mean over seeds (mIoU: ± sample std, n = seeds). GFLOPs: one forward pass at the training resolution "
-        "(torch.utils.flop_counter, attention included); inference at batch 32 on the training device; training "
-        "minutes per cell, every epoch included."]
+        ["model / init", "labelled", "test mIoU", *(["Boundary IoU"] if boundary else []), "parameters (encoder)",
+         "GFLOPs / image", "inference img/s", "training min"], body), "",
+        "Mean over seeds (mIoU: ± sample std, n = seeds). "
+        + (f"Boundary IoU (Cheng et al. 2021): the IoU of each class's contour band, mean over the classes{named}. "
+           if boundary else "")
+        + "GFLOPs: one forward pass at the training resolution (torch.utils.flop_counter, attention included); "
+        "inference at batch 32 on the training device; training minutes per cell, every epoch included."]
 
 
 def effect_tables(rows: list[Row]) -> list[str]:
@@ -83,13 +90,15 @@ def effect_tables(rows: list[Row]) -> list[str]:
 
 
 def per_class_table(rows: list[Row]) -> list[str]:
-    """IoU, Dice, precision and recall of each class, per variant, at the largest subset size each has."""
+    """IoU, Dice, precision and recall of each class (by the dataset's names, as the rows' per-class columns hold
+    them), per variant, at the largest subset size each has; ``[]`` when no row has a per-class figure."""
     body = []
+    classes = class_names(key for row in rows for key in row)
     for label in init_order(rows):
         subset = max(r["subset"] for r in rows if r["init"] == label)
         cell = [r for r in rows if r["init"] == label and r["subset"] == subset]
-        for name in CLASSES:
-            figures = [_mean(cell, f"{kind}_{name}") for kind in ("iou", "dice", "precision", "recall")]
+        for name in classes:
+            figures = [_mean(cell, class_column(kind, name)) for kind in PER_CLASS_KINDS]
             if any(v is not None for v in figures):
                 body.append([label, format_size(subset), name, *(_fmt(v, ".3f") for v in figures)])
     if not body:

@@ -36,7 +36,6 @@ from pathlib import Path
 from simseg.config.launcher import LauncherConfig
 from simseg.config.loader import load_config, to_dict
 from simseg.config.segment import SegmentConfig
-from simseg.data.pets import open_segmentation_pairs
 from simseg.errors import SimsegError
 from simseg.experiments.axes import (
     config_variant,
@@ -67,6 +66,7 @@ from simseg.experiments.plan import (
 )
 from simseg.experiments.sweep_axes import (
     add_axis_flags,
+    check_subsets_fit,
     exclude_labelled_test_set,
     plan_pretraining,
     refuse_sweep_keys,
@@ -75,7 +75,6 @@ from simseg.experiments.sweep_axes import (
     variant_values,
 )
 from simseg.files import atomic_write_json
-from simseg.sizes import format_size
 from simseg.training.resume_state import run_is_finished
 
 POLL_SECONDS = 30
@@ -227,21 +226,6 @@ def visible_gpus() -> list[int]:
     if named and all(part.strip().isdigit() for part in named.split(",")):
         return [int(part) for part in named.split(",")][:count]
     return list(range(count))
-
-
-def check_subsets_fit(template: SegmentConfig, subsets: list[int]) -> None:
-    """Refuse, before anything runs, a subset larger than the training images left after the test set."""
-    source = open_segmentation_pairs(template.data)
-    test_size, _, val_size = template.data.sizes()
-    if template.data.source == "synthetic":
-        return  # the synthetic source grows with the subset
-    available = len(source) - test_size - val_size
-    too_big = [s for s in subsets if s > available]
-    if too_big:
-        raise SimsegError(f"--subsets {format_size(too_big[0])} asks for {too_big[0]:,} labelled images but "
-                          f"{source.name} has {available:,} after the {test_size:,}-image test set"
-                          + (f" and {val_size:,} validation images" if val_size else "")
-                          + f": use sizes up to {format_size(available)}")
 
 
 def record_sweep(sweep_dir: Path, argv: list[str], template, inits, subsets, seeds, pretraining,

@@ -28,6 +28,7 @@ from simseg.experiments.axes import (
 from simseg.experiments.inits import intermediate_init, resolve_init
 from simseg.experiments.plan import Init, parse_list, pretraining_of
 from simseg.files import atomic_write_text
+from simseg.sizes import format_size
 
 SWEEP_SET = ("output_dir", "init", "seed", "resume", "data.subset")  # segmentation keys the sweep sets per cell
 PRETRAIN_EXCLUDE = "pretrain_exclude.txt"  # in the sweep folder: the images no pretraining run may train on
@@ -155,6 +156,30 @@ def exclude_labelled_test_set(args: argparse.Namespace, sweep_dir: Path, overrid
                                       f"images are excluded{also} ({path})")
 
 
+def check_subsets_fit(template: SegmentConfig, subsets: list[int]) -> None:
+    """Refuse, before anything runs, a subset larger than the training images left after the test set."""
+    from simseg.data.pair_sources import open_segmentation_pairs
+    from simseg.data.synthetic_pairs import SYNTHETIC_MODES
+
+    if template.data.source in SYNTHETIC_MODES:
+        return  # a synthetic source grows with the subset
+    source = open_segmentation_pairs(template.data)
+    test_size, _, val_size = template.data.sizes()
+    given = source.given_split  # the data's own train/test split replaces the drawn test set (data.test_size)
+    if given is not None and given.get("test") is not None:
+        test_size = len(given["test"])
+        pool = len(given["train"]) if given.get("train") is not None else len(source) - test_size
+    else:
+        pool = len(source) - test_size
+    available = pool - val_size
+    too_big = [s for s in subsets if s > available]
+    if too_big:
+        raise SimsegError(f"--subsets {format_size(too_big[0])} asks for {too_big[0]:,} labelled images but "
+                          f"{source.name} has {available:,} after the {test_size:,}-image test set"
+                          + (f" and {val_size:,} validation images" if val_size else "")
+                          + f": use sizes up to {format_size(available)}")
+
+
 def holds_images_of(source: str, labelled: str) -> bool:
     """Whether pretraining source ``source`` may hold the images of labelled source ``labelled``: both are local
     paths and one is the other or lies inside it (resolved, so links and ``..`` cannot hide it)."""
@@ -167,15 +192,16 @@ def holds_images_of(source: str, labelled: str) -> bool:
 
 def labelled_test_names(labelled: SegmentConfig) -> list[str]:
     """The item names of the test split every cell of the sweep scores on, drawn as the segmentation stage draws it
-    (:func:`~simseg.data.splits.segmentation_splits` of the data section; the test draw depends on neither the
-    subset nor the seed)."""
-    from simseg.data.pets import open_segmentation_pairs
+    (:func:`~simseg.data.splits.segmentation_splits` of the data section, or the split the data gives: its own
+    train/test folders or data.test_list; the test set depends on neither the subset nor the seed). The names are
+    the image stems a folder of images names its items by, so data.exclude matches them."""
+    from simseg.data.pair_sources import open_segmentation_pairs
     from simseg.data.splits import segmentation_splits
 
     test_size, _, val_size = labelled.data.sizes()
     source = open_segmentation_pairs(labelled.data)
     split = segmentation_splits(len(source), test_size, None, labelled.seed, source.groups, val_size, source.name,
-                                test_seed=labelled.data.test_seed)
+                                test_seed=labelled.data.test_seed, given=source.given_split)
     return [source.names[i] for i in split["test"]]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from simseg.data.pets import open_segmentation_pairs
+from simseg.data.pair_sources import open_segmentation_pairs
 from simseg.data.splits import segmentation_splits
 from simseg.data.unlabelled import open_pretraining_images
 from simseg.errors import SimsegError
@@ -137,7 +137,7 @@ def stage_test_names(cfg) -> list[str]:
     test_size, subset, val_size = cfg.data.sizes()
     source = open_segmentation_pairs(cfg.data)
     splits = segmentation_splits(len(source), test_size, subset, cfg.seed, source.groups, val_size, source.name,
-                                 test_seed=cfg.data.test_seed)
+                                 test_seed=cfg.data.test_seed, given=source.given_split)
     return [source.names[i] for i in splits["test"]]
 
 
@@ -186,6 +186,27 @@ def test_a_finished_pretraining_made_without_the_exclusion_is_not_reused(tmp_pat
     monkeypatch.setattr(sweep_module, "run_is_finished", lambda run_dir, epochs: True)  # every run and cell done
     with pytest.raises(SimsegError, match=r"holds runs made with other settings \(changed: data.exclude;"):
         planned_sweep(monkeypatch, out, pets, str(pets / "images"))
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("inside", ["", "images"])
+def test_a_mask_folder_as_labelled_and_pretraining_data_keeps_its_test_images_out(tmp_path, monkeypatch, capsys,
+                                                                                   split, inside):
+    from simseg.data.synthetic_export import write_synthetic
+
+    shapes = write_synthetic(tmp_path / "shapes", "mask-folder", count=20, size=32, split=split)
+    out = tmp_path / "sweep"
+    pretraining, cells = planned_sweep(monkeypatch, out, shapes, str(shapes / inside))
+    names = listed(out / PRETRAIN_EXCLUDE)
+    test = {tuple(stage_test_names(cfg)) for cfg in cells.values()}
+    assert len(test) == 1 and names == sorted(next(iter(test)))
+    if split:  # the data's own test folder, whatever data.test_size says
+        assert names == sorted(path.stem for path in (shapes / "images" / "test").iterdir()) and len(names) == 5
+    assert f"its {len(names)} test images are excluded" in capsys.readouterr().out
+    source, record = open_pretraining_images(pretraining[0].data, stream="pretrain")
+    files = [source.item_file_name(i) for i in range(len(source))]
+    assert len(files) == 20 - len(names) and record["excluded_names"] == names  # images only: no mask read as one
+    assert not {source.item_name(i) for i in range(len(source))} & set(names)
 
 
 def test_an_unrelated_folder_excludes_nothing(tmp_path, monkeypatch, capsys, pets, unlabelled):

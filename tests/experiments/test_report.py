@@ -177,8 +177,8 @@ def test_models_and_presets_get_cost_tables_axis_averages_per_class_figures_and_
                         + 0.02 * (aug == "heavy") + 0.01 * seed
                     path = "scratch" if init == "scratch" else "imagenet" if init == "imagenet" else "/runs/p"
                     rows.append(full_row(init, 250, seed, miou, path, arch=arch, aug=aug, iou_boundary=0.2,
-                                         precision_pet=0.9, recall_pet=0.8, iou_pet=0.7, dice_pet=0.82,
-                                         inference_images_per_s=50.0, **cost[arch],
+                                         boundary_iou=0.25, precision_pet=0.9, recall_pet=0.8, iou_pet=0.7,
+                                         dice_pet=0.82, inference_images_per_s=50.0, **cost[arch],
                                          cell=f"{arch}/{aug}/{init}/subset-250/seed-{seed}"))
     write_results(sweep_dir, rows)
     (sweep_dir / "sweep.json").write_text(json.dumps({"grid": {
@@ -191,8 +191,11 @@ def test_models_and_presets_get_cost_tables_axis_averages_per_class_figures_and_
     text = build_report(sweep_dir).read_text()
     assert "Grid complete: all 16 cells" in text  # vit x imagenet and unet x pretrain-all never expected
     assert "2 models, 2 augmentation presets, 3 inits" in text
-    assert "| unet_resnet18/heavy/imagenet | 250 | 0.475 ± 0.007 (n=2) | 0.200 | 14.33M (11.18M) | 2.708 | 50 |" \
+    # Boundary IoU (the contour measure) beside mIoU; the IoU of the class named boundary in the per-class table
+    assert "| unet_resnet18/heavy/imagenet | 250 | 0.475 ± 0.007 (n=2) | 0.250 | 14.33M (11.18M) | 2.708 | 50 |" \
         in text
+    assert "| unet_resnet18/light/scratch | 250 | boundary | 0.200 | — | — | — |" in text
+    assert "not the IoU of the class named boundary" in text
     assert "| pretraining (init vs scratch) | imagenet | +0.050 | 2 |" in text
     assert "| augmentation preset (vs light) | heavy | +0.020 | 4 |" in text
     assert "| unet_resnet18/light/scratch | 250 | pet | 0.700 | 0.820 | 0.900 | 0.800 |" in text

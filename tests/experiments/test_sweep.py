@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from simseg.data.label_set import read_run_label_set
 from simseg.errors import SimsegError
 from simseg.experiments.cells import RESULTS_LOCK, collect_results
 from simseg.experiments.plan import Cell, Init, expand_grid, parse_seeds, parse_shard, parse_subsets, shard_cells
@@ -182,6 +183,16 @@ def test_refusals_come_before_anything_runs(tmp_path):
     assert not out.exists()
 
 
+def test_a_mask_folders_own_test_split_sets_how_many_labelled_images_a_sweep_may_ask_for(tmp_path):
+    from simseg.data.synthetic_export import write_synthetic
+
+    shapes = write_synthetic(tmp_path / "shapes", "mask-folder", count=20, size=32, split=True)  # 15 train, 5 test
+    out = tmp_path / "sweep"
+    with pytest.raises(SimsegError, match="--subsets 16 asks for 16 labelled images but .* has 15 after the 5-image"):
+        sweep(["--subsets", "4,16", "--output-dir", str(out), "--data", str(shapes), *CELL])  # data.test_size=8 unused
+    assert not out.exists()
+
+
 def test_model_and_aug_axes_expand_the_grid_and_inits_run_only_with_models_they_fit():
     from simseg.experiments.axes import runs_with
 
@@ -233,7 +244,9 @@ def test_a_sweep_over_models_and_presets_writes_rows_with_their_model_preset_and
         for arch, init in (("vit_linear", "scratch"), ("unet_resnet18", "scratch"), ("unet_resnet18", "imagenet")))
     for row in table:
         assert float(row["gflops"]) > 0 and int(row["parameters"]) > int(row["encoder_parameters"]) > 0
-        assert row["precision_pet"] != "" and row["recall_boundary"] != "" and row["cell"].startswith(row["arch"])
+        _, shape, boundary = read_run_label_set(out / row["run_dir"]).names  # the synthetic trimap's classes
+        assert row[f"precision_{shape}"] != "" and row[f"recall_{boundary}"] != "" and row["boundary_iou"] != ""
+        assert row["cell"].startswith(row["arch"])
     unet = next(r for r in table if r["arch"] == "unet_resnet18")
     assert int(unet["parameters"]) == 14_328_499 and not (out / unet["run_dir"] / "encoder.safetensors").exists()
     assert json.loads((out / "sweep.json").read_text())["grid"]["models"] == ["vit_linear", "unet_resnet18"]
