@@ -112,8 +112,8 @@ def resolve_classes(options: MaskOptions, title: str, class_file: ClassFile | No
                               f"but {title} has {base.num_classes} classes (ids 0..{base.num_classes - 1}): fix "
                               f"data.label_map or the class file")
         values.update(label_map)
-    stored: dict[int, int] = {}
-    for value, class_id in sorted(values.items()):
+    stored: dict[int, int] = {}  # each class's value in the masks: the label map's first, as it overrides the rest
+    for value, class_id in [*sorted(label_map.items()), *sorted(values.items())]:
         if class_id != IGNORE_INDEX:
             stored.setdefault(class_id, value)
     class_colours = list(base.colours)

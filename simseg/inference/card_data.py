@@ -15,8 +15,8 @@ MISSING = "—"
 BOUNDARY = "boundary"  # the class name of a thin band around the objects' outlines (the pets' trimap band)
 DRAWS = {"synthetic": "stratified by shape",
          "oxford": "stratified by breed (the image name without its number)",
-         "dataset": "stratified by each image's most frequent class (a test split the data has is used as given "
-                    "instead)"}
+         "dataset": "stratified by each image's main class (its most frequent class other than class 0; a test "
+                    "split the data has is used as given instead)"}
 
 
 def data_kind(source: str) -> str:

@@ -148,7 +148,8 @@ def test_class_file_with_label_map_and_palette_colours():
     spec_mask.putpalette([9, 9, 9, 90, 90, 90] + [0] * 762)
     label_set, mapping, _ = resolve_classes(MaskOptions(label_map="255:1"), "d", names=["bg", "fg"],
                                             first_mask=lambda: spec_mask)
-    assert mapping.values == {0: 0, 1: 1, 255: 1} and label_set.values == (0, 1)
+    # 1 still reads as fg, but the label map says the masks store fg as 255: that is the value recorded
+    assert mapping.values == {0: 0, 1: 1, 255: 1} and label_set.values == (0, 255)
     assert label_set.colours == ((9, 9, 9), (90, 90, 90))
     one_line_error(lambda: resolve_classes(MaskOptions(label_map="255:2"), "d", names=["bg", "fg"]),
                    "data.label_map=255:2 maps the value 255 to class 2", "has 2 classes")
