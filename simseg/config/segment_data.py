@@ -58,7 +58,8 @@ class SegDataConfig(SourceConfig):
     there is one."""
     label_map: str = ""
     """Mask value -> class id, e.g. ``0:0,255:1`` for binary masks saved as 0/255; ``v:255`` makes value v ignored.
-    Overrides the class file's values; binary and JPEG masks are read only with it."""
+    Replaces the class file's values (not its ignored ones): list every value the masks hold; binary and JPEG
+    masks are read only with it."""
     mask_threshold: int | None = None
     """Binarise every mask first: a value >= this becomes 255, the rest 0 (then ``label_map`` applies); for JPEG
     masks, whose edges hold in-between values. null = off."""

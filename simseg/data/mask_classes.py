@@ -111,7 +111,9 @@ def resolve_classes(options: MaskOptions, title: str, class_file: ClassFile | No
             raise SimsegError(f"data.label_map={options.label_map} maps the value {beyond[0]} to class {beyond[1]}, "
                               f"but {title} has {base.num_classes} classes (ids 0..{base.num_classes - 1}): fix "
                               f"data.label_map or the class file")
-        values.update(label_map)
+        # the label map replaces the class values a class file or the data gave (its ignored values stay), so a value
+        # the map leaves out is an error, not silently read as the class whose id it happens to equal
+        values = {v: i for v, i in values.items() if i == IGNORE_INDEX} | label_map
     stored: dict[int, int] = {}  # each class's value in the masks: the label map's first, as it overrides the rest
     for value, class_id in [*sorted(label_map.items()), *sorted(values.items())]:
         if class_id != IGNORE_INDEX:

@@ -146,10 +146,10 @@ def test_class_file_errors_name_the_file(tmp_path, record, message):
 def test_class_file_with_label_map_and_palette_colours():
     spec_mask = Image.fromarray(np.array([[0, 1]], dtype=np.uint8), mode="P")
     spec_mask.putpalette([9, 9, 9, 90, 90, 90] + [0] * 762)
-    label_set, mapping, _ = resolve_classes(MaskOptions(label_map="255:1"), "d", names=["bg", "fg"],
+    label_set, mapping, _ = resolve_classes(MaskOptions(label_map="0:0,255:1"), "d", names=["bg", "fg"],
                                             first_mask=lambda: spec_mask)
-    # 1 still reads as fg, but the label map says the masks store fg as 255: that is the value recorded
-    assert mapping.values == {0: 0, 1: 1, 255: 1} and label_set.values == (0, 255)
+    # the label map replaces the values the data's names imply: 1 is no longer a class value, 255 is fg's
+    assert mapping.values == {0: 0, 255: 1} and label_set.values == (0, 255)
     assert label_set.colours == ((9, 9, 9), (90, 90, 90))
     one_line_error(lambda: resolve_classes(MaskOptions(label_map="255:2"), "d", names=["bg", "fg"]),
                    "data.label_map=255:2 maps the value 255 to class 2", "has 2 classes")
