@@ -58,7 +58,7 @@ def classify_step(batch: int, device: str):
 def segment_step(batch: int, device: str):
     """One training step of the segment stage (default config, 3 trimap classes) on a fixed batch."""
     cfg = SegmentConfig()
-    model = segment_stage.build_model(cfg)[0].to(device).train()
+    model = segment_stage.build_model(cfg, 3)[0].to(device).train()
     size = cfg.model.img_size
     images = torch.randn(batch, 3, size, size, device=device)
     masks = torch.randint(0, 3, (batch, size, size), device=device)
