@@ -178,7 +178,7 @@ def test_a_dataset_source_limit_names_the_data_not_pets(finished_run, tmp_path):
     assert "Segments an image into 2 classes: sky and road (roads from above)." in card
     assert "Its weakest class on the test set is road, IoU 0.400 against a mIoU of 0.650" in card
     assert "| IoU sky | 0.900 | — |" in card and "| IoU road | 0.400 | — |" in card
-    assert "2 class scores per pixel" in card and "stratified by each image's most frequent class" in card
+    assert "2 class scores per pixel" in card and "stratified by each image's main class" in card
     assert "synthetic shapes" not in card and "pet" not in card and "boundary" not in card
     untitled = run_with_metrics(finished_run, figures, classes=LabelSet(TWO.names, TWO.colours, TWO.values),
                                 name="untitled")

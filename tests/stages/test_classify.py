@@ -117,7 +117,7 @@ def test_classify_export_loads_into_segmentation_with_only_the_seg_head_missing(
     run_dir = classify_stage.main(cls_config("train.epochs=1"))
     seg_cfg = load_config(SegmentConfig, None, ["model.depth=2", "model.img_size=64", "model.patch_size=8",
                                                 f"init={run_dir}"])
-    model, lineage = segment_stage.build_model(seg_cfg)
+    model, lineage = segment_stage.build_model(seg_cfg, 3)
     export, _ = read_weights(run_dir / "encoder.safetensors")
     assert all(torch.equal(model.encoder.state_dict()[k], export[k]) for k in export)
     assert lineage["export_stage"] == "classify"

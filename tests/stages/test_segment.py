@@ -12,8 +12,8 @@ import stages.pretrain as pretrain_stage
 import stages.segment as segment_stage
 from simseg.config.loader import load_config
 from simseg.config.segment import SegmentConfig
-from simseg.data.pets import CLASS_NAMES
 from simseg.data.splits import load_split, save_split
+from simseg.data.synthetic_pairs import SYNTHETIC_TRIMAP
 from simseg.errors import SimsegError
 from simseg.training.export import load_encoder, read_weights
 from simseg.training.metrics import segmentation_metrics
@@ -69,13 +69,13 @@ def test_run_writes_every_file_of_the_run_folder(seg_config):
     assert [r["epoch"] for r in lines] == [0, 1] and all("test_miou" in r and "val_miou" not in r for r in lines)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     confusion = json.loads((run_dir / "confusion.json").read_text())
-    assert confusion["classes"] == list(CLASS_NAMES) and sum(map(sum, confusion["matrix"])) == 8 * 128 * 128
-    recomputed = segmentation_metrics(torch.tensor(confusion["matrix"]), list(CLASS_NAMES))
+    assert confusion["classes"] == list(SYNTHETIC_TRIMAP.names) and sum(map(sum, confusion["matrix"])) == 8 * 128 * 128
+    recomputed = segmentation_metrics(torch.tensor(confusion["matrix"]), list(SYNTHETIC_TRIMAP.names))
     assert metrics["miou"] == recomputed["miou"] == lines[-1]["test_miou"]  # no validation: the last epoch
     for key in ("iou", "pixel_accuracy", "mean_pixel_accuracy", "dice", "fwiou", "parameters", "train_seconds",
                 "images_per_s", "peak_memory_mib"):
         assert metrics[key] is not None, key
-    assert set(metrics["iou"]) == set(CLASS_NAMES) and metrics["selected_on"] == "last epoch"
+    assert set(metrics["iou"]) == set(SYNTHETIC_TRIMAP.names) and metrics["selected_on"] == "last epoch"
     target = metrics["time_to_target"]  # without validation: the test scores of evaluated epochs, labelled so
     assert target["basis"] == "test_miou" and target["final"] == metrics["miou"]
     assert target["seconds"]["0.5"] <= sum(r["seconds"] for r in lines)
@@ -118,10 +118,10 @@ def test_val_split_picks_the_reported_epoch_and_options_run(seg_config):
 @pytest.mark.slow
 def test_pretrained_init_changes_the_encoder_and_leaves_the_head_as_from_scratch(seg_config, pretrained):
     torch.manual_seed(0)
-    scratch, lineage = segment_stage.build_model(seg_config())
+    scratch, lineage = segment_stage.build_model(seg_config(), 3)
     assert lineage == {"init": "scratch"}
     torch.manual_seed(0)
-    model, lineage = segment_stage.build_model(seg_config(f"init={pretrained}"))
+    model, lineage = segment_stage.build_model(seg_config(f"init={pretrained}"), 3)
     export, _ = read_weights(pretrained / "encoder.safetensors")
     assert all(torch.equal(model.encoder.state_dict()[k], export[k]) for k in export)
     assert not torch.equal(model.encoder.pos_embed, scratch.encoder.pos_embed)
@@ -139,11 +139,11 @@ def test_pretrained_init_changes_the_encoder_and_leaves_the_head_as_from_scratch
 @pytest.mark.slow
 def test_wrong_exports_are_refused_in_one_line(seg_config, pretrained, tmp_path):
     with pytest.raises(SimsegError, match="trained with another architecture .*depth: export 2, config 3"):
-        segment_stage.build_model(seg_config(f"init={pretrained}", "model.depth=3"))
+        segment_stage.build_model(seg_config(f"init={pretrained}", "model.depth=3"), 3)
     with pytest.raises(SimsegError, match="is not a simseg encoder export"):
-        segment_stage.build_model(seg_config(f"init={pretrained / 'model.safetensors'}"))
+        segment_stage.build_model(seg_config(f"init={pretrained / 'model.safetensors'}"), 3)
     with pytest.raises(SimsegError, match="does not exist"):
-        segment_stage.build_model(seg_config(f"init={tmp_path / 'nowhere'}"))
+        segment_stage.build_model(seg_config(f"init={tmp_path / 'nowhere'}"), 3)
 
 
 @pytest.mark.slow
@@ -253,7 +253,7 @@ def test_a_cnn_model_runs_resumes_and_writes_its_cost_without_a_vit_export(seg_c
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert (metrics["arch"], metrics["aug"], metrics["parameters"]) == ("unet_resnet18", "heavy", 14_328_499)
     assert metrics["encoder_parameters"] == 11_176_512 and metrics["gflops"] > 0
-    assert metrics["inference_images_per_s"] > 0 and set(metrics["precision"]) == set(CLASS_NAMES)
+    assert metrics["inference_images_per_s"] > 0 and set(metrics["precision"]) == set(SYNTHETIC_TRIMAP.names)
     assert not (run_dir / "encoder.safetensors").exists()  # the handoff format is the ViT's
     weights, meta = read_weights(run_dir / "model.safetensors")
     assert meta["arch"] == "unet_resnet18" and any(k.startswith("net.decoder.") for k in weights)
@@ -265,7 +265,7 @@ def test_a_cnn_model_runs_resumes_and_writes_its_cost_without_a_vit_export(seg_c
 @pytest.mark.slow
 def test_a_vit_decoder_starts_from_a_simmim_export_and_a_cnn_refuses_it(seg_config, pretrained):
     torch.manual_seed(0)
-    model, lineage = segment_stage.build_model(seg_config(f"init={pretrained}", "model.arch=vit_fused_skip"))
+    model, lineage = segment_stage.build_model(seg_config(f"init={pretrained}", "model.arch=vit_fused_skip"), 3)
     export, _ = read_weights(pretrained / "encoder.safetensors")
     assert all(torch.equal(model.encoder.state_dict()[k], export[k]) for k in export)
     assert lineage["export_stage"] == "pretrain"
@@ -274,7 +274,7 @@ def test_a_vit_decoder_starts_from_a_simmim_export_and_a_cnn_refuses_it(seg_conf
     load_encoder(run_dir)  # its export hands on like any ViT stage's
     with pytest.raises(SimsegError, match="is a simseg ViT encoder export; unet_resnet18 has a CNN encoder"):
         segment_stage.build_model(seg_config(f"init={pretrained / 'encoder.safetensors'}",
-                                             "model.arch=unet_resnet18", "model.img_size=64"))
+                                             "model.arch=unet_resnet18", "model.img_size=64"), 3)
 
 
 @pytest.mark.slow
@@ -285,7 +285,7 @@ def test_tta_reports_both_figures_and_says_it_was_used(seg_config):
     plain = jsonl(run_dir / "metrics.jsonl")[-1]["test_miou"]  # the per-epoch scores stay one plain view
     assert 0 <= metrics["plain_miou"] <= 1 and metrics["plain_miou"] == plain
     confusion = json.loads((run_dir / "confusion.json").read_text())["matrix"]
-    assert metrics["miou"] == segmentation_metrics(torch.tensor(confusion), list(CLASS_NAMES))["miou"]
+    assert metrics["miou"] == segmentation_metrics(torch.tensor(confusion), list(SYNTHETIC_TRIMAP.names))["miou"]
 
 
 @pytest.mark.slow
