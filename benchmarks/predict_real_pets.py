@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 from simseg.cli import main as simseg  # noqa: E402
 from simseg.data.label_set import PETS  # noqa: E402
 from simseg.data.pets import CLASS_NAMES  # noqa: E402
-from simseg.inference import test_set  # noqa: E402
+from simseg.inference import own_test_set  # noqa: E402
 from simseg.inference.label_maps import blend  # noqa: E402
 from simseg.inference.trained_run import load_trained_run  # noqa: E402
 from simseg.training.metrics import confusion_matrix, segmentation_metrics  # noqa: E402
@@ -84,7 +84,7 @@ def main() -> None:
     run, out = Path(args.run), Path(args.out)
     trained = load_trained_run(run)
     tta = trained.cfg.eval.tta
-    source, indices = test_set.own_test_pairs(trained)
+    source, indices = own_test_set.own_test_pairs(trained)
     names = trained.test_names()
     folder = out / "test_images"  # the run's test photos as files, as a user would have them
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,7 @@ def main() -> None:
         if not (folder / original.name).exists():
             (folder / original.name).symlink_to(original.resolve())
     stems = [Path(source.image_files[i]).stem for i in indices]
-    small_truth = [mask[0] for _, mask in test_set.own_test_loader(trained, batch_size=1)]  # as the run scored them
+    small_truth = [mask[0] for _, mask in own_test_set.own_test_loader(trained, batch_size=1)]  # as the run scored them
     full_truth = [torch.from_numpy(source.pair(i)[1]).long() for i in indices]
     figures = {"run": str(run), "test_images": len(names), "reported": {
         k: trained.metrics.get(k) for k in ("miou", "plain_miou", "iou", "tta")}}

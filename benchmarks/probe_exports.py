@@ -21,7 +21,7 @@ from simseg.config.pretrain import PretrainConfig
 from simseg.data.unlabelled import read_exclude_file
 from simseg.files import atomic_write_json
 from simseg.models.vit import build_encoder
-from simseg.training.export import load_encoder
+from simseg.training.handoff import load_encoder
 from simseg.training.probe import LinearProbe
 from simseg.training.rundir import load_run_config, read_metrics
 

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from publish_results import shrink  # noqa: E402  (the results page's picture shrinker, beside this script)
 
-from simseg.experiments.results import read_results  # noqa: E402
+from simseg.experiments.sweep.results import read_results  # noqa: E402
 
 MODELS = (("vit_linear", "scratch"), ("vit_linear", "pretrain-all"), ("vit_fused_skip", "scratch"),
           ("vit_fused_skip", "pretrain-all"), ("unet_resnet18", "scratch"))

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from publish_models import summary  # noqa: E402  (mean ± std, beside this script)
 from publish_results import shrink  # noqa: E402
 
-from simseg.experiments.report_figures import PALETTE, STYLE, save_png  # noqa: E402
-from simseg.experiments.results import read_results  # noqa: E402
+from simseg.experiments.report.figures import PALETTE, STYLE, save_png  # noqa: E402
+from simseg.experiments.sweep.results import read_results  # noqa: E402
 from simseg.training.plots import plt  # noqa: E402  (the Agg backend first)
 
 MODELS = ("vit_linear", "vit_fused_skip", "unet_resnet18")

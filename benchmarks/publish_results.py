@@ -17,10 +17,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from simseg.experiments.plan import cell_name
-from simseg.experiments.report import result_tables
-from simseg.experiments.results import read_results
-from simseg.experiments.summary import summarise
+from simseg.experiments.report.build import result_tables
+from simseg.experiments.report.summary import summarise
+from simseg.experiments.sweep.plan import cell_name
+from simseg.experiments.sweep.results import read_results
 
 FIGURES = ("miou_vs_subset.png", "intermediate_delta.png", "miou_vs_time.png")
 WIDTH = 640  # px: legible on a page, ~100 kB a picture

@@ -1,5 +1,5 @@
-"""The ``simseg`` command, and what every entry point shares: ``-c FILE key=value ...`` parsing and one-line errors
-instead of tracebacks (the stage scripts' ``__main__`` uses :func:`stage_config` and :func:`run_main` too).
+"""The ``simseg`` command: each subcommand parses its arguments and calls the library function that does the work
+(the stage scripts share :mod:`simseg.experiments.stage_entry` with it).
 
     simseg pretrain [-c configs/pretrain.yaml] [key=value ...]
     simseg classify [-c configs/classify.yaml] [key=value ...]
@@ -21,41 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from simseg.config.loader import load_config
-from simseg.errors import SimsegError, one_line
+from simseg.experiments.stage_entry import run_main, stage_config
 from simseg.experiments.stage_table import STAGES, run_stage
 
-
-def stage_config(cls: type, argv: list[str], stage: str):
-    """Parse ``[-c FILE] [section.key=value ...]`` into a config of type ``cls``; ``--help`` lists every key
-    (:func:`simseg.config.help.config_help`, built only when asked for)."""
-    from simseg.config.help import config_help
-
-    wants_help = any(arg in ("-h", "--help") for arg in argv)
-    parser = argparse.ArgumentParser(
-        prog=f"simseg {stage}", description=f"Run the {stage} stage. Config: defaults <- -c FILE <- key=value.",
-        epilog=config_help(cls) if wants_help else None, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", help="YAML file with the differences from the defaults")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.epochs=10 data.subset=1k")
-    args = parser.parse_args(argv)
-    return load_config(cls, args.config, args.overrides)
-
-
-def run_main(main: Callable[[list[str]], object], argv: list[str]) -> None:
-    """Run ``main(argv)``; a user-caused failure prints one line and exits 2, Ctrl-C exits 130 with a hint."""
-    try:
-        main(argv)
-    except SimsegError as err:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun/accelerate every rank fails alike: say it once
-            print(f"simseg: error: {one_line(err)}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("simseg: interrupted; rerun the same command with resume=true to continue from the last epoch",
-              file=sys.stderr)
-        sys.exit(130)
+__all__ = ["main", "run_main", "stage_config"]  # the last two re-exported for scripts written against simseg.cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,14 +66,14 @@ def chain(argv: list[str]) -> dict[str, Path]:
 
 def sweep(argv: list[str]) -> Path:
     """One segmentation run per init x subset x seed cell; see ``simseg sweep --help``."""
-    from simseg.experiments.sweep import sweep as run_sweep
+    from simseg.experiments.sweep.command import sweep as run_sweep
 
     return run_sweep(argv)
 
 
 def report(argv: list[str]) -> Path:
     """Figures and report.md of a sweep folder, from its results and run folders."""
-    from simseg.experiments.report import build_report
+    from simseg.experiments.report.build import build_report
 
     parser = argparse.ArgumentParser(prog="simseg report", description=report.__doc__)
     parser.add_argument("sweep_dir", help="the --output-dir of simseg sweep")
@@ -121,40 +92,9 @@ def grid(argv: list[str]) -> Path:
     parser.add_argument("--out", help="PNG to write (default: RUN_DIR/grids/grid.png)")
     parser.add_argument("--seed", type=int, default=0, help="which images and masks")
     args = parser.parse_args(argv)
+    from simseg.training.run_grid import grid_of_run
 
-    import torch
-
-    from simseg.config.pretrain import PretrainConfig, PretrainDataConfig
-    from simseg.data.transforms import eval_transform
-    from simseg.data.unlabelled import open_image_source
-    from simseg.models.masking import random_unit_mask
-    from simseg.models.pretraining import pretrainer_for_config
-    from simseg.training.export import read_weights
-    from simseg.training.plots import save_reconstruction_grid
-    from simseg.training.rundir import load_run_config
-
-    run_dir = Path(args.checkpoint).expanduser()
-    run_dir = run_dir.parent if run_dir.is_file() else run_dir
-    if not run_dir.is_dir():
-        raise SimsegError(f"--checkpoint {args.checkpoint} does not exist: give a pretraining run folder")
-    cfg = load_run_config(run_dir, PretrainConfig)
-    model = pretrainer_for_config(cfg)
-    tensors, _ = read_weights(run_dir / "model.safetensors")
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise SimsegError(f"{run_dir}/model.safetensors does not fit the run's config.yaml: "
-                          f"was it copied from another run?")
-    source = open_image_source(PretrainDataConfig(source=args.data), stream="grid")
-    if args.n < 1:
-        raise SimsegError("--n must be at least 1")
-    generator = torch.Generator().manual_seed(args.seed)
-    picks = torch.randperm(len(source), generator=generator)[: args.n].tolist()
-    transform = eval_transform(cfg.model.img_size, cfg.aug.mean, cfg.aug.std)
-    images = torch.stack([transform(source.image(i)) for i in picks])
-    masks = random_unit_mask(len(picks), cfg.model.img_size, cfg.model.patch_size, cfg.mask.unit, cfg.mask.ratio,
-                             generator)
-    out = Path(args.out) if args.out else run_dir / "grids" / "grid.png"
-    save_reconstruction_grid(out, model, images, masks, cfg.aug.mean, cfg.aug.std, f"{run_dir.name} on {source.name}")
+    out = grid_of_run(args.checkpoint, args.data, args.n, args.seed, args.out)
     print(f"wrote {out}")
     return out
 
@@ -195,21 +135,14 @@ def data(argv: list[str]) -> Path:
 
 def data_cache(args: argparse.Namespace) -> Path:
     """``simseg data cache``."""
-    from simseg.config.pretrain import PretrainDataConfig
-    from simseg.data.cache_build import build_cache
-    from simseg.data.image_cache import CacheSpec, cache_side
-    from simseg.data.unlabelled import open_pretraining_images
+    from simseg.data.cache_build import cache_source
 
-    size = args.size or cache_side(args.img_size)
-    if size < 1 or args.img_size < 1:
-        raise SimsegError(f"--size {size} and --img-size {args.img_size} must be positive numbers of pixels")
-    source, excluded = open_pretraining_images(PretrainDataConfig(source=args.source, exclude=args.exclude),
-                                               stream="pretrain")
-    if excluded:
-        print(f"left out {excluded['excluded']:,} images of the {excluded['listed']:,} names in {args.exclude}")
-    out = build_cache(source, args.out, CacheSpec(size), workers=args.workers, overwrite=args.overwrite)
-    print(f"wrote {out}: {len(source):,} images at {size} px; pretrain on it with data.source={out}")
-    return out
+    made = cache_source(args.source, args.out, args.img_size, args.size, args.workers, args.overwrite, args.exclude)
+    if made.excluded:
+        print(f"left out {made.excluded['excluded']:,} images of the {made.excluded['listed']:,} names in "
+              f"{args.exclude}")
+    print(f"wrote {made.out}: {made.images:,} images at {made.side} px; pretrain on it with data.source={made.out}")
+    return made.out
 
 
 def data_synthetic(args: argparse.Namespace) -> Path:
@@ -238,10 +171,9 @@ def predict(argv: list[str]) -> Path:
     """Label maps of photos from a finished segmentation run folder or an ONNX file of simseg export: NAME.png per
     input image (a palette PNG at the image's own size), named after the input and keeping its relative folder; and
     predictions.jsonl. Exits 1 when some images could not be read (the others are written)."""
-    from simseg.inference.inputs import expand_inputs
     from simseg.inference.label_maps import LABEL_VALUES
-    from simseg.inference.predict_files import PredictOptions, predict_files, resolve_label_values, run_header
-    from simseg.inference.segmenter import RESOLUTIONS, Segmenter
+    from simseg.inference.predict_files import PredictOptions, predict_sources
+    from simseg.inference.segmenter import RESOLUTIONS
 
     parser = argparse.ArgumentParser(prog="simseg predict", description=predict.__doc__)
     parser.add_argument("model", help="a finished `simseg segment` run folder, or an .onnx file from simseg export")
@@ -270,20 +202,11 @@ def predict(argv: list[str]) -> Path:
     parser.add_argument("--overwrite", action="store_true", help="redo images whose outputs are already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        raise SimsegError(f"--batch-size {args.batch_size}: give a positive number of images")
-    if args.workers is not None and args.workers < 0:
-        raise SimsegError(f"--workers {args.workers}: give 0 (decode and write in turn with the model) or more")
-    inputs = expand_inputs(args.sources)
-    segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision, tta=args.tta,
-                               threads=args.threads)
-    label_values = resolve_label_values(args.label_values, segmenter.label_set)
-    if args.label_values == "oxford":
-        print("simseg: --label-values oxford is now called --label-values source", file=sys.stderr)
-    options = PredictOptions(args.overlay, args.probs, label_values, args.batch_size, args.overwrite,
-                             args.resolution, not args.quiet, args.workers)
+    options = PredictOptions(args.overlay, args.probs, "classes", args.batch_size, args.overwrite, args.resolution,
+                             not args.quiet, args.workers)
     try:
-        summary = predict_files(segmenter, inputs, Path(args.out), options, run_header(segmenter, options, args.tta))
+        summary = predict_sources(args.model, args.sources, args.out, options, args.device, args.precision, args.tta,
+                                  args.threads, args.label_values)
     except KeyboardInterrupt:
         print("simseg: interrupted; rerun the same command to go on: the images already written are skipped",
               file=sys.stderr)
@@ -302,10 +225,7 @@ def export(argv: list[str]) -> Path:
     classes, palette, mean/std, input size and the weights' SHA-256 in its metadata), verify it against PyTorch on
     the run's own test images (export_report.json beside the file; a failed check is an error) and write
     MODEL_CARD.md beside it, its test figures scored afresh with and without test-time augmentation."""
-    from simseg.inference.export_check import check_report, verify_export, write_report
-    from simseg.inference.model_card import evaluate_for_card, model_card, write_model_card
-    from simseg.inference.onnx_export import export_onnx
-    from simseg.inference.trained_run import load_trained_run
+    from simseg.inference.release import export_release
 
     parser = argparse.ArgumentParser(prog="simseg export", description=export.__doc__)
     parser.add_argument("run_dir", help="a finished `simseg segment` run folder")
@@ -314,29 +234,15 @@ def export(argv: list[str]) -> Path:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for both runtimes in the speed comparison (default: torch's)")
     args = parser.parse_args(argv)
-    out = Path(args.out).expanduser()
-    if out.is_dir():
-        raise SimsegError(f"--out {out} is a folder: give the .onnx file to write, e.g. {out / 'model.onnx'}")
-    run = load_trained_run(args.run_dir)
-    export_onnx(run, out)
-    report_path = out.parent / "export_report.json"
-    try:
-        figures = verify_export(run, out, **({"threads": args.threads} if args.threads else {}))
-    except SimsegError as err:  # e.g. the run's data moved: the file is there, but nothing vouches for it yet
-        raise SimsegError(f"wrote {out} but could not verify it against the run's test images: {err}") from None
-    write_report(report_path, figures)
-    card_path = out.parent / "MODEL_CARD.md"
-    write_model_card(card_path, model_card(run, evaluate_for_card(run), figures))
-    check_report(figures)
-    print(f"wrote {out}, {report_path} and {card_path}")
-    return out
+    made = export_release(args.run_dir, args.out, args.threads)
+    print(f"wrote {made.onnx}, {made.report} and {made.card}")
+    return made.onnx
 
 
 def card(argv: list[str]) -> Path:
     """MODEL_CARD.md of a finished segmentation run: what the model is, how it was trained and tested, its figures,
     preprocessing, classes and how to load it."""
-    from simseg.inference.model_card import evaluate_for_card, model_card, write_model_card
-    from simseg.inference.trained_run import load_trained_run
+    from simseg.inference.release import write_run_card
 
     parser = argparse.ArgumentParser(prog="simseg card", description=card.__doc__)
     parser.add_argument("run_dir", help="a finished `simseg segment` run folder")
@@ -345,9 +251,7 @@ def card(argv: list[str]) -> Path:
                              "table (needs the run's data)")
     parser.add_argument("--out", default=None, help="the card's path (default RUN_DIR/MODEL_CARD.md)")
     args = parser.parse_args(argv)
-    run = load_trained_run(args.run_dir)
-    out = Path(args.out) if args.out else run.run_dir / "MODEL_CARD.md"
-    write_model_card(out, model_card(run, evaluation=evaluate_for_card(run) if args.evaluate else None))
+    out = write_run_card(args.run_dir, args.out, args.evaluate)
     print(f"wrote {out}")
     return out
 

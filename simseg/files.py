@@ -8,6 +8,7 @@ folder without write permission ends in one line, and the destination is left as
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -71,3 +72,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def sha256(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file's bytes: how lineage records and model cards name the weights they used."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -23,18 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simseg.cli import run_main, stage_config
 from simseg.config.classify import ClassifyConfig
 from simseg.config.loader import to_dict
 from simseg.data.image_cache import CacheSpec, cache_side
 from simseg.data.scenes import open_labelled
 from simseg.errors import SimsegError
+from simseg.experiments.stage_entry import run_main, stage_config
 from simseg.files import atomic_write_json
 from simseg.models.classifier import Classifier, build_mixup, mix_batch
 from simseg.models.vit import build_encoder
 from simseg.training.data_path import DataPath
 from simseg.training.engine import epoch_record, evaluate_confusion, speed_summary, train_one_epoch
-from simseg.training.export import load_init
+from simseg.training.handoff import load_init
 from simseg.training.metrics import classification_metrics
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import save_confusion_png
@@ -110,8 +110,8 @@ def main(cfg: ClassifyConfig) -> Path:
     if confusion is None:  # resuming a finished run: score it now
         confusion = evaluate_confusion(model, test_loader, accelerator, len(classes))
     if accelerator.is_main_process:
-        report(accelerator.unwrap_model(model), cfg, run_dir, confusion, classes, path.pipeline, accelerator.device,
-               len(train_idx), len(test_idx))
+        final_evaluation(accelerator.unwrap_model(model), cfg, run_dir, confusion, classes, path.pipeline,
+                         accelerator.device, len(train_idx), len(test_idx))
         accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
     return run_dir
@@ -123,8 +123,9 @@ def build_model(cfg: ClassifyConfig, num_classes: int) -> tuple[Classifier, dict
     return model, load_init(model, cfg.init, cfg.model)
 
 
-def report(model: Classifier, cfg: ClassifyConfig, run_dir: Path, confusion: torch.Tensor, classes: list[str],
-           pipeline: str, device: torch.device, train_images: int, test_images: int) -> None:
+def final_evaluation(model: Classifier, cfg: ClassifyConfig, run_dir: Path, confusion: torch.Tensor,
+                     classes: list[str], pipeline: str, device: torch.device, train_images: int,
+                     test_images: int) -> None:
     """metrics.json, confusion.json and confusion.png of the reported (last) weights, and the exports."""
     history = read_metrics(run_dir)
     metrics = classification_metrics(confusion, classes)

@@ -17,23 +17,24 @@ from pathlib import Path
 
 import torch
 
-from simseg.cli import run_main, stage_config
 from simseg.config.pretrain import PretrainConfig
 from simseg.data.image_cache import CacheSpec, ImageCache, cache_side
 from simseg.data.loaders import TransformedItems, WithFixedMasks
 from simseg.data.transforms import eval_transform
 from simseg.data.unlabelled import open_pretraining_images, pretraining_split, read_exclude_file
+from simseg.experiments.stage_entry import run_main, stage_config
 from simseg.files import atomic_write_json
 from simseg.models.masking import random_unit_mask
 from simseg.models.pretraining import pretrainer_for_config
 from simseg.training.data_path import DataPath
 from simseg.training.engine import epoch_record, evaluate, speed_summary, train_one_epoch
-from simseg.training.export import export_encoder, save_weights
+from simseg.training.handoff import export_encoder
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import save_reconstruction_grid
 from simseg.training.probe import LinearProbe, save_probe_curve
 from simseg.training.rundir import read_metrics
 from simseg.training.stage_steps import begin_or_resume, end_epoch, epochs, start_run, training_cost
+from simseg.training.weight_files import save_weights
 
 
 def main(cfg: PretrainConfig) -> Path:

@@ -34,7 +34,6 @@ import torch
 from accelerate import DistributedDataParallelKwargs
 from timm.utils import ModelEmaV3
 
-from simseg.cli import run_main, stage_config
 from simseg.config.segment import SegmentConfig
 from simseg.data.image_cache import CacheSpec, cache_side
 from simseg.data.label_set import LabelSet, write_run_label_set
@@ -44,6 +43,7 @@ from simseg.data.splits import segmentation_splits
 from simseg.data.synthetic_pairs import SYNTHETIC_MODES
 from simseg.data.transforms import denormalize
 from simseg.errors import SimsegError
+from simseg.experiments.stage_entry import run_main, stage_config
 from simseg.files import atomic_write_json
 from simseg.models.registry import model_for_config
 from simseg.models.segmentation_mixing import mix_segmentation_batch
@@ -51,7 +51,7 @@ from simseg.training.boundary import boundary_iou
 from simseg.training.cnn_weights import load_cnn_init
 from simseg.training.data_path import DataPath
 from simseg.training.engine import epoch_record, evaluate_confusion, speed_summary, train_one_epoch
-from simseg.training.export import load_init, read_weights, save_weights
+from simseg.training.handoff import load_init
 from simseg.training.metrics import segmentation_metrics, time_to_target
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import colour_masks, save_image_grid
@@ -66,6 +66,7 @@ from simseg.training.stage_steps import (
     start_run,
     write_labelled_exports,
 )
+from simseg.training.weight_files import read_weights, save_weights
 
 
 def main(cfg: SegmentConfig) -> Path:
@@ -151,8 +152,9 @@ def main(cfg: SegmentConfig) -> Path:
                   f"epoch {epoch}: train loss {stats['loss']:.4f}{scores}, {speed_summary(stats)}")
 
     # --- final test evaluation of the reported weights, pictures and exports ---------------------------------------
-    report(accelerator.unwrap_model(evaluated), cfg, classes, run_dir, accelerator, test_loader, last_test_confusion,
-           data.pipeline, dict(train=len(splits["train"]), test=test_size, val=val_size, skipped=skipped))
+    final_evaluation(accelerator.unwrap_model(evaluated), cfg, classes, run_dir, accelerator, test_loader,
+                     last_test_confusion, data.pipeline,
+                     dict(train=len(splits["train"]), test=test_size, val=val_size, skipped=skipped))
     accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
     return run_dir
@@ -169,7 +171,8 @@ def build_model(cfg: SegmentConfig, num_classes: int) -> tuple[torch.nn.Module, 
 def score(model, loader, accelerator, record: dict, key: str,
           classes: LabelSet) -> tuple[torch.Tensor, torch.Tensor]:
     """``record[key]``: the mIoU of ``model`` on ``loader``; returns the confusion matrix (C, C) and the Boundary
-    IoU counts (2, C) of the same predictions, so that :func:`report` can reuse the last epoch's test scoring."""
+    IoU counts (2, C) of the same predictions, so that :func:`final_evaluation` can reuse the last epoch's test
+    scoring."""
     confusion, bands = evaluate_confusion(model, loader, accelerator, classes.num_classes, boundary=True)
     record[key] = segmentation_metrics(confusion, classes.names)["miou"]
     return confusion, bands
@@ -184,8 +187,8 @@ def keep_if_best(model, val_loader, accelerator, record: dict, run_dir: Path, ep
                      {"stage": "segment", "epoch": str(epoch)})
 
 
-def report(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path, accelerator, test_loader, last_test_scores,
-           pipeline: str, counts: dict) -> None:
+def final_evaluation(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path, accelerator, test_loader,
+                     last_test_scores, pipeline: str, counts: dict) -> None:
     """Score the reported weights (the best validation epoch's, else the last) on the test set, with TTA when
     asked, and write metrics.json, confusion.json, examples.png and the exports. ``last_test_scores``: what
     :func:`score` returned for the last epoch's test scoring (None if none), reused when those weights are reported.

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,8 +33,20 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
-from simseg.data.image_cache import FORMAT, META, VERSION, CacheSpec, ImageCache, crc32, is_cache, open_cache
+from simseg.config.pretrain import PretrainDataConfig
+from simseg.data.image_cache import (
+    FORMAT,
+    META,
+    VERSION,
+    CacheSpec,
+    ImageCache,
+    cache_side,
+    crc32,
+    is_cache,
+    open_cache,
+)
 from simseg.data.transforms import eval_geometry
+from simseg.data.unlabelled import open_pretraining_images
 from simseg.errors import SimsegError, one_line
 
 _DECODE_BATCH = 16
@@ -204,3 +217,22 @@ def _swap_in(tmp: Path, folder: Path) -> None:
     os.replace(folder, aside)
     os.replace(tmp, folder)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+class SourceCache(NamedTuple):
+    out: Path
+    images: int
+    side: int
+    excluded: dict | None  # {"excluded": n, "listed": m} when an exclude file left images out
+
+
+def cache_source(source: str, out: str | Path, img_size: int = 128, size: int | None = None, workers: int = 0,
+                 overwrite: bool = False, exclude: str = "") -> SourceCache:
+    """``simseg data cache``: every image of ``source`` (less those ``exclude`` names) decoded once into a cache at
+    ``out``, squares of ``size`` pixels (default: a quarter more than ``img_size``, room for the random crops)."""
+    side = size or cache_side(img_size)
+    if side < 1 or img_size < 1:
+        raise SimsegError(f"--size {side} and --img-size {img_size} must be positive numbers of pixels")
+    images, excluded = open_pretraining_images(PretrainDataConfig(source=source, exclude=exclude), stream="pretrain")
+    path = build_cache(images, out, CacheSpec(side), workers=workers, overwrite=overwrite)
+    return SourceCache(path, len(images), side, excluded)

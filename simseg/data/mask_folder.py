@@ -29,6 +29,7 @@ from simseg.data.mask_formats import (
     refuse_jpeg,
 )
 from simseg.data.sources import digest, files_fingerprint, read_rgb
+from simseg.data.stem_pairs import files_by_stem, refuse_unpaired
 from simseg.errors import SimsegError
 
 IMAGE_DIRS = ("images", "imgs", "img_dir", "image", "img")
@@ -52,18 +53,6 @@ def _split_folders(images: Path, masks: Path) -> list[tuple[str, Path, Path]]:
     if train and test:
         return [("train", images / train, masks / train), ("test", images / test, masks / test)]
     return [("all", images / train, masks / train)] if train else [("all", images, masks)]
-
-
-def _files(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
-    """{stem: file} of the visible files with ``extensions`` directly in ``folder``."""
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in extensions or not path.is_file():
-            continue
-        if path.stem in found:
-            raise SimsegError(f"{found[path.stem]} and {path.name} share the name {path.stem}: keep one")
-        found[path.stem] = path
-    return found
 
 
 def detect_suffix(masks: list[str], images: set[str]) -> str:
@@ -103,7 +92,7 @@ class MaskFolderSource:
             raise SimsegError(f"data.source {root} is not a mask folder: it needs images/ and masks/ (or "
                               f"annotations/, labels/, img_dir/ + ann_dir/)")
         self.root, self.name, self.groups = Path(root), str(root), None
-        parts = [(split, _files(i, IMAGE_EXTENSIONS), _files(m, MASK_EXTENSIONS))
+        parts = [(split, files_by_stem(i, IMAGE_EXTENSIONS), files_by_stem(m, MASK_EXTENSIONS))
                  for split, i, m in _split_folders(*found)]
         suffix = options.suffix
         if suffix is None:
@@ -118,11 +107,9 @@ class MaskFolderSource:
             splits[split] = list(range(len(self.image_files), len(self.image_files) + len(stems)))
             self.image_files += [images[s] for s in stems]
             self.mask_files += [masks[s] for s in stems]
-        if (no_mask or no_image) and not skip_unpaired:
-            first = f"{no_mask[0]} has no mask" if no_mask else f"{no_image[0]} has no image"
-            raise SimsegError(f"{first} ({len(no_mask):,} images without a mask and {len(no_image):,} masks without "
-                              f"an image in {root}): add the missing files, set data.mask_suffix if the names differ "
-                              f"by more than a suffix, or set data.skip_unpaired=true to skip them")
+        if not skip_unpaired:
+            refuse_unpaired(no_mask, no_image, root,
+                            fix=", set data.mask_suffix if the names differ by more than a suffix")
         self.skipped = len(no_mask) + len(no_image)
         self.names = [p.stem for p in self.image_files]
         if not self.names:

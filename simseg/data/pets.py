@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from simseg.data.label_set import IGNORE_INDEX, PETS
 from simseg.data.sources import files_fingerprint, read_rgb
+from simseg.data.stem_pairs import files_by_stem, refuse_unpaired
 from simseg.errors import SimsegError
 
 BACKGROUND, PET, BOUNDARY = 0, 1, 2
@@ -90,15 +91,12 @@ class OxfordPetsSource:
                               f"annotations/trimaps/ (or an oxford-iiit-pet/ folder holding them)")
         self.root, self.name, self.label_set = found, str(found), PETS
         self.given_split, self.notes = None, []  # Oxford's own split lists are not read: data.test_list can give one
-        images = self._stems(found / "images", _IMAGE_EXTENSIONS)
-        trimaps = self._stems(found / "annotations" / "trimaps", (".png",))
+        images = files_by_stem(found / "images", _IMAGE_EXTENSIONS)
+        trimaps = files_by_stem(found / "annotations" / "trimaps", (".png",))
         no_trimap = [images[s] for s in images if s not in trimaps]
         no_image = [trimaps[s] for s in trimaps if s not in images]
-        if (no_trimap or no_image) and not skip_unpaired:
-            first = f"{no_trimap[0]} has no trimap" if no_trimap else f"{no_image[0]} has no image"
-            raise SimsegError(f"{first} ({len(no_trimap):,} images without a trimap and {len(no_image):,} trimaps "
-                              f"without an image in {found}): add the missing files or set data.skip_unpaired=true "
-                              f"to skip them")
+        if not skip_unpaired:
+            refuse_unpaired(no_trimap, no_image, found, mask="trimap")
         self.skipped = len(no_trimap) + len(no_image)
         self.names = sorted(s for s in images if s in trimaps)
         if not self.names:
@@ -115,17 +113,6 @@ class OxfordPetsSource:
             if (root / "images").is_dir() and (root / "annotations" / "trimaps").is_dir():
                 return root
         return None
-
-    @staticmethod
-    def _stems(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
-        stems: dict[str, Path] = {}
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith(".") or path.suffix.lower() not in extensions:
-                continue
-            if path.stem in stems:
-                raise SimsegError(f"{stems[path.stem]} and {path.name} share the name {path.stem}: keep one")
-            stems[path.stem] = path
-        return stems
 
     def __len__(self) -> int:
         return len(self.names)

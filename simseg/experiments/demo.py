@@ -4,13 +4,13 @@ labelled-subset sizes) and its report. Rerunning it continues an interrupted dem
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from simseg.experiments.chain import run_chain
-from simseg.experiments.report import build_report
-from simseg.experiments.results import read_results
-from simseg.experiments.sweep import sweep
+from simseg.experiments.report.build import build_report
+from simseg.experiments.run_folders import run_metrics
+from simseg.experiments.sweep.command import sweep
+from simseg.experiments.sweep.results import read_results
 
 # The demo: the study's recipes on built-in synthetic images, with the encoder cut to 4 of its 12 blocks, so that
 # pretraining, classification and a six-cell sweep fit in minutes on a laptop's CPU. A higher LR with warmup than
@@ -39,7 +39,7 @@ def run_demo(root: Path) -> Path:
                        "--intermediate", f"pretrained+classify={chain['classify']}",
                        "--output-dir", str(root / "sweep"), *DEMO_SEGMENT])
     report = build_report(sweep_dir)
-    recon, classified = (json.loads((chain[stage] / "metrics.json").read_text()) for stage in ("pretrain", "classify"))
+    recon, classified = (run_metrics(chain[stage]) for stage in ("pretrain", "classify"))
     rows = read_results(sweep_dir)
     subsets = sorted({r["subset"] for r in rows})
     print("\nsimseg demo: the study's pipeline on synthetic images")

@@ -2,8 +2,8 @@
 
 :func:`verify_export` runs the ONNX file on ONNX Runtime and the run's model on PyTorch (fp32, CPU) over the run's
 own test images, at batch 1 and at batch 8 (the graph's batch axis is free, so both sizes must give the same
-answer), and times both at equal thread counts. :func:`check_report` turns the figures into a pass or a one-line
-failure; :func:`write_report` keeps them as ``export_report.json`` beside the file.
+answer), and times both at equal thread counts. :func:`check_figures` turns the figures into a pass or a one-line
+failure; :func:`write_figures` keeps them as ``export_report.json`` beside the file.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import torch
 
 from simseg.data.label_set import IGNORE_INDEX
 from simseg.errors import SimsegError, one_line
-from simseg.files import atomic_write_json
+from simseg.files import atomic_write_json, sha256
 from simseg.inference.backends import OnnxBackend, TorchBackend
-from simseg.inference.test_set import own_test_loader
+from simseg.inference.own_test_set import own_test_loader
 from simseg.inference.trained_run import TrainedRun
-from simseg.training.export import sha256
 from simseg.training.metrics import confusion_matrix, segmentation_metrics
 
 try:
@@ -90,7 +89,7 @@ def torch_threads(threads: int):
 def compare_on_test_set(run: TrainedRun, torch_backend, onnx_backend, batch_size: int) -> dict:
     """Both backends over the run's test set in batches of ``batch_size``: their largest probability difference,
     the share of pixels whose argmax agrees, and each one's test mIoU scored as
-    :func:`~simseg.inference.test_set.score_test_set` scores (one pass runs both models, not one pass each)."""
+    :func:`~simseg.inference.own_test_set.score_test_set` scores (one pass runs both models, not one pass each)."""
     count, names = run.classes.num_classes, list(run.classes.names)
     confusions = {name: torch.zeros(count, count, dtype=torch.long) for name in ("torch", "onnx")}
     largest, agreeing, pixels = 0.0, 0, 0
@@ -146,7 +145,7 @@ def difference(a: float | None, b: float | None) -> float | None:
     return a - b
 
 
-def check_report(report: dict) -> None:
+def check_figures(report: dict) -> None:
     """Pass quietly, or one line naming the first figure of ``report`` beyond its threshold."""
     for figures in report["batches"]:
         at = f"at batch {figures['batch_size']}"
@@ -165,5 +164,5 @@ def fail(what: str) -> None:
     raise SimsegError(f"the ONNX export does not match its run: {what}; export_report.json has every figure")
 
 
-def write_report(path: str | Path, report: dict) -> None:
+def write_figures(path: str | Path, report: dict) -> None:
     atomic_write_json(path, report)

@@ -13,15 +13,14 @@ import torch
 
 from simseg.config.loader import flat_dict, load_yaml
 from simseg.config.segment import RECIPES
-from simseg.files import atomic_write_text
+from simseg.files import atomic_write_text, sha256
 from simseg.inference.backends import TorchBackend
 from simseg.inference.card_data import MISSING, classes_table, limits, test_draw, what_it_segments
-from simseg.inference.test_set import own_test_loader, score_test_set
+from simseg.inference.own_test_set import own_test_loader, score_test_set
 from simseg.inference.trained_run import TrainedRun
 from simseg.models.cost import forward_flops, parameter_counts
-from simseg.models.pretraining import METHODS
+from simseg.models.pretraining import LEGACY_METHOD, METHODS
 from simseg.models.registry import ARCHS
-from simseg.training.export import sha256
 from simseg.training.rundir import saved_config
 from simseg.training.tta import view_size
 
@@ -115,7 +114,7 @@ def _pretraining(lineage: dict) -> tuple[Path, dict | None, str]:
     stage = lineage.get("export_stage", "unknown")
     if stage != "pretrain":
         return folder, tree, f"supervised {stage}"
-    method = (tree or {}).get("method", "simmim")  # configs written before the key existed were SimMIM's
+    method = (tree or {}).get("method", LEGACY_METHOD)
     return folder, tree, METHODS[method].title if method in METHODS else method
 
 

@@ -17,8 +17,10 @@ the GIL), so the GPU is rarely kept waiting; on the CPU they take turns with the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,7 +36,7 @@ from tqdm import tqdm
 from simseg.data.label_set import PETS, LabelSet
 from simseg.errors import SimsegError, one_line
 from simseg.files import atomic_write, atomic_write_text
-from simseg.inference.inputs import InputImage
+from simseg.inference.inputs import InputImage, expand_inputs
 from simseg.inference.label_maps import LABEL_VALUES, blend, label_image
 from simseg.inference.segmenter import Prediction, Segmenter, as_photo
 from simseg.training.engine import print_above_bar, progress_bar
@@ -197,13 +199,14 @@ def collect(writing: list[Future], kept: dict, summary: PredictSummary, bar: tqd
     running = []
     for future in writing:
         if wait or future.done():
-            report(future.result(), kept, summary, bar)
+            take_record(future.result(), kept, summary, bar)
         else:
             running.append(future)
     return running
 
 
-def report(record: dict, kept: dict, summary: PredictSummary, bar: tqdm) -> None:
+def take_record(record: dict, kept: dict, summary: PredictSummary, bar: tqdm) -> None:
+    """Count one written (or failed) image's record and keep it for predictions.jsonl."""
     kept[stem_of(record)] = record
     if "error" in record:
         summary.failed.append(record["input"])
@@ -269,3 +272,21 @@ def resolve_label_values(requested: str, classes: LabelSet) -> str:
                           f"{', '.join(classes.names)}: give --label-values source for the values its data's masks "
                           f"store ({', '.join(map(str, classes.values))})")
     return "source"
+
+
+def predict_sources(model: str | Path, sources: list[str], out: str | Path, options: PredictOptions,
+                    device: str = "auto", precision: str = "fp32", tta: bool = False, threads: int | None = None,
+                    label_values: str = "classes") -> PredictSummary:
+    """``simseg predict``: the label maps of every image ``sources`` name (files, folders, globs, lists) from
+    ``model`` (a run folder or an .onnx file) into ``out``; ``label_values`` as asked (``oxford``: the old name of
+    ``source``), resolved against the model's classes."""
+    if options.batch_size < 1:
+        raise SimsegError(f"--batch-size {options.batch_size}: give a positive number of images")
+    if options.workers is not None and options.workers < 0:
+        raise SimsegError(f"--workers {options.workers}: give 0 (decode and write in turn with the model) or more")
+    inputs = expand_inputs(sources)
+    segmenter = Segmenter.load(model, device=device, precision=precision, tta=tta, threads=threads)
+    options = dataclasses.replace(options, label_values=resolve_label_values(label_values, segmenter.label_set))
+    if label_values == "oxford":
+        print("simseg: --label-values oxford is now called --label-values source", file=sys.stderr)
+    return predict_files(segmenter, inputs, Path(out), options, run_header(segmenter, options, tta))

@@ -79,7 +79,7 @@ class Segmenter:
     @classmethod
     def from_onnx(cls, path: str | Path, threads: int | None = None) -> Segmenter:
         """A file written by ``simseg export --format onnx``; it runs on ONNX Runtime's CPU provider."""
-        from simseg.training.export import sha256
+        from simseg.files import sha256
 
         backend = OnnxBackend(path, threads)
         info = backend.info

@@ -21,9 +21,10 @@ from torch import nn
 from simseg.config.segment import SegmentConfig
 from simseg.data.label_set import CLASSES_FILE, LabelSet, read_run_label_set
 from simseg.errors import SimsegError
+from simseg.files import sha256
 from simseg.models.registry import model_for_config
-from simseg.training.export import read_weights, sha256
 from simseg.training.rundir import load_run_config
+from simseg.training.weight_files import read_weights
 
 WEIGHTS = "model.safetensors"
 NEEDS = "give the output_dir of a finished `simseg segment` run"

@@ -51,6 +51,7 @@ METHODS: dict[str, PretrainingMethod] = {
         "MAE", "MAE: the encoder runs on the visible patches only (17 of 65 tokens at 75% masking), a light "
         "transformer decoder (decoder.*) predicts the masked pixels, mean squared error.", mask_ratio=0.75, build=_mae),
 }
+LEGACY_METHOD = "simmim"  # the method of runs and configs written before ``method`` existed: SimMIM was the only one
 
 
 def build_pretrainer(method: str, encoder: VisionTransformer, masked_patches: int, norm_pix: bool,

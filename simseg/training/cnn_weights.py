@@ -7,7 +7,7 @@ local file is a ResNet state dict in torchvision's or timm's key names (``conv1.
 its weights have nothing to put into a ResNet.
 
 The weights are copied into the encoder of a model built without weights, so the decoder's initialisation does not
-depend on the init (as for the ViT: :func:`simseg.training.export.load_init`).
+depend on the init (as for the ViT: :func:`simseg.training.handoff.load_init`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from simseg.errors import SimsegError
-from simseg.training.export import EXPORT_FORMAT, sha256
+from simseg.files import sha256
+from simseg.training.handoff import EXPORT_FORMAT
 
 CLASSIFIER_PREFIXES = ("fc.",)  # ImageNet classifier layers of a ResNet file: no place in a segmentation encoder
 
@@ -56,7 +57,7 @@ def read_state_dict(path: Path, arch: str) -> dict[str, torch.Tensor]:
         raise SimsegError(f"init={path} does not exist: give init=scratch, init=imagenet or the path of a "
                           f"{arch} encoder weights file (.pth or .safetensors)")
     if path.suffix == ".safetensors":
-        from simseg.training.export import read_weights
+        from simseg.training.weight_files import read_weights
 
         tensors, metadata = read_weights(path)
         if metadata.get("format") == EXPORT_FORMAT:

@@ -16,9 +16,10 @@ from simseg.files import atomic_write_json
 from simseg.models.cost import model_cost
 from simseg.training.data_path import TrainingBatches
 from simseg.training.engine import epoch_seed, make_accelerator, peak_memory_mib
-from simseg.training.export import export_encoder, save_weights
+from simseg.training.handoff import export_encoder
 from simseg.training.resume_state import save_state
 from simseg.training.rundir import append_metrics, prepare_run_dir, start_or_resume
+from simseg.training.weight_files import save_weights
 
 
 def start_run(cfg, **accelerator_kwargs):

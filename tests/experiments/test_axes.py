@@ -11,14 +11,15 @@ import pytest
 from simseg.config.loader import load_config
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
-from simseg.experiments import axes
-from simseg.experiments.axes import Axis, config_variant, runs_with, variant_overrides
-from simseg.experiments.inits import resolve_init
-from simseg.experiments.plan import Cell, Init, expand_grid, read_cell_record, write_cell_record
-from simseg.experiments.report import build_report
-from simseg.experiments.results import read_results, result_columns, result_row, write_results
-from simseg.experiments.sweep import build_parser
-from simseg.experiments.sweep_axes import plan_pretraining, variant_values
+from simseg.experiments.report.build import build_report
+from simseg.experiments.run_folders import cell_records
+from simseg.experiments.sweep import axes
+from simseg.experiments.sweep.arguments import plan_pretraining, variant_values
+from simseg.experiments.sweep.axes import Axis, config_variant, runs_with, variant_overrides
+from simseg.experiments.sweep.command import build_parser
+from simseg.experiments.sweep.inits import resolve_init
+from simseg.experiments.sweep.plan import Cell, Init, cell_of_record, expand_grid, write_cell_record
+from simseg.experiments.sweep.results import read_results, result_columns, result_row, write_results
 from tests.experiments.test_sweep import CELL, PRETRAIN, rows
 
 LOSS = Axis("loss", "--losses", "variant", "loss", "loss", reference="ce", choices=("ce", "ce+dice"),
@@ -60,12 +61,13 @@ def test_cell_json_and_results_columns_are_those_of_earlier_sweeps(tmp_path):
                                         "pretrain_images": 45000, "intermediate": False, "base_init": None},
                                "subset": 250, "seed": 1, "arch": "unet_resnet18", "aug": None, "recipe": None},
                               indent=2)
-    assert read_cell_record(tmp_path / "cells/unet_resnet18/p/subset-250/seed-1/cell.json") == cell
+    record = tmp_path / "cells/unet_resnet18/p/subset-250/seed-1/cell.json"
+    assert cell_of_record(json.loads(record.read_text())) == cell
     before_recipes = tmp_path / "old.json"  # written before --recipes existed: no recipe key
     before_recipes.write_text(json.dumps({"init": {"label": "scratch", "path": "scratch", "pretrain_images": None,
                                                    "intermediate": False, "base_init": None},
                                           "subset": 1000, "seed": 0, "arch": None, "aug": "heavy"}))
-    assert read_cell_record(before_recipes).name == "heavy/scratch/subset-1k/seed-0"
+    assert cell_of_record(json.loads(before_recipes.read_text())).name == "heavy/scratch/subset-1k/seed-0"
     assert result_columns()[:12] == ("cell", "arch", "aug", "recipe", "init", "init_path", "pretrain_method",
                                      "pretrain_images", "intermediate", "base_init", "subset", "seed")
     old_run = result_row(Cell(SCRATCH, 250, 0), {"head": "linear", "miou": 0.5}, tmp_path)  # before model.arch
@@ -104,8 +106,8 @@ def test_a_segmentation_axis_is_one_table_entry(tmp_path, with_axis):
     table = []
     for cell in cells:
         write_cell_record(cell, tmp_path)
-        record = cell.run_dir(tmp_path) / "cell.json"
-        assert read_cell_record(record) == cell and json.loads(record.read_text())["loss"] == dict(cell.variant)["loss"]
+        record = json.loads((cell.run_dir(tmp_path) / "cell.json").read_text())
+        assert cell_of_record(record) == cell and record["loss"] == dict(cell.variant)["loss"]
         aug, loss = dict(cell.variant)["aug"], dict(cell.variant)["loss"]
         miou = (0.25 + 0.125 * (loss == "ce+dice") + 0.0625 * (aug == "heavy") + 0.25 * (cell.init.label == "p")
                 + 0.03125 * cell.seed)  # dyadic: every mean and difference is exact
@@ -151,7 +153,8 @@ def test_a_pretraining_axis_is_one_table_entry(tmp_path, with_axis):
     table = []
     for cell in expand_grid(inits, [8], [0]):
         write_cell_record(cell, tmp_path)
-        assert read_cell_record(cell.run_dir(tmp_path) / "cell.json") == cell
+        record = json.loads((cell.run_dir(tmp_path) / "cell.json").read_text())
+        assert dict(cell_records(tmp_path))[cell.run_dir(tmp_path)] == record and cell_of_record(record) == cell
         ratio = cell.init.pretrained_with("pretrain_mask_ratio")
         miou = 0.25 + 0.125 * (ratio == 0.6) + 0.0625 * (cell.init.label.startswith("pretrain-all")) \
             + 0.25 * (ratio is not None)
@@ -170,7 +173,7 @@ def test_a_pretraining_axis_is_one_table_entry(tmp_path, with_axis):
 
 @pytest.mark.slow
 def test_a_sweep_over_an_axis_defined_in_the_table_runs_records_and_reports_it(tmp_path, with_axis, capsys):
-    from simseg.experiments.sweep import sweep
+    from simseg.experiments.sweep.command import sweep
 
     with_axis(LOSS)
     out = tmp_path / "sweep"

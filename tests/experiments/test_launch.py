@@ -15,9 +15,9 @@ import pytest
 from simseg.config.loader import load_config
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
-from simseg.experiments import launch
-from simseg.experiments.plan import Cell, Init
-from simseg.experiments.sweep import sweep
+from simseg.experiments.sweep import launch
+from simseg.experiments.sweep.command import sweep
+from simseg.experiments.sweep.plan import Cell, Init
 from simseg.training.resume_state import find_state, run_is_finished
 from simseg.training.rundir import read_metrics
 from tests.experiments.test_sweep import CELL, PRETRAIN
@@ -213,7 +213,7 @@ def test_a_task_stopped_at_its_time_limit_is_requeued_and_resumes_its_cell(tmp_p
 def test_local_gpus_run_one_process_per_cell(tmp_path, monkeypatch):
     """Two "GPUs" (ids only: on a machine without CUDA the cells train on the CPU) run two cells at once."""
     out = tmp_path / "sweep"
-    monkeypatch.setattr("simseg.experiments.sweep.visible_gpus", lambda: [0, 1])
+    monkeypatch.setattr("simseg.experiments.sweep.command.visible_gpus", lambda: [0, 1])
     sweep(["--subsets", "8", "--seeds", "0,1,2", "--output-dir", str(out), "--gpus-per-cell", "1", *CELL])
     assert [r["cell"] for r in rows(out)] == [f"scratch/subset-8/seed-{s}" for s in range(3)]
     spans = [((out / "cells/scratch/subset-8" / f"seed-{s}" / "config.yaml").stat().st_mtime,
@@ -221,7 +221,7 @@ def test_local_gpus_run_one_process_per_cell(tmp_path, monkeypatch):
     assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # the first two cells ran at the same time
     with pytest.raises(SimsegError, match="--gpus-per-cell 4 needs at least 4 GPUs and this machine shows 2"):
         sweep(["--subsets", "16", "--output-dir", str(out), "--gpus-per-cell", "4", *CELL])
-    monkeypatch.setattr("simseg.experiments.sweep.visible_gpus", lambda: [])
+    monkeypatch.setattr("simseg.experiments.sweep.command.visible_gpus", lambda: [])
     with pytest.raises(SimsegError, match="shows 0 .asked for 1 per cell.: drop --gpus-per-cell"):
         sweep(["--subsets", "16", "--output-dir", str(out), "--gpus-per-cell", "1", *CELL])
 
@@ -231,7 +231,7 @@ def test_a_cell_of_two_processes_writes_the_same_files(tmp_path, monkeypatch):
     """--gpus-per-cell 2: the cell runs as two processes under torchrun (gloo on the CPU here) and its run folder and
     results row have the same form as a one-process cell's."""
     out = tmp_path / "sweep"
-    monkeypatch.setattr("simseg.experiments.sweep.visible_gpus", lambda: [0, 1])
+    monkeypatch.setattr("simseg.experiments.sweep.command.visible_gpus", lambda: [0, 1])
     sweep(["--subsets", "16", "--output-dir", str(out), "--gpus-per-cell", "2", *CELL])
     (row,) = rows(out)
     run_dir = out / row["run_dir"]

@@ -13,12 +13,12 @@ from simseg.data.pair_sources import open_segmentation_pairs
 from simseg.data.splits import segmentation_splits
 from simseg.data.unlabelled import open_pretraining_images
 from simseg.errors import SimsegError
-from simseg.experiments import sweep as sweep_module
-from simseg.experiments.plan import Init, expand_grid
-from simseg.experiments.report import build_report
-from simseg.experiments.results import result_row, write_results
-from simseg.experiments.sweep import build_parser
-from simseg.experiments.sweep_axes import PRETRAIN_EXCLUDE, holds_images_of, plan_pretraining
+from simseg.experiments.report.build import build_report
+from simseg.experiments.sweep import command as sweep_module
+from simseg.experiments.sweep.arguments import PRETRAIN_EXCLUDE, holds_images_of, plan_pretraining
+from simseg.experiments.sweep.command import build_parser
+from simseg.experiments.sweep.plan import Init, expand_grid
+from simseg.experiments.sweep.results import result_row, write_results
 from tests.experiments.test_sweep import CELL, PRETRAIN
 from tests.helpers import write_images, write_pair
 

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from simseg.errors import SimsegError
-from simseg.experiments.report import build_report
-from simseg.experiments.report_figures import DPI, FIGSIZE
-from simseg.experiments.results import read_results, result_columns, write_results
-from simseg.experiments.summary import init_order, intermediate_deltas, summarise
+from simseg.experiments.report.build import build_report
+from simseg.experiments.report.figures import DPI, FIGSIZE
+from simseg.experiments.report.summary import init_order, intermediate_deltas, summarise
+from simseg.experiments.sweep.results import read_results, result_columns, write_results
 
 
 def write_csv(path: Path, header: str, *lines: str) -> None:
@@ -162,7 +162,7 @@ def test_missing_sweep_or_results_says_what_to_run(tmp_path):
 
 
 def test_models_and_presets_get_cost_tables_axis_averages_per_class_figures_and_the_cost_plot(tmp_path):
-    from simseg.experiments.effects import axis_effects
+    from simseg.experiments.report.effects import axis_effects
 
     sweep_dir = tmp_path / "sweep"
     cost = {"vit_linear": dict(parameters=2_585_472, encoder_parameters=2_486_400, gflops=0.358),

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from simseg.data.label_set import LabelSet, default_colours, write_run_label_set
-from simseg.experiments.plan import Cell, Init
-from simseg.experiments.report import build_report
-from simseg.experiments.results import (
+from simseg.experiments.report.build import build_report
+from simseg.experiments.sweep.plan import Cell, Init
+from simseg.experiments.sweep.results import (
     class_column,
     class_names,
     read_results,
@@ -139,7 +139,7 @@ def test_a_hand_written_table_has_neither_per_class_figures_nor_boundary_iou(tmp
 @pytest.mark.slow
 def test_a_sweep_on_seven_synthetic_classes_reports_them_by_name(tmp_path):
     from simseg.data.synthetic_pairs import SYNTHETIC_SHAPES
-    from simseg.experiments.sweep import sweep
+    from simseg.experiments.sweep.command import sweep
     from tests.experiments.test_sweep import CELL
 
     out = tmp_path / "sweep"

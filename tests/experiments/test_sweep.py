@@ -12,9 +12,9 @@ from filelock import FileLock
 
 from simseg.data.label_set import read_run_label_set
 from simseg.errors import SimsegError
-from simseg.experiments.cells import RESULTS_LOCK, collect_results
-from simseg.experiments.plan import Cell, Init, expand_grid, parse_seeds, parse_shard, parse_subsets, shard_cells
-from simseg.experiments.sweep import sweep
+from simseg.experiments.sweep.cells import RESULTS_LOCK, collect_results
+from simseg.experiments.sweep.command import sweep
+from simseg.experiments.sweep.plan import Cell, Init, expand_grid, parse_seeds, parse_shard, parse_subsets, shard_cells
 from simseg.training import stage_steps
 
 # A 2-block encoder on 48-px synthetic images; the same architecture for pretraining and segmentation.
@@ -194,7 +194,7 @@ def test_a_mask_folders_own_test_split_sets_how_many_labelled_images_a_sweep_may
 
 
 def test_model_and_aug_axes_expand_the_grid_and_inits_run_only_with_models_they_fit():
-    from simseg.experiments.axes import runs_with
+    from simseg.experiments.sweep.axes import runs_with
 
     inits = [Init("scratch", "scratch"), Init("imagenet", "imagenet"),
              Init("p", "/runs/pretrain-all", (("pretrain_images", 9900),))]
@@ -250,7 +250,7 @@ def test_a_sweep_over_models_and_presets_writes_rows_with_their_model_preset_and
     unet = next(r for r in table if r["arch"] == "unet_resnet18")
     assert int(unet["parameters"]) == 14_328_499 and not (out / unet["run_dir"] / "encoder.safetensors").exists()
     assert json.loads((out / "sweep.json").read_text())["grid"]["models"] == ["vit_linear", "unet_resnet18"]
-    from simseg.experiments.report import build_report
+    from simseg.experiments.report.build import build_report
 
     text = build_report(out).read_text()
     assert (out / "training_curves.png").is_file() and (out / "miou_vs_cost.png").is_file()

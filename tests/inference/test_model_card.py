@@ -17,11 +17,10 @@ from PIL import Image
 from simseg.config.loader import load_config
 from simseg.config.pretrain import PretrainConfig
 from simseg.data.label_set import PETS, LabelSet
-from simseg.files import atomic_write_json
+from simseg.files import atomic_write_json, sha256
 from simseg.inference.model_card import evaluate_for_card, model_card, write_model_card
 from simseg.inference.segmenter import Segmenter
 from simseg.inference.trained_run import load_trained_run
-from simseg.training.export import sha256
 from simseg.training.rundir import write_config
 from tests.inference.conftest import SEVEN, TWO
 

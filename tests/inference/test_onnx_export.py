@@ -19,14 +19,14 @@ from simseg import files
 from simseg.data.label_set import PETS
 from simseg.data.synthetic_pairs import SYNTHETIC_SHAPES
 from simseg.errors import SimsegError
-from simseg.inference import onnx_export, test_set
+from simseg.inference import onnx_export, own_test_set
 from simseg.inference.backends import OnnxBackend, TorchBackend
 from simseg.inference.export_check import (
     MAX_PROBABILITY_DIFFERENCE,
     MIN_CLASS_AGREEMENT,
-    check_report,
+    check_figures,
     verify_export,
-    write_report,
+    write_figures,
 )
 from simseg.inference.onnx_export import export_onnx
 from simseg.inference.segmenter import Segmenter
@@ -84,8 +84,8 @@ def test_onnx_agrees_with_pytorch_on_the_test_images(exported, vit_report, arch,
         assert figures["miou_onnx"] == pytest.approx(figures["miou_torch"], abs=1e-3)
     speed = report["speed"]
     assert speed["threads"] == 1 and speed["torch_images_per_s"] > 0 and speed["onnx_images_per_s"] > 0
-    check_report(report)
-    write_report(tmp_path / "export_report.json", report)
+    check_figures(report)
+    write_figures(tmp_path / "export_report.json", report)
     assert json.loads((tmp_path / "export_report.json").read_text()) == report
 
 
@@ -99,7 +99,7 @@ def test_the_timing_puts_torchs_thread_count_back(exported):
 @pytest.mark.parametrize("arch", [VIT, CNN, LEN_OF_TENSOR])
 def test_the_batch_size_is_free(exported, arch):
     run, path = exported(arch)
-    images = next(iter(test_set.own_test_loader(run, batch_size=8)))[0]
+    images = next(iter(own_test_set.own_test_loader(run, batch_size=8)))[0]
     expected = TorchBackend(run.model, torch.device("cpu")).probabilities(images)
     backend = OnnxBackend(path)
     for batch in (1, 5):
@@ -118,7 +118,7 @@ def test_metadata_round_trips_through_the_segmenter(exported):
     assert info["weights_sha256"] == run.weights_sha256 and info["arch"] == VIT
     assert info["values"] == [2, 1, 3] and info["run"] == str(run.run_dir)
     agreeing = pixels = 0
-    for images, _ in test_set.own_test_loader(run, batch_size=8):
+    for images, _ in own_test_set.own_test_loader(run, batch_size=8):
         sizes = [(64, 64)] * len(images)
         for a, b in zip(from_onnx.predict_batch(images, sizes), from_run.predict_batch(images, sizes)):
             agreeing, pixels = agreeing + int((a.labels == b.labels).sum()), pixels + a.labels.size
@@ -136,7 +136,7 @@ def test_check_report_fails_loudly_on_a_doctored_report(vit_report, figure, valu
     doctored = json.loads(json.dumps(vit_report))
     doctored["batches"][1][figure] = value
     with pytest.raises(SimsegError, match="export_report.json") as caught:
-        check_report(doctored)
+        check_figures(doctored)
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 

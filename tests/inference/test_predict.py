@@ -14,9 +14,9 @@ from PIL import Image
 
 from simseg.cli import main
 from simseg.data.label_set import PETS, write_run_label_set
-from simseg.inference import test_set
+from simseg.inference import own_test_set
 from simseg.inference.segmenter import Segmenter
-from simseg.training.export import export_encoder
+from simseg.training.handoff import export_encoder
 from simseg.training.metrics import confusion_matrix, segmentation_metrics
 from tests.helpers import write_images
 from tests.inference.conftest import TWO, predict, records
@@ -161,7 +161,7 @@ def test_one_line_errors(case, message, finished_run, tmp_path, capsys):
         (model / "model.safetensors").rename(tmp_path / "kept.safetensors")
         (model / "encoder.safetensors").unlink()
     elif case == "classify run":
-        from simseg.training.export import read_weights, save_weights
+        from simseg.training.weight_files import read_weights, save_weights
         tensors, meta = read_weights(model / "model.safetensors")
         save_weights(model / "model.safetensors", tensors, {**meta, "stage": "classify"})
     elif case == "empty folder":
@@ -227,7 +227,7 @@ def test_an_onnx_export_predicts_through_the_same_command(finished_run, tmp_path
 def test_every_arch_is_rebuilt_from_its_folder_with_the_saved_weights(arch, finished_run):
     run = finished_run(f"model.arch={arch}")
     segmenter = Segmenter.from_run(run, device="cpu")
-    from simseg.training.export import read_weights
+    from simseg.training.weight_files import read_weights
     saved, _ = read_weights(run / "model.safetensors")
     state = segmenter.run.model.state_dict()
     assert not segmenter.run.model.training and state.keys() == saved.keys()
@@ -251,13 +251,13 @@ def test_predicting_a_runs_own_test_images_reproduces_its_miou(weights, tmp_path
     run = segment_stage.main(load_config(SegmentConfig, None, overrides))
     reported = json.loads((run / "metrics.json").read_text())
     segmenter = Segmenter.from_run(run, device="cpu")
-    source, indices = test_set.own_test_pairs(segmenter.run)
+    source, indices = own_test_set.own_test_pairs(segmenter.run)
     folder = tmp_path / "test_images"
     folder.mkdir()
     for name, index in zip(segmenter.run.test_names(), indices):
         source.pair(index)[0].save(folder / f"{name}.png")  # lossless, so the photos are the run's own
     # the masks as the run scored them: resized to the input size by its evaluation transform
-    loader = test_set.own_test_loader(segmenter.run, batch_size=1)
+    loader = own_test_set.own_test_loader(segmenter.run, batch_size=1)
     masks = dict(zip(segmenter.run.test_names(), (mask[0] for _, mask in loader)))
 
     def miou(out: Path) -> float:

@@ -12,8 +12,8 @@ from PIL import Image
 from simseg.data.label_set import LabelSet
 from simseg.errors import SimsegError
 from simseg.inference.label_maps import blend, label_image
+from simseg.inference.own_test_set import own_test_pairs, score_test_set
 from simseg.inference.segmenter import Segmenter
-from simseg.inference.test_set import own_test_pairs, score_test_set
 from simseg.inference.trained_run import load_trained_run
 from tests.helpers import write_images
 from tests.inference.conftest import SEVEN, TWO, predict, records

@@ -9,7 +9,7 @@ from simseg.errors import SimsegError
 from simseg.models.registry import ARCHS, build_segmentation_model
 from simseg.models.segmentation import IGNORE_INDEX, segmentation_loss
 from simseg.models.vit import build_encoder
-from simseg.training.export import load_encoder_weights
+from simseg.training.handoff import load_encoder_weights
 
 VIT_ARCHS = [name for name, spec in ARCHS.items() if spec.family == "vit"]
 

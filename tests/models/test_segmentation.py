@@ -6,7 +6,7 @@ from simseg.config.sections import ModelConfig
 from simseg.errors import SimsegError
 from simseg.models.segmentation import SegmentationModel, soft_dice_loss
 from simseg.models.vit import build_encoder
-from simseg.training.export import load_encoder_weights
+from simseg.training.handoff import load_encoder_weights
 from simseg.training.optim import build_adamw, set_lr
 
 # 32 x 32 images in 8 x 8 patches: a 4 x 4 token grid

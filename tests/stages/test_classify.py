@@ -20,7 +20,8 @@ from simseg.errors import SimsegError
 from simseg.models.classifier import Classifier, build_mixup, mix_batch
 from simseg.models.segmentation import SegmentationModel
 from simseg.models.vit import build_encoder
-from simseg.training.export import load_encoder_weights, read_weights
+from simseg.training.handoff import load_encoder_weights
+from simseg.training.weight_files import read_weights
 from tests.helpers import interrupted_then_resumed
 
 # A 2-block encoder on 48-px images (the model's 64 with 8-px patches), a few batches per epoch.

@@ -18,7 +18,7 @@ from simseg.config.loader import load_config
 from simseg.config.segment import SegmentConfig
 from simseg.data import cache_build
 from simseg.errors import SimsegError
-from simseg.experiments.sweep import sweep
+from simseg.experiments.sweep.command import sweep
 from tests.helpers import write_images
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,9 @@ import yaml
 
 import stages.pretrain as pretrain_stage
 from simseg.errors import SimsegError
-from simseg.training.export import load_encoder, read_weights
+from simseg.training.handoff import load_encoder
 from simseg.training.rundir import read_metrics
+from simseg.training.weight_files import read_weights
 from tests.helpers import TINY, interrupted_then_resumed, write_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_config, tmp_p
 def test_mae_run_keeps_its_intermediate_exports_and_each_one_starts_a_segmentation(tiny_config, tmp_path):
     from simseg.models.registry import build_segmentation_model
     from simseg.models.vit import build_encoder
-    from simseg.training.export import load_init
+    from simseg.training.handoff import load_init
 
     cfg = tiny_config("method=mae", "norm_pix=true", "train.epochs=3", "log.export_every=2", "log.grid_every=0")
     run_dir = pretrain_stage.main(cfg)

@@ -15,9 +15,10 @@ from simseg.config.segment import SegmentConfig
 from simseg.data.splits import load_split, save_split
 from simseg.data.synthetic_pairs import SYNTHETIC_TRIMAP
 from simseg.errors import SimsegError
-from simseg.training.export import load_encoder, read_weights
+from simseg.training.handoff import load_encoder
 from simseg.training.metrics import segmentation_metrics
 from simseg.training.rundir import check_or_save_splits
+from simseg.training.weight_files import read_weights
 from tests.helpers import interrupted_then_resumed
 
 # A 2-block encoder, 8 test and 16 training images of 48 px (resized to the model's 128): a run takes seconds.

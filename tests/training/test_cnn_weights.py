@@ -12,7 +12,7 @@ from simseg.models.registry import build_segmentation_model
 from simseg.models.vit import build_encoder
 from simseg.training import cnn_weights
 from simseg.training.cnn_weights import load_cnn_init
-from simseg.training.export import export_encoder
+from simseg.training.handoff import export_encoder
 
 
 def unet(seed=0):

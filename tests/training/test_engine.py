@@ -19,7 +19,7 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from simseg.cli import run_main
+from simseg.experiments.stage_entry import run_main
 from simseg.training.engine import reset_accelerate_state, speed_summary, train_one_epoch
 
 

@@ -1,5 +1,5 @@
 """The plots of ``report.md``, drawn from the results rows (the run folders' own pictures are copied by
-:mod:`simseg.experiments.report_pictures`).
+:mod:`simseg.experiments.report.pictures`).
 
 Every plot gives an init the same colour: scratch neutral grey, pretraining inits a colour each in order of
 pretraining size, an intermediate init its base init's colour with dashed lines and square markers.
@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from simseg.experiments.axes import pretraining_axes
-from simseg.experiments.effects import label_variants, varying_axes
-from simseg.experiments.results import Row
-from simseg.experiments.summary import init_info, init_order, intermediate_deltas, summarise
+from simseg.experiments.report.effects import label_variants, varying_axes
+from simseg.experiments.report.summary import init_info, init_order, intermediate_deltas, summarise
+from simseg.experiments.run_folders import epoch_records
+from simseg.experiments.sweep.axes import pretraining_axes
+from simseg.experiments.sweep.results import Row
 from simseg.files import atomic_write
 from simseg.sizes import format_size
 from simseg.training.plots import plt  # plots sets the Agg backend before pyplot loads
@@ -118,7 +119,7 @@ def plot_miou_vs_subset(rows: list[Row], path: str | Path) -> None:
 
 def plot_intermediate_delta(rows: list[Row], path: str | Path) -> None:
     """Grouped bars of mean mIoU(intermediate) - mean mIoU(base init): a group per subset size, a bar per
-    intermediate init (see :func:`simseg.experiments.report.intermediate_deltas`)."""
+    intermediate init (see :func:`simseg.experiments.report.build.intermediate_deltas`)."""
     deltas, styles, info = intermediate_deltas(rows), init_styles(rows), init_info(rows)
     subsets = sorted({s for d in deltas.values() for s in d})
     width = 0.8 / len(deltas)
@@ -214,16 +215,13 @@ def training_curves(rows: list[Row], sweep_dir: Path) -> tuple[dict[str, list[tu
     """Label -> [(training minutes, mean score)] at each evaluated epoch, averaged over the seeds of the label's
     largest subset, from the cells' ``metrics.jsonl``; and the score's name (validation mIoU when every cell has
     one, else the test mIoU of evaluated epochs)."""
-    import json
-
     histories: dict[str, list[list[dict]]] = {}
     for label in init_order(rows):
         largest = max(r["subset"] for r in rows if r["init"] == label)
         for row in rows:
-            path = sweep_dir / (row["run_dir"] or "") / "metrics.jsonl"
-            if row["init"] == label and row["subset"] == largest and row["run_dir"] and path.is_file():
-                lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-                histories.setdefault(label, []).append(lines)
+            if row["init"] == label and row["subset"] == largest and row["run_dir"]:
+                if records := epoch_records(sweep_dir / row["run_dir"]):
+                    histories.setdefault(label, []).append(records)
     every = [h for hs in histories.values() for h in hs]
     basis = "val_miou" if every and all(any(r.get("val_miou") is not None for r in h) for h in every) else "test_miou"
     curves = {}

@@ -1,18 +1,18 @@
 """The inits of a sweep: ``scratch``, ``imagenet``, ``PATH`` or ``LABEL=PATH`` resolved to
-:class:`~simseg.experiments.plan.Init`, with the values of the pretraining axes (the pretraining size, ...) and the
-intermediate-step parent read from the run folders' ``lineage.json``, ``metrics.json`` and ``config.yaml``. Which
-inits fit which model is the model axis's rule (:func:`simseg.experiments.axes.arch_fits`)."""
+:class:`~simseg.experiments.sweep.plan.Init`, with the values of the pretraining axes (the pretraining size, ...) and
+the intermediate-step parent read from the run folders (:mod:`simseg.experiments.run_folders`). Which
+inits fit which model is the model axis's rule (:func:`simseg.experiments.sweep.axes.arch_fits`)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 from simseg.errors import SimsegError
-from simseg.experiments.axes import pretraining_axes
-from simseg.experiments.plan import Init, pretraining_of
-from simseg.training.export import export_path, exporting_run
+from simseg.experiments.run_folders import exporting_run, lineage_parent, lineage_root
+from simseg.experiments.sweep.axes import pretraining_axes
+from simseg.experiments.sweep.plan import Init, pretraining_of
+from simseg.training.handoff import export_path
 
 
 def resolve_init(item: str, option: str) -> Init:
@@ -48,29 +48,9 @@ def intermediate_init(init: Init, inits: list[Init]) -> Init:
     return replace(init, intermediate=True, base_init=base)
 
 
-def lineage_parent(run_dir: Path) -> Path | None:
-    """The run folder whose export ``run_dir`` started from (its ``lineage.json``), or None for a first stage."""
-    lineage = run_dir / "lineage.json"
-    if not lineage.is_file():
-        return None
-    export = json.loads(lineage.read_text()).get("export")
-    return Path(export).parent.resolve() if export else None
-
-
-def lineage_root(run_dir: Path) -> Path | None:
-    """The pretraining run at the root of ``run_dir``'s lineage; None when the root started from scratch through
-    another stage (it has a lineage.json of its own) or the chain of links does not end."""
-    for _ in range(8):  # pretrain -> classify -> ... chains are short; a loop of links would be a damaged folder
-        parent = lineage_parent(run_dir)
-        if parent is None:
-            return None if (run_dir / "lineage.json").exists() else run_dir
-        run_dir = parent
-    return None
-
-
 def pretraining_of_run(run_dir: Path) -> tuple:
     """Each pretraining axis's value for the pretraining at the root of ``run_dir``'s lineage (see
-    :meth:`~simseg.experiments.axes.Axis.of_run`); none when the root is not known."""
+    :meth:`~simseg.experiments.sweep.axes.Axis.of_run`); none when the root is not known."""
     root = lineage_root(run_dir)
     if root is None:
         return ()

@@ -1,17 +1,17 @@
 """The report's tables beyond the mIoU and its gain: the table a reader weighs models by (mIoU, Boundary IoU,
 parameters, GFLOPs, speed, minutes), the per-axis averages ("effect of pretraining", "effect of heavy augmentation",
 "effect of the model", each pretraining value's gain over scratch: one block per axis of
-:mod:`simseg.experiments.axes`), per-class precision, recall, IoU and Dice under the dataset's class names, and
+:mod:`simseg.experiments.sweep.axes`), per-class precision, recall, IoU and Dice under the dataset's class names, and
 test-time augmentation."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from simseg.experiments.axes import init_axis, pretraining_axes
-from simseg.experiments.effects import axis_effects, pretraining_effects, varying_axes
-from simseg.experiments.results import PER_CLASS_KINDS, Row, class_column, class_names
-from simseg.experiments.summary import MISSING, format_summary, init_info, init_order, markdown_table, summarise
+from simseg.experiments.report.effects import axis_effects, pretraining_effects, varying_axes
+from simseg.experiments.report.summary import MISSING, format_summary, init_info, init_order, markdown_table, summarise
+from simseg.experiments.sweep.axes import init_axis, pretraining_axes
+from simseg.experiments.sweep.results import PER_CLASS_KINDS, Row, class_column, class_names
 from simseg.sizes import format_size
 
 

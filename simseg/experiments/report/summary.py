@@ -7,8 +7,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from simseg.experiments.axes import pretraining_axes
-from simseg.experiments.results import Row
+from simseg.experiments.sweep.axes import pretraining_axes
+from simseg.experiments.sweep.results import Row
 
 MISSING = "—"  # a table's cell without a finished run
 

@@ -8,9 +8,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from simseg.experiments.axes import Axis, Variant, variant_axes, variant_of
-from simseg.experiments.results import Row
-from simseg.experiments.summary import init_info, init_order
+from simseg.experiments.report.summary import init_info, init_order
+from simseg.experiments.sweep.axes import Axis, Variant, variant_axes, variant_of
+from simseg.experiments.sweep.results import Row
 
 
 def varying_axes(rows: list[Row]) -> list[Axis]:

@@ -20,7 +20,6 @@ table: adding an axis is one entry here.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
@@ -30,10 +29,10 @@ from typing import Any, Literal, NamedTuple
 from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import AUG_PRESETS, RECIPES
 from simseg.errors import SimsegError
+from simseg.experiments.run_folders import images_of_run, method_of_run, run_config_value
 from simseg.models.pretraining import METHODS
 from simseg.models.registry import ARCHS, HEAD_SYNONYMS
 from simseg.sizes import format_size, parse_size
-from simseg.training.rundir import saved_config
 
 Variant = tuple[tuple[str, str], ...]
 """(column, value) of each swept variant axis, in table order: ``(("arch", "unet_resnet18"), ("aug", "heavy"))``."""
@@ -154,26 +153,6 @@ def images_trained_on(subset: str | int | None, data: PretrainingData) -> int:
         raise SimsegError(f"--pretrain-subsets {format_size(count)} asks for {count:,} images but {data.name} has "
                           f"{data.images:,} after the held-out images: use sizes up to {format_size(data.images)}")
     return count
-
-
-def images_of_run(root: Path) -> int | None:
-    metrics = root / "metrics.json"
-    return json.loads(metrics.read_text()).get("train_images") if metrics.is_file() else None
-
-
-def method_of_run(root: Path) -> str | None:
-    """A pretraining run's ``method``; a config.yaml written before the key existed is SimMIM's, the only method
-    then. None without a config.yaml."""
-    saved = saved_config(root)
-    return None if saved is None else saved.get("method", PretrainConfig.method)
-
-
-def run_config_value(run_dir: Path, key: str) -> Any:
-    """The value at dotted ``key`` in a run folder's ``config.yaml``; None when absent."""
-    node = saved_config(run_dir)
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
 
 
 AXES: tuple[Axis, ...] = (

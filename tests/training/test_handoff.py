@@ -11,7 +11,8 @@ from simseg.config.sections import ModelConfig
 from simseg.errors import SimsegError
 from simseg.files import atomic_write, atomic_write_text
 from simseg.models.vit import build_encoder
-from simseg.training.export import export_encoder, load_encoder, save_weights
+from simseg.training.handoff import export_encoder, load_encoder
+from simseg.training.weight_files import save_weights
 
 
 def test_export_then_load_is_lossless(tmp_path):

@@ -14,12 +14,12 @@ from simseg.config.loader import load_config
 from simseg.config.sections import ModelConfig
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
-from simseg.experiments.axes import arch_fits
-from simseg.experiments.cells import init_ready
-from simseg.experiments.inits import resolve_init
+from simseg.experiments.sweep.axes import arch_fits
+from simseg.experiments.sweep.cells import init_ready
+from simseg.experiments.sweep.inits import resolve_init
 from simseg.models.registry import model_for_config
 from simseg.models.vit import build_encoder
-from simseg.training.export import export_encoder, exporting_run, load_encoder, load_init
+from simseg.training.handoff import export_encoder, exporting_run, load_encoder, load_init
 
 # 2 blocks, patch 8: 64 px -> an 8x8 grid, 96 px -> 12x12
 SMALL = dict(depth=2, patch_size=8, embed_dim=32, num_heads=2, mlp_dim=64)

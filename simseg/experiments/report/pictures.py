@@ -8,20 +8,10 @@ import re
 from pathlib import Path
 
 from simseg.data.label_set import IGNORE_COLOUR, LabelSet, read_run_label_set
-from simseg.experiments.results import Row
-from simseg.experiments.summary import init_info, init_order, summarise
+from simseg.experiments.report.summary import init_info, init_order, summarise
+from simseg.experiments.run_folders import examples_picture, latest_grid
+from simseg.experiments.sweep.results import Row
 from simseg.files import atomic_write
-
-
-def latest_grid(run_dir: Path) -> tuple[Path, str] | None:
-    """The highest-epoch ``grids/epoch_NNN.png`` of a pretraining run (else ``grids/grid.png``) and its caption."""
-    epochs = [(int(m.group(1)), path) for path in (run_dir / "grids").glob("epoch_*.png")
-              if (m := re.fullmatch(r"epoch_(\d+)\.png", path.name))]
-    if epochs:
-        epoch, path = max(epochs)
-        return path, f"epoch {epoch}"
-    grid = run_dir / "grids" / "grid.png"
-    return (grid, "latest grid") if grid.is_file() else None
 
 
 def copy_file(source: Path, destination: Path) -> None:
@@ -65,8 +55,9 @@ def copy_best_examples(rows: list[Row], sweep_dir: Path) -> dict:
     seeds = sorted((r for r in rows if (r["init"], r["subset"]) == (init, subset)), key=lambda r: -r["miou"])
     for row in seeds:
         run_dir = sweep_dir / (row["run_dir"] or f"cells/{row['cell']}")
-        if (run_dir / "examples.png").is_file():
-            copy_file(run_dir / "examples.png", sweep_dir / "figures" / "best_examples.png")
+        examples = examples_picture(run_dir)
+        if examples is not None:
+            copy_file(examples, sweep_dir / "figures" / "best_examples.png")
             return {"init": init, "subset": subset, "summary": best, "seed": row["seed"], "miou": row["miou"],
                     "classes": read_run_label_set(run_dir)}
     return {"init": init, "subset": subset, "summary": best, "seed": None, "miou": None, "classes": None}

@@ -1,4 +1,4 @@
-"""The sweep's axes as its command line gives them (the table is :mod:`simseg.experiments.axes`): a flag per axis,
+"""The sweep's axes as its command line gives them (the table is :mod:`simseg.experiments.sweep.axes`): a flag per axis,
 the values of each checked, the keys the sweep sets refused as ``key=value``, the pretraining runs the pretraining
 axes ask for (with the labelled test images kept out of their data), the inits, and the (model, init) pairs that
 cannot run."""
@@ -13,7 +13,7 @@ from simseg.config.loader import load_config
 from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
-from simseg.experiments.axes import (
+from simseg.experiments.sweep.axes import (
     Axis,
     PretrainingData,
     Variant,
@@ -25,8 +25,8 @@ from simseg.experiments.axes import (
     pretraining_axes,
     variant_axes,
 )
-from simseg.experiments.inits import intermediate_init, resolve_init
-from simseg.experiments.plan import Init, parse_list, pretraining_of
+from simseg.experiments.sweep.inits import intermediate_init, resolve_init
+from simseg.experiments.sweep.plan import Init, parse_list, pretraining_of
 from simseg.files import atomic_write_text
 from simseg.sizes import format_size
 

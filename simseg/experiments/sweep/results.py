@@ -24,8 +24,8 @@ from urllib.parse import unquote_plus
 
 from simseg.data.label_set import read_run_label_set
 from simseg.errors import SimsegError
-from simseg.experiments.axes import init_axis, pretraining_axes, variant_axes, variant_of
-from simseg.experiments.plan import Cell, cell_name
+from simseg.experiments.sweep.axes import init_axis, pretraining_axes, variant_axes, variant_of
+from simseg.experiments.sweep.plan import Cell, cell_name
 from simseg.files import atomic_write_text
 from simseg.sizes import parse_size
 

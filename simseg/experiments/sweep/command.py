@@ -10,7 +10,7 @@ test set.
                  [--launcher slurm --partition P --time H:MM:SS --gpus-per-cell N ... [--wait]] [--gpus-per-cell N]
 
 Cells share the test set (``data.test_seed``) and, per seed, nested training subsets, so they are comparable.
-The axes (their flags, config keys, folder levels and columns) are one table, :mod:`simseg.experiments.axes`.
+The axes (their flags, config keys, folder levels and columns) are one table, :mod:`simseg.experiments.sweep.axes`.
 ``--pretrain-subsets`` and ``--pretrain-methods`` (pretraining axes) first run (or reuse) one pretraining per
 unlabelled-set size and method and add each as an init; when ``--pretrain-data`` holds the labelled set's images, the
 cells' test images are kept out of every pretraining (``pretrain_exclude.txt``). ``--models`` (``model.arch``
@@ -21,7 +21,7 @@ Finished cells are never rerun; an interrupted one resumes from its state; ``res
 rebuilt from the finished cell folders after every cell. ``--shard i/n`` runs the i-th of n disjoint parts (several
 machines writing into one shared folder); under ``accelerate launch -m simseg.cli sweep ...`` every cell runs on
 all processes. ``--launcher slurm`` submits one job-array task per unfinished cell instead, and ``--gpus-per-cell N``
-alone runs one process per cell on the local GPUs (see :mod:`simseg.experiments.launch`).
+alone runs one process per cell on the local GPUs (see :mod:`simseg.experiments.sweep.launch`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,17 @@ from simseg.config.launcher import LauncherConfig
 from simseg.config.loader import load_config, to_dict
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
-from simseg.experiments.axes import (
+from simseg.experiments.sweep.arguments import (
+    add_axis_flags,
+    check_subsets_fit,
+    exclude_labelled_test_set,
+    plan_pretraining,
+    refuse_sweep_keys,
+    skipped_pairs,
+    sweep_inits,
+    variant_values,
+)
+from simseg.experiments.sweep.axes import (
     config_variant,
     every_variant,
     pretraining_axes,
@@ -45,7 +55,7 @@ from simseg.experiments.axes import (
     variant_axes,
     variant_overrides,
 )
-from simseg.experiments.cells import (
+from simseg.experiments.sweep.cells import (
     cell_config,
     check_unchanged,
     collect_results,
@@ -55,7 +65,7 @@ from simseg.experiments.cells import (
     print_main,
     run_unless_finished,
 )
-from simseg.experiments.plan import (
+from simseg.experiments.sweep.plan import (
     Cell,
     expand_grid,
     parse_seeds,
@@ -63,16 +73,6 @@ from simseg.experiments.plan import (
     parse_subsets,
     shard_cells,
     write_cell_record,
-)
-from simseg.experiments.sweep_axes import (
-    add_axis_flags,
-    check_subsets_fit,
-    exclude_labelled_test_set,
-    plan_pretraining,
-    refuse_sweep_keys,
-    skipped_pairs,
-    sweep_inits,
-    variant_values,
 )
 from simseg.files import atomic_write_json
 from simseg.training.resume_state import run_is_finished
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simseg sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subsets", required=True, help="labelled-subset sizes, e.g. 250,500,1k,2k")
-    add_axis_flags(parser)  # --models, --aug, --recipes, --init, --pretrain-subsets, ...: see simseg.experiments.axes
+    add_axis_flags(parser)  # --models, --aug, --recipes, --init, --pretrain-subsets, ...: see sweep.axes
     parser.add_argument("--intermediate", help="classification runs (LABEL=PATH) to start from as well")
     parser.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2")
     parser.add_argument("--data", help="segmentation data (sets data.source)")
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-config", help="pretraining config diff (YAML) for the pretraining runs")
     parser.add_argument("--output-dir", default="outputs/sweep", help="the sweep folder")
     parser.add_argument("--shard", help="run only the i-th of n disjoint parts of the grid, e.g. 1/4")
-    cluster = parser.add_argument_group("where the cells run (see simseg.experiments.launch)")
+    cluster = parser.add_argument_group("where the cells run (see simseg.experiments.sweep.launch)")
     cluster.add_argument("--launcher", choices=("local", "slurm"), default="local",
                          help="local: in this process (default), or one process per cell with --gpus-per-cell; "
                               "slurm: one job-array task per unfinished cell, through submitit")
@@ -202,7 +202,7 @@ def launcher_config(args) -> LauncherConfig | None:
 def launch_tasks(args, launcher: LauncherConfig, sweep_dir: Path, pretraining: list, cells: list,
                  labels: list[str]) -> None:
     """Hand the unfinished runs to the cluster (or the local GPUs) as one task each."""
-    from simseg.experiments import launch
+    from simseg.experiments.sweep import launch
 
     processes = max(launcher.gpus_per_cell, 1)
     pre_tasks = [launch.StageTask("pretrain", cfg, f"{launch.PRETRAIN_PREFIX}{init.label}", sweep_dir,

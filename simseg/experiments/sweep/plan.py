@@ -1,9 +1,9 @@
 """The sweep's plan: its grid of cells ([variants x] initialisations x labelled-subset sizes x seeds), their names,
-its shards and its cells' records (the results table they make: :mod:`simseg.experiments.results`). "Grid" here is
+its shards and its cells' records (the results table they make: :mod:`simseg.experiments.sweep.results`). "Grid" here is
 the experiment's; a pretraining run's pictures are reconstruction grids (:mod:`simseg.training.plots`). The axes a
-cell varies on, their folder levels and ``cell.json`` keys come from :mod:`simseg.experiments.axes`.
+cell varies on, their folder levels and ``cell.json`` keys come from :mod:`simseg.experiments.sweep.axes`.
 
-Pure functions and small records; :mod:`simseg.experiments.sweep` runs the cells. A sweep folder holds::
+Pure functions and small records; :mod:`simseg.experiments.sweep.command` runs the cells. A sweep folder holds::
 
     sweep.json                         the grid (under "grid"), the segmentation config and the commands that ran it
     results.csv, results.jsonl         one row per finished cell, rebuilt from the cell folders after every cell
@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from simseg.errors import SimsegError
-from simseg.experiments.axes import Variant, every_variant, pretraining_axes, variant_axes, variant_of
+from simseg.experiments.run_folders import CELL_RECORD
+from simseg.experiments.sweep.axes import Variant, every_variant, pretraining_axes, variant_axes, variant_of
 from simseg.files import atomic_write_text
 from simseg.sizes import format_size, parse_size
-
-CELL_RECORD = "cell.json"
 
 
 @dataclass(frozen=True)
@@ -147,8 +146,8 @@ def write_cell_record(cell: Cell, sweep_dir: Path) -> None:
     atomic_write_text(cell.run_dir(sweep_dir) / CELL_RECORD, json.dumps(record, indent=2))
 
 
-def read_cell_record(path: Path) -> Cell:
-    record = json.loads(path.read_text())
+def cell_of_record(record: dict) -> Cell:
+    """The :class:`Cell` a ``cell.json`` (as :func:`simseg.experiments.run_folders.cell_records` reads it) describes."""
     init = record["init"]
     return Cell(Init(init["label"], init["path"], pretraining_of(init), bool(init.get("intermediate")),
                      init.get("base_init")), int(record["subset"]), int(record["seed"]), variant_of(record))

@@ -1,47 +1,25 @@
-"""Weights on disk and the handoff between stages (every file written atomically, see :mod:`simseg.files`).
+"""The handoff between stages: the encoder a stage exports and the next one starts from.
 
-The export a stage hands to the next is ``encoder.safetensors``: encoder weights plus, in the file's metadata, the
-architecture that rebuilds them, so :func:`load_encoder` needs nothing but the file. It lies in the run folder, or,
-for the encoder a pretraining kept after an earlier epoch, in ``RUN/exports/epoch_NNN/`` (no config.yaml there).
+The export is ``encoder.safetensors``: encoder weights plus, in the file's metadata, the architecture that rebuilds
+them, so :func:`load_encoder` needs nothing but the file. It lies in the run folder, or, for the encoder a pretraining
+kept after an earlier epoch, in ``RUN/exports/epoch_NNN/`` (no config.yaml there). The starting stage records which
+file it took, and its hash, in ``lineage.json`` (:func:`load_pretrained_encoder`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as safetensors_bytes
 
 from simseg.errors import SimsegError
-from simseg.files import atomic_write
+from simseg.files import sha256
+from simseg.training.weight_files import read_weights, save_weights
 
 EXPORT_FORMAT = "simseg-encoder/1"
-
-
-def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Atomically save tensors (contiguous CPU copies) as safetensors with string metadata."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    payload = safetensors_bytes(tensors, metadata=metadata)
-    atomic_write(path, lambda f: f.write(payload))
-
-
-def read_weights(path: str | Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file (``tensors=False``: the metadata alone, the tensors left unread),
-    or one line saying why it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise SimsegError(f"checkpoint {path} does not exist: give a run folder or its .safetensors file")
-    try:
-        with safe_open(str(path), framework="pt") as file:
-            return ({k: file.get_tensor(k) for k in file.keys()} if tensors else {}), dict(file.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as err:
-        raise SimsegError(f"checkpoint {path} is not a readable safetensors file ({err}): "
-                          f"re-export it from its run") from None
 
 
 def export_encoder(path: str | Path, encoder: torch.nn.Module, model_cfg, extra: dict[str, str] | None = None) -> None:
@@ -173,7 +151,3 @@ def load_pretrained_encoder(model: torch.nn.Module, init: str | Path, model_cfg)
     if epoch is not None:
         lineage["export_epoch"] = epoch
     return lineage
-
-
-def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

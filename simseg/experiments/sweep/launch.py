@@ -26,9 +26,9 @@ import yaml
 from simseg.config.launcher import LauncherConfig
 from simseg.config.loader import to_dict
 from simseg.errors import SimsegError
-from simseg.experiments.cells import collect_results, format_seconds, init_ready, run_unless_finished
-from simseg.experiments.plan import Cell, write_cell_record
 from simseg.experiments.stage_table import STAGES
+from simseg.experiments.sweep.cells import collect_results, format_seconds, init_ready, run_unless_finished
+from simseg.experiments.sweep.plan import Cell, write_cell_record
 from simseg.files import atomic_write_json, atomic_write_text
 from simseg.training.resume_state import run_is_finished
 

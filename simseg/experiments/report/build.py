@@ -11,10 +11,11 @@ run folders hold, and writes into the sweep folder (each file atomically)::
     training_curves.png       score vs training minutes per model / recipe / init (from the cells' metrics.jsonl)
     figures/                  copies of each init's latest reconstruction grid and the best cell's examples
 
-Rows come from :mod:`simseg.experiments.results`, their summaries from :mod:`simseg.experiments.summary` and what
-each axis does from :mod:`simseg.experiments.effects` (pure functions, shared with the figures); the plots are drawn by
-:mod:`simseg.experiments.report_figures`, the tables beyond the mIoU by :mod:`simseg.experiments.report_tables`, the
-run folders' pictures copied by :mod:`simseg.experiments.report_pictures`.
+Rows come from :mod:`simseg.experiments.sweep.results`, their summaries from
+:mod:`simseg.experiments.report.summary` and what each axis does from :mod:`simseg.experiments.report.effects` (pure
+functions, shared with the figures); the plots are drawn by :mod:`simseg.experiments.report.figures`, the tables
+beyond the mIoU by :mod:`simseg.experiments.report.tables`, the run folders' pictures copied by
+:mod:`simseg.experiments.report.pictures` (what it reads in a run folder: :mod:`simseg.experiments.run_folders`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,9 @@ from pathlib import Path
 
 import yaml
 
-from simseg.experiments import report_figures as figures
-from simseg.experiments import report_pictures as pictures
-from simseg.experiments.axes import every_variant, init_axis, pretraining_axes, runs_with, variant_axes
-from simseg.experiments.effects import scratch_gains, varying_axes, with_variant_labels
-from simseg.experiments.plan import cell_name
-from simseg.experiments.report_tables import cost_table, effect_tables, per_class_table, tta_table
-from simseg.experiments.results import Row, read_results, read_sweep, results_path
-from simseg.experiments.summary import (
+from simseg.experiments.report import figures, pictures
+from simseg.experiments.report.effects import scratch_gains, varying_axes, with_variant_labels
+from simseg.experiments.report.summary import (
     MISSING,
     format_summary,
     init_info,
@@ -39,6 +35,10 @@ from simseg.experiments.summary import (
     markdown_table,
     summarise,
 )
+from simseg.experiments.report.tables import cost_table, effect_tables, per_class_table, tta_table
+from simseg.experiments.sweep.axes import every_variant, init_axis, pretraining_axes, runs_with, variant_axes
+from simseg.experiments.sweep.plan import cell_name
+from simseg.experiments.sweep.results import Row, read_results, read_sweep, results_path
 from simseg.files import atomic_write_text
 from simseg.sizes import format_size, parse_size
 from simseg.training.plots import GRID_COLUMNS

@@ -4,7 +4,6 @@ cell folders."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from filelock import FileLock
@@ -12,9 +11,10 @@ from filelock import FileLock
 from simseg.config.loader import build, to_dict
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
-from simseg.experiments.plan import CELL_RECORD, Cell, Init, read_cell_record
-from simseg.experiments.results import result_row, write_results
+from simseg.experiments.run_folders import cell_records, run_metrics
 from simseg.experiments.stage_table import run_stage
+from simseg.experiments.sweep.plan import Cell, Init, cell_of_record
+from simseg.experiments.sweep.results import result_row, write_results
 from simseg.training.resume_state import run_is_finished
 from simseg.training.rundir import changed_keys, load_run_config
 
@@ -69,13 +69,13 @@ def collect_results(sweep_dir: Path, labels: list[str]) -> list[dict]:
 
 def _collect_results(sweep_dir: Path, labels: list[str]) -> list[dict]:
     rows = []
-    for record in sorted((sweep_dir / "cells").glob(f"**/{CELL_RECORD}")):
-        run_dir, cell = record.parent, read_cell_record(record)
+    for run_dir, record in cell_records(sweep_dir):
+        cell = cell_of_record(record)
         if cell.run_dir(sweep_dir) != run_dir:
             continue  # a folder moved by hand: its name no longer says which cell it is
         cfg = load_run_config(run_dir, SegmentConfig)
         if run_is_finished(run_dir, cfg.train.epochs):
-            rows.append(result_row(cell, json.loads((run_dir / "metrics.json").read_text()), sweep_dir))
+            rows.append(result_row(cell, run_metrics(run_dir), sweep_dir))
     order = {label: i for i, label in enumerate(labels)}
     rows.sort(key=lambda r: (r["subset"], order.get(r["init"], len(order)), r["init"], r["seed"]))
     write_results(sweep_dir, rows)
