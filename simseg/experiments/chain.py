@@ -21,6 +21,7 @@ from pathlib import Path
 
 from simseg.config.loader import build, parse_value, read_yaml, set_dotted
 from simseg.errors import SimsegError
+from simseg.experiments.run_folders import run_started
 from simseg.experiments.stage_table import STAGES, run_stage
 from simseg.training.resume_state import is_finished
 from simseg.training.rundir import prepare_run_dir
@@ -60,7 +61,7 @@ def stage_configs(root: Path, stages: dict[str, dict | None]) -> list[tuple[str,
         if stages[stage] is None:
             continue
         run_dir = root / stage
-        tree = {**stages[stage], "output_dir": str(run_dir), "resume": (run_dir / "config.yaml").exists()}
+        tree = {**stages[stage], "output_dir": str(run_dir), "resume": run_started(run_dir)}
         if previous is not None:
             tree["init"] = str(previous)
         configs.append((stage, build(STAGES[stage].config, tree, f"{stage}.")))

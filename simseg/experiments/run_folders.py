@@ -2,7 +2,7 @@
 
 A run folder describes itself (``docs/run-folder.md``)::
 
-    config.yaml      the resolved config          -> run_config_value, method_of_run
+    config.yaml      the resolved config          -> run_started, run_config_value, method_of_run
     metrics.json     the final figures            -> run_metrics, images_of_run
     metrics.jsonl    one record per epoch         -> epoch_records
     lineage.json     the export it started from   -> lineage_parent, lineage_root
@@ -30,7 +30,13 @@ LINEAGE = "lineage.json"
 _LINEAGE_DEPTH = 8  # pretrain -> classify -> ... chains are short; a loop of links would be a damaged folder
 
 __all__ = ["CELL_RECORD", "cell_records", "epoch_records", "examples_picture", "exporting_run", "images_of_run",
-           "latest_grid", "lineage_parent", "lineage_root", "method_of_run", "run_config_value", "run_metrics"]
+           "latest_grid", "lineage_parent", "lineage_root", "method_of_run", "run_config_value", "run_metrics",
+           "run_started"]
+
+
+def run_started(run_dir: Path) -> bool:
+    """Whether a run has begun in ``run_dir`` (it wrote its ``config.yaml``): its next start resumes it."""
+    return (Path(run_dir) / "config.yaml").is_file()
 
 
 def run_metrics(run_dir: Path) -> dict | None:

@@ -189,7 +189,7 @@ def picture_sections(figures: dict[str, bool], recon: dict[str, tuple[str, str]]
     lines += ["## Reconstruction grids", ""]
     for label, (path, when) in recon.items():
         lines += [f"![reconstruction grid of {label}]({path})", "",
-                  f"*{label}: SimMIM reconstructions, {when} ({' | '.join(GRID_COLUMNS)}).*", ""]
+                  f"*{label}: reconstructions, {when} ({' | '.join(GRID_COLUMNS)}).*", ""]
     if not recon:
         lines += ["Not available: no init run folder with a grids/ folder was found.", ""]
     summary = best["summary"]

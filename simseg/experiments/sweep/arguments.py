@@ -13,6 +13,7 @@ from simseg.config.loader import load_config
 from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
+from simseg.experiments.run_folders import run_started
 from simseg.experiments.sweep.axes import (
     Axis,
     PretrainingData,
@@ -117,7 +118,7 @@ def plan_pretraining(args: argparse.Namespace, sweep_dir: Path,
         cfg = load_config(PretrainConfig, args.pretrain_config, [
             *overrides, f"data.source={pretraining_sources(args)}",
             *(f"{axis.config_key}={axis.config_text(value)}" for axis, value in swept),
-            f"output_dir={run_dir}", f"resume={str((run_dir / 'config.yaml').exists()).lower()}"])
+            f"output_dir={run_dir}", f"resume={str(run_started(run_dir)).lower()}"])
         if data is None:  # one source for every run: open it once, less the images data.exclude names
             source, _ = open_pretraining_images(cfg.data, stream="pretrain")
             data = PretrainingData(source.name, len(source) - resolve_val_size(cfg.data, len(source)))

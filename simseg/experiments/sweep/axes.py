@@ -26,11 +26,10 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from simseg.config.pretrain import PretrainConfig
 from simseg.config.segment import AUG_PRESETS, RECIPES
 from simseg.errors import SimsegError
 from simseg.experiments.run_folders import images_of_run, method_of_run, run_config_value
-from simseg.models.pretraining import METHODS
+from simseg.models.pretraining import LEGACY_METHOD, METHODS
 from simseg.models.registry import ARCHS, HEAD_SYNONYMS
 from simseg.sizes import format_size, parse_size
 
@@ -81,8 +80,8 @@ class Axis:
     """A value's part of the pretraining runs' names (``45k`` of ``pretrain-45k``)."""
     unnamed: Any = None
     """A value left out of the runs' names when it is the flag's only value and another axis names the run: the
-    config's default, so ``--pretrain-methods simmim --pretrain-subsets 45k`` reuses the ``pretrain-45k`` of sweeps
-    made before the axis existed. None: every value is named."""
+    value of runs made before the axis existed, so ``--pretrain-methods simmim --pretrain-subsets 45k`` reuses the
+    ``pretrain-45k`` of sweeps made before it. None: every value is named."""
     config_text: Callable[[Any], str] = str
     """A value as the text of ``config_key=...``."""
     column_value: Callable[[Any, PretrainingData], Any] | None = None
@@ -126,8 +125,8 @@ class Axis:
 
 
 def arch_fits(init_path: str, arch: str) -> bool:
-    """Scratch starts every model; ``imagenet`` or a CNN weights file only a CNN; a run folder (SimMIM or
-    classification export) only a ViT. An arch the registry no longer has fits everything (old sweep.json)."""
+    """Scratch starts every model; ``imagenet`` or a CNN weights file only a CNN; a run folder (pretraining
+    or classification export) only a ViT. An arch the registry no longer has fits everything (old sweep.json)."""
     if init_path == "scratch" or arch not in ARCHS:
         return True
     cnn_weights = init_path == "imagenet" or Path(init_path).suffix in (".pth", ".pt", ".bin", ".safetensors")
@@ -167,7 +166,7 @@ AXES: tuple[Axis, ...] = (
          default="scratch",
          help="inits: scratch and run folders (LABEL=PATH to name one), e.g. scratch,small=runs/p45k"),
     Axis("pretrain_method", "--pretrain-methods", "pretraining", "method", "pretraining method", choices=METHODS,
-         grid_key="pretrain_methods", unnamed=PretrainConfig.method, read_run=method_of_run,
+         grid_key="pretrain_methods", unnamed=LEGACY_METHOD, read_run=method_of_run,
          help=f"also pretrain with each of these methods ({', '.join(METHODS)}), e.g. simmim,mae"),
     Axis("pretrain_images", "--pretrain-subsets", "pretraining", "data.subset", "pretraining images",
          noun="pretraining size", grid_key="pretrain_subsets", counts_images=True, parse_item=parse_pretrain_size,

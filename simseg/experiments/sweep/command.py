@@ -15,7 +15,7 @@ The axes (their flags, config keys, folder levels and columns) are one table, :m
 unlabelled-set size and method and add each as an init; when ``--pretrain-data`` holds the labelled set's images, the
 cells' test images are kept out of every pretraining (``pretrain_exclude.txt``). ``--models`` (``model.arch``
 values), ``--aug`` (``aug.preset`` values) and ``--recipes`` (``recipe`` values) are variant axes; an init runs
-only with the models it fits (a SimMIM export with the ViT models; ``imagenet`` or a ResNet weights file with the
+only with the models it fits (a pretraining export with the ViT models; ``imagenet`` or a ResNet weights file with the
 CNNs; ``scratch`` with all), and the cells that do not fit are named and skipped.
 Finished cells are never rerun; an interrupted one resumes from its state; ``results.csv``/``results.jsonl`` are
 rebuilt from the finished cell folders after every cell. ``--shard i/n`` runs the i-th of n disjoint parts (several
@@ -31,12 +31,14 @@ import json
 import shlex
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from simseg.config.launcher import LauncherConfig
 from simseg.config.loader import load_config, to_dict
 from simseg.config.segment import SegmentConfig
 from simseg.errors import SimsegError
+from simseg.experiments.run_folders import run_started
 from simseg.experiments.sweep.arguments import (
     add_axis_flags,
     check_subsets_fit,
@@ -138,7 +140,7 @@ def sweep(argv: list[str]) -> Path:
                         lambda init, variant: runs_with(init.path, config_variant(templates[variant])))
     skipped = skipped_pairs(inits, templates)
     if skipped:
-        print_main(f"sweep: skipping {', '.join(skipped)}: each init runs only with the models it fits (SimMIM "
+        print_main(f"sweep: skipping {', '.join(skipped)}: each init runs only with the models it fits (pretraining "
                    f"exports with ViTs; imagenet and ResNet weights files with CNNs)")
     if not cells:
         raise SimsegError("no init fits any of the models: give --init scratch, or inits that fit --models")
@@ -266,8 +268,7 @@ def run_cells(cells: list[Cell], configs: dict, sweep_dir: Path, labels: list[st
         pending.remove(cell)
         k = total - len(pending)
         eta = f", ETA {format_seconds(spent / units * sum(c.subset for c in pending))}" if units else ""
-        saved_config = cell.run_dir(sweep_dir) / "config.yaml"
-        resume = agree(saved_config.exists)
+        resume = agree(partial(run_started, cell.run_dir(sweep_dir)))
         print_main(f"sweep: [{k}/{total}]{part} {cell.name}{' (resuming)' if resume else ''}; "
                    f"{format_seconds(time.perf_counter() - started)} elapsed{eta}")
         cfg = replace(configs[cell], resume=resume)

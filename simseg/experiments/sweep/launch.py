@@ -26,6 +26,7 @@ import yaml
 from simseg.config.launcher import LauncherConfig
 from simseg.config.loader import to_dict
 from simseg.errors import SimsegError
+from simseg.experiments.run_folders import run_started
 from simseg.experiments.stage_table import STAGES
 from simseg.experiments.sweep.cells import collect_results, format_seconds, init_ready, run_unless_finished
 from simseg.experiments.sweep.plan import Cell, write_cell_record
@@ -60,7 +61,7 @@ class StageTask:
         if self.cell is not None:
             while not init_ready(self.cell.init):  # made by a task of this sweep that has not finished yet
                 time.sleep(POLL_SECONDS)
-        cfg = replace(self.cfg, resume=(Path(self.cfg.output_dir) / "config.yaml").exists())
+        cfg = replace(self.cfg, resume=run_started(Path(self.cfg.output_dir)))
         if self.processes == 1:
             run_unless_finished(self.stage, cfg, None)
         elif not run_is_finished(Path(cfg.output_dir), cfg.train.epochs):  # a requeued task may find it done
