@@ -1,4 +1,5 @@
-"""simseg: self-supervised (SimMIM) pretraining of small vision transformers for segmentation with scarce labels.
+"""simseg: self-supervised (SimMIM, MAE) pretraining of small vision transformers for segmentation with scarce
+labels.
 
 ``from simseg import Segmenter`` is the Python entry point to a trained model (:mod:`simseg.inference.segmenter`);
 it is imported on first use, so ``import simseg`` stays light."""

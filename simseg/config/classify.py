@@ -4,9 +4,9 @@ at epochs 180 and 190, dropout 0.1, the segmentation stage's crops of 50-100% of
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
-from simseg.config.loader import check
+from simseg.config.loader import RenamedKeys, check
 from simseg.config.sections import (
     EvalConfig,
     FineTuneAugConfig,
@@ -81,6 +81,9 @@ class MixupConfig:
 
 @dataclasses.dataclass
 class ClassifyConfig:
+    RENAMED: ClassVar[RenamedKeys] = {"head": ("pool", None)}
+    """Keys the loader moves in configs written before a rename: ``head`` was ``pool``'s name."""
+
     output_dir: str = "outputs/classify"
     """The run folder (config, metrics, exports, resume state); it must be empty or absent unless ``resume=true``."""
     seed: int = 0
@@ -114,6 +117,3 @@ class ClassifyConfig:
         check(not self.mixup.enabled or self.train.batch_size % 2 == 0,
                f"train.batch_size={self.train.batch_size} must be even with MixUp/CutMix on (it mixes each batch "
                f"with its reverse): choose an even size or set mixup.prob=0")
-
-
-ClassifyConfig.RENAMED = {"head": ("pool", None)}  # the key's name in configs written before it was ``pool``

@@ -70,7 +70,7 @@ def filled_keys(cls: type) -> dict[str, str]:
     filled = {}
     for selector in fields.values():
         for entry in (choices_of(selector) or {}).values():
-            for key in getattr(entry, "settings", None) or {}:
+            for key in getattr(entry, "settings", None) or {}:  # a Preset's; ARCHS' and METHODS' entries set none
                 if key in fields and fields[key].default is None:
                     filled[key] = selector.name
     return filled
@@ -96,7 +96,7 @@ def _table_lines(table: Mapping[str, Any], prefix: str) -> list[str]:
     lines = []
     for name, entry in table.items():
         lines += _wrap(plain_text(entry.description), indent, first=name.ljust(width), hang=width)
-        settings = getattr(entry, "settings", None)
+        settings = getattr(entry, "settings", None)  # tables mix kinds: a Preset sets keys, an ARCHS entry none
         if settings is not None:
             sets = ", ".join(f"{key}={show(v)}" for key, v in flat_items(settings, prefix))
             lines += _wrap(f"sets {sets or 'nothing: the defaults'}", indent + width)

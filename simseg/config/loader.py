@@ -21,6 +21,10 @@ import yaml
 
 from simseg.errors import SimsegError
 
+RenamedKeys = dict[str, tuple[str, dict[str, str] | None]]
+"""A stage config's ``RENAMED``: old top-level key -> (new dotted key, {old value: new value} or None to keep the
+value)."""
+
 
 class _Yaml12Loader(yaml.SafeLoader):
     """PyYAML's safe loader with two YAML 1.2 rules: only true/false are booleans, so yes/no/on/off stay the strings
@@ -91,10 +95,11 @@ def build(cls: type, tree: dict[str, Any], prefix: str = "") -> Any:
 
 
 def with_renamed_keys(cls: type, tree: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """``tree`` with the keys of configs written before a rename moved to their new place, for a class with
-    ``RENAMED`` (old top-level key -> (new dotted key, {old value: new value} or None to keep the value)). An old
-    key set to null is dropped; one that contradicts its new key given as well is refused."""
-    renamed = getattr(cls, "RENAMED", {})
+    """``tree`` with the keys of configs written before a rename moved to their new place, for a class with a
+    ``RENAMED`` class variable (:data:`RenamedKeys`). An old key set to null is dropped; one that contradicts its new
+    key given as well is refused."""
+    # Only a stage config that renamed a key declares RENAMED; the sections ``build`` recurses into have none.
+    renamed: RenamedKeys = getattr(cls, "RENAMED", {})
     if not any(old in tree for old in renamed):
         return tree
     tree = dict(tree)
@@ -118,9 +123,10 @@ def with_renamed_keys(cls: type, tree: dict[str, Any], prefix: str) -> dict[str,
 
 
 def with_recipe(cls: type, tree: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """``tree`` over the keys of its named recipe, for a class with ``RECIPES`` (name ->
+    """``tree`` over the keys of its named recipe, for a class with a ``RECIPES`` class variable (name ->
     :class:`~simseg.config.presets.Preset` whose ``settings`` are nested keys): a recipe fills what the tree leaves
     out, and every key given explicitly wins."""
+    # Only a stage config with recipes (the segment stage's) declares RECIPES; other configs and sections have none.
     recipes = getattr(cls, "RECIPES", None)
     name = tree.get("recipe")
     if recipes is None or name is None:

@@ -133,6 +133,11 @@ class ModelConfig:
         keys = ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")
         return {key: getattr(self, key) for key in keys}
 
+    @property
+    def family(self) -> str:
+        """``vit``: these keys describe a ViT (the segment stage's ``model.arch`` may name a CNN instead)."""
+        return "vit"
+
 
 @dataclasses.dataclass
 class FineTuneModelConfig(ModelConfig):

@@ -5,10 +5,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 from simseg.config.classify import MixupConfig
-from simseg.config.loader import check
+from simseg.config.loader import RenamedKeys, check
 from simseg.config.presets import Preset, choices
 from simseg.config.sections import EvalConfig, FineTuneAugConfig, FineTuneModelConfig, LogConfig, TrainConfig
 from simseg.config.segment_data import SegDataConfig
@@ -187,6 +187,11 @@ RECIPES: dict[str, Preset] = {
 
 @dataclasses.dataclass
 class SegmentConfig:
+    RECIPES: ClassVar[dict[str, Preset]] = RECIPES
+    """The module's :data:`RECIPES`, for the loader: it fills the keys of the named ``recipe`` the config leaves out."""
+    RENAMED: ClassVar[RenamedKeys] = {"head": ("model.arch", HEAD_SYNONYMS)}
+    """Keys the loader moves in configs written before a rename: ``head=`` named the model before ``model.arch``."""
+
     output_dir: str = "outputs/segment"
     """The run folder (config, metrics, exports, resume state); it must be empty or absent unless ``resume=true``."""
     seed: int = 0
@@ -228,8 +233,3 @@ class SegmentConfig:
         else:
             check(self.train.layer_decay == 1, f"train.layer_decay works on a ViT's blocks; set it to 1 for "
                                                f"{self.model.arch}")
-
-
-SegmentConfig.RECIPES = RECIPES  # read by the loader, which fills a recipe's keys the config does not give
-# ``head=`` named the model before ``model.arch`` did; the loader moves it there in configs written before.
-SegmentConfig.RENAMED = {"head": ("model.arch", HEAD_SYNONYMS)}

@@ -37,9 +37,8 @@ class MaskOptions:
 
     @classmethod
     def of(cls, data_cfg) -> MaskOptions:
-        """The options of a data section (keys it lacks keep their defaults)."""
-        return cls(getattr(data_cfg, "classes", ""), getattr(data_cfg, "label_map", ""),
-                   getattr(data_cfg, "mask_threshold", None), getattr(data_cfg, "mask_suffix", None))
+        """The options of a segmentation data section (:class:`~simseg.config.segment_data.SegDataConfig`)."""
+        return cls(data_cfg.classes, data_cfg.label_map, data_cfg.mask_threshold, data_cfg.mask_suffix)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""SimMIM's random masking over a grid of mask units.
+"""The random masking of both pretraining methods (SimMIM, MAE) over a grid of mask units.
 
 A mask unit is a square of ``unit`` pixels (a whole number of patches). Every image gets exactly
 ``ceil(ratio * units)`` masked units, drawn uniformly without replacement, as in SimMIM's ``MaskGenerator``.

@@ -1,7 +1,7 @@
 """The segmentation models ``model.arch`` can name, behind one front door: :func:`build_segmentation_model`.
 
 Each entry of :data:`ARCHS` says what it is in its ``description`` (``simseg segment --help`` lists them): a ViT
-model takes its encoder from the caller (built from ``model.*``, maybe loaded from a SimMIM export); a CNN builds
+model takes its encoder from the caller (built from ``model.*``, maybe loaded from a pretraining export); a CNN builds
 its own and takes ImageNet weights or a local weights file (:mod:`simseg.training.cnn_weights`), never a ViT export.
 Registering a model is one entry here.
 """

@@ -70,6 +70,18 @@ def test_bad_keys_and_values_fail_in_one_line_naming_them(override, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_renamed_keys_and_recipes_are_class_variables_not_keys():
+    from simseg.config.classify import ClassifyConfig
+    from simseg.config.segment import SegmentConfig
+
+    assert load_config(ClassifyConfig, None, ["head=mean"]).pool == "mean"  # pool's name in configs before
+    assert load_config(SegmentConfig, None, ["recipe=mild"]).train.schedule == "constant"  # filled from RECIPES
+    for cls in (ClassifyConfig, SegmentConfig):
+        assert not {"RENAMED", "RECIPES"} & set(to_dict(load_config(cls))), "a run folder's config.yaml holds them"
+        with pytest.raises(SimsegError, match="unknown config key 'RENAMED'"):
+            load_config(cls, None, ["RENAMED={}"])
+
+
 def test_bad_yaml_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  epochs: [1\n")
