@@ -34,6 +34,7 @@ from simseg.training.plots import save_reconstruction_grid
 from simseg.training.probe import LinearProbe, save_probe_curve
 from simseg.training.rundir import read_metrics
 from simseg.training.stage_steps import begin_or_resume, end_epoch, epochs, start_run, training_cost
+from simseg.training.tracker_images import log_tracker_image
 from simseg.training.weight_files import save_weights
 
 
@@ -94,11 +95,12 @@ def main(cfg: PretrainConfig) -> Path:
         if accelerator.is_main_process:
             write_exports(accelerator.unwrap_model(model), cfg, run_dir, epoch)
             if epoch == cfg.train.epochs - 1 or (cfg.log.grid_every and (epoch + 1) % cfg.log.grid_every == 0):
-                write_grid(accelerator.unwrap_model(model), val_set, cfg, run_dir, epoch, val_loss)
+                grid = write_grid(accelerator.unwrap_model(model), val_set, cfg, run_dir, epoch, val_loss)
+                log_tracker_image(accelerator, "reconstructions", grid, step=epoch)
         end_epoch(accelerator, run_dir, epoch_record(epoch, step, stats, **scores),
                   f"epoch {epoch}: train loss {stats['loss']:.4f}, {line}, {speed_summary(stats)}")
         if "probe_miou" in scores:
-            save_probe_curve(run_dir, read_metrics(run_dir))
+            log_tracker_image(accelerator, "probe", save_probe_curve(run_dir, read_metrics(run_dir)), step=epoch)
 
     # --- final figures ------------------------------------------------------------------------------------------
     if accelerator.is_main_process:
@@ -129,13 +131,14 @@ def write_exports(model: torch.nn.Module, cfg: PretrainConfig, run_dir: Path, ep
 
 
 def write_grid(model: torch.nn.Module, val_set: WithFixedMasks, cfg: PretrainConfig, run_dir: Path, epoch: int,
-               val_loss: float) -> None:
-    """grids/epoch_NNN.png: reconstructions of the first ``log.grid_rows`` held-out images with their fixed masks."""
+               val_loss: float) -> bytes:
+    """grids/epoch_NNN.png: reconstructions of the first ``log.grid_rows`` held-out images with their fixed masks;
+    returns the PNG's bytes."""
     rows = min(cfg.log.grid_rows, len(val_set))
     images = torch.stack([val_set[i][0] for i in range(rows)]).to(next(model.parameters()).device)
-    save_reconstruction_grid(run_dir / "grids" / f"epoch_{epoch:03d}.png", model, images,
-                             val_set.masks[:rows].to(images.device), cfg.aug.mean, cfg.aug.std,
-                             f"epoch {epoch}, val loss {val_loss:.4f}")
+    return save_reconstruction_grid(run_dir / "grids" / f"epoch_{epoch:03d}.png", model, images,
+                                    val_set.masks[:rows].to(images.device), cfg.aug.mean, cfg.aug.std,
+                                    f"epoch {epoch}, val loss {val_loss:.4f}")
 
 
 if __name__ == "__main__":

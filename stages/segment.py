@@ -66,6 +66,7 @@ from simseg.training.stage_steps import (
     start_run,
     write_labelled_exports,
 )
+from simseg.training.tracker_images import log_tracker_image
 from simseg.training.weight_files import read_weights, save_weights
 
 
@@ -225,8 +226,10 @@ def final_evaluation(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path
         "tta": None if tta is None else {"scales": tta[0], "flip": tta[1]}, "time_to_target": time_to_target(history),
         **labelled_metrics(cfg, model, history, counts["train"], counts["test"], accelerator.device),
     })
-    write_examples(model, test_loader.dataset, cfg, classes, run_dir / "examples.png",
-                   f"{init_name(cfg.init)}: test mIoU {metrics['miou']:.3f} ({counts['train']:,} training images)")
+    examples = write_examples(model, test_loader.dataset, cfg, classes, run_dir / "examples.png",
+                              f"{init_name(cfg.init)}: test mIoU {metrics['miou']:.3f} "
+                              f"({counts['train']:,} training images)")
+    log_tracker_image(accelerator, "examples", examples, step=reported_epoch)  # the epoch whose weights it shows
     write_labelled_exports(run_dir, model, cfg, "segment", arch=cfg.model.arch, num_classes=str(classes.num_classes))
     boundary = "" if metrics["boundary_iou"] is None else f", Boundary IoU {metrics['boundary_iou']:.4f}"
     accelerator.print(f"test mIoU {metrics['miou']:.4f} (epoch {reported_epoch}), pixel accuracy "
@@ -241,9 +244,9 @@ def figures_of(confusion: torch.Tensor, bands: torch.Tensor, classes: LabelSet) 
 
 @torch.no_grad()
 def write_examples(model: torch.nn.Module, test_set, cfg: SegmentConfig, classes: LabelSet, path: Path,
-                   title: str) -> None:
+                   title: str) -> bytes:
     """examples.png: image | ground truth | prediction for the first ``log.examples`` test images, each class in
-    its colour (ignored pixels grey)."""
+    its colour (ignored pixels grey); returns the PNG's bytes."""
     pairs = [test_set[i] for i in range(min(cfg.log.examples, len(test_set)))]
     device = next(model.parameters()).device
     images = torch.stack([p[0] for p in pairs]).to(device)  # (N, 3, H, W)
@@ -252,7 +255,7 @@ def write_examples(model: torch.nn.Module, test_set, cfg: SegmentConfig, classes
     pred = model(images=images)["logits"].argmax(1).cpu()  # (N, H, W)
     columns = [denormalize(images.cpu(), cfg.aug.mean, cfg.aug.std), colour_masks(truth, classes.colours),
                colour_masks(pred, classes.colours)]
-    save_image_grid(path, columns, ("image", "ground truth", "prediction"), title)
+    return save_image_grid(path, columns, ("image", "ground truth", "prediction"), title)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ def reconstruction_columns(model, images: torch.Tensor, masks: torch.Tensor, mea
     return [original, masked, recon, pasted]
 
 
-def save_image_grid(path: str | Path, columns: list[torch.Tensor], titles: tuple[str, ...], suptitle: str = "") -> None:
-    """A rows x columns figure of images (each column (N, 3, H, W) in [0, 1]), written atomically as PNG."""
+def save_image_grid(path: str | Path, columns: list[torch.Tensor], titles: tuple[str, ...],
+                    suptitle: str = "") -> bytes:
+    """A rows x columns figure of images (each column (N, 3, H, W) in [0, 1]), written atomically as PNG; returns
+    the PNG's bytes (for the run's trackers)."""
     rows = columns[0].shape[0]
     fig, axes = plt.subplots(rows, len(columns), figsize=(1.6 * len(columns), 1.6 * rows + 0.4), squeeze=False)
     for c, (column, title) in enumerate(zip(columns, titles)):
@@ -50,11 +52,11 @@ def save_image_grid(path: str | Path, columns: list[torch.Tensor], titles: tuple
             axes[r, c].axis("off")
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
-    save_figure(fig, path)
+    return save_figure(fig, path)
 
 
-def save_reconstruction_grid(path: str | Path, model, images, masks, mean, std, title: str = "") -> None:
-    save_image_grid(path, reconstruction_columns(model, images, masks, mean, std), GRID_COLUMNS, title)
+def save_reconstruction_grid(path: str | Path, model, images, masks, mean, std, title: str = "") -> bytes:
+    return save_image_grid(path, reconstruction_columns(model, images, masks, mean, std), GRID_COLUMNS, title)
 
 
 def colour_masks(masks: torch.Tensor, colours=PETS.colours) -> torch.Tensor:
@@ -87,10 +89,13 @@ def save_confusion_png(path: str | Path, matrix: list[list[int]], classes: list[
     save_figure(fig, path)
 
 
-def save_figure(fig, path: str | Path) -> None:
-    """Lay out, render to PNG in memory, close, and write atomically (a reader never sees half a picture)."""
+def save_figure(fig, path: str | Path) -> bytes:
+    """Lay out, render to PNG in memory, close, and write atomically (a reader never sees half a picture); returns
+    the PNG's bytes."""
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    png = buffer.getvalue()
+    atomic_write(path, lambda f: f.write(png))
+    return png

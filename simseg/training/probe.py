@@ -152,13 +152,13 @@ def train_head(features: Tensor, targets: Tensor, steps: int, lr: float, num_cla
     return head.requires_grad_(False)
 
 
-def save_probe_curve(run_dir: str | Path, history: list[dict]) -> None:
+def save_probe_curve(run_dir: str | Path, history: list[dict]) -> bytes | None:
     """probe.png in ``run_dir``: probe mIoU (and boundary IoU, where the probe's classes have a boundary class)
-    against epoch, from the ``metrics.jsonl`` records that hold ``probe_miou``; nothing is written before the first
-    probe."""
+    against epoch, from the ``metrics.jsonl`` records that hold ``probe_miou``; returns the PNG's bytes, or None
+    (and writes nothing) before the first probe."""
     probed = [r for r in history if r.get("probe_miou") is not None]
     if not probed:
-        return
+        return None
     fig, ax = plt.subplots(figsize=(5, 3.2))
     epochs = [r["epoch"] for r in probed]
     ax.plot(epochs, [r["probe_miou"] for r in probed], marker="o", label="mIoU")
@@ -169,4 +169,4 @@ def save_probe_curve(run_dir: str | Path, history: list[dict]) -> None:
     ax.set_ylabel("linear probe")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    save_figure(fig, Path(run_dir) / "probe.png")
+    return save_figure(fig, Path(run_dir) / "probe.png")

@@ -98,7 +98,7 @@ def labelled_metrics(cfg, model: torch.nn.Module, history: list[dict], train_ima
 def write_labelled_exports(run_dir: Path, model: torch.nn.Module, cfg, stage: str, **metadata: str) -> None:
     """``encoder.safetensors`` (the ViT export the next stage loads; a CNN has none) and ``model.safetensors``
     (encoder + head, with the model config and the stage's own ``metadata``), written last."""
-    if getattr(cfg.model, "family", "vit") == "vit":
+    if cfg.model.family == "vit":
         export_encoder(run_dir / "encoder.safetensors", model.encoder, cfg.model, {"stage": stage})
     save_weights(run_dir / "model.safetensors", model.state_dict(),
                  {"stage": stage, **metadata, "model": json.dumps(to_dict(cfg.model))})
