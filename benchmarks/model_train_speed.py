@@ -6,8 +6,7 @@
 Each round times every model's training step (forward, loss, backward, clipping, AdamW; the segment stage's
 ``build_model`` and default recipe on a fixed batch at 128 px) one after the other, so a machine that slows down
 slows every model alike; the figure is each model's median over rounds, and the ratio is against the first model.
-``benchmarks/compare_models_cpu.sh`` turns the ratio into the epochs that give a model the training minutes of
-another.
+``studies/models.sh`` turns the ratio into the epochs that give a model the training minutes of another.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Two runs of the CPU-scale study side by side: test mIoU per init and labelled-subset size (mean ± std over
 seeds), the difference, and each step's wall time from the runs' timings.tsv.
 
-    python benchmarks/compare_results.py docs/results ../simseg-study-cpu [--names "per image,batched"]
+    python studies/compare_results.py docs/results ../simseg-study-cpu [--names "per image,batched"]
 
 Each argument is a folder holding results.csv (a sweep folder, or docs/results with the published copy) and,
-optionally, timings.tsv (written by benchmarks/reproduce_cpu.sh).
+optionally, timings.tsv (written by studies/report.sh). Used for docs/performance.md's "The CPU-scale study on the
+batched path". Wall time: not recorded (it reads two CSV files).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from publish_models import summary  # noqa: E402  (mean ± std, beside this script)
+from page_tables import MISSING, markdown_table, summary  # noqa: E402  (beside this script)
 
 
 def cells(folder: Path) -> dict[tuple[str, int], list[float]]:
@@ -48,21 +49,18 @@ def main() -> None:
     args = parser.parse_args()
     first, second = args.names.split(",")
     old, new = cells(args.before), cells(args.after)
-    print(f"| init | labelled images | {first} | {second} | difference of the means |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    body = []
     for key in sorted(old.keys() | new.keys(), key=lambda k: (k[1], k[0])):
         a, b = old.get(key, []), new.get(key, [])
-        delta = f"{statistics.mean(b) - statistics.mean(a):+.3f}" if a and b else "—"
-        print(f"| {key[0]} | {key[1]} | {shown(a)} | {shown(b)} | {delta} |")
+        delta = f"{statistics.mean(b) - statistics.mean(a):+.3f}" if a and b else MISSING
+        body.append([key[0], str(key[1]), shown(a), shown(b), delta])
+    print(markdown_table(["init", "labelled images", first, second, "difference of the means"], body))
     before, after = timings(args.before), timings(args.after)
     if before or after:
-        print(f"\n| step of reproduce_cpu.sh | {first} | {second} |")
-        print("| --- | ---: | ---: |")
-        for name in [*before, *(n for n in after if n not in before)]:
-            times = [f"{t[name] / 60:.1f} min" if name in t else "—" for t in (before, after)]
-            print(f"| {name} | {times[0]} | {times[1]} |")
-        totals = [f"{sum(t.values()) / 60:.1f} min" for t in (before, after)]
-        print(f"| total | {totals[0]} | {totals[1]} |")
+        steps = [[name, *(f"{t[name] / 60:.1f} min" if name in t else MISSING for t in (before, after))]
+                 for name in [*before, *(n for n in after if n not in before)]]
+        steps.append(["total", *(f"{sum(t.values()) / 60:.1f} min" for t in (before, after))])
+        print("\n" + markdown_table(["step of studies/report.sh", first, second], steps))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The models comparison at CPU scale on the shared pets (docs/results/models.md was made with it), one command:
+# The models comparison at CPU scale on the shared pets: docs/results/models.md, one command:
 #
-#     benchmarks/compare_models_cpu.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-models-cpu]
+#     studies/models.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-models-cpu]
 #
-# The CPU-scale protocol of benchmarks/reproduce_cpu.sh (configs/study_cpu/: 10 epochs, batch 16, a fixed
+# Wall time: about 75 minutes on a quiet 2-core CPU, pretraining included (this script's estimate); the page's run
+# is not recorded as a whole (it ran over two days beside other work; its pretraining alone took 72.5 minutes).
+#
+# The CPU-scale protocol of studies/report.sh (configs/study_cpu/: 10 epochs, batch 16, a fixed
 # 292-image test set, the SimMIM pretraining on all 9.9k ImageNet-subset images), for three models:
 #   vit_linear (the study's), vit_fused_skip (the ViT with the decoder that fuses blocks and sees the image),
 #   unet_resnet18 (from scratch; SimMIM exports do not fit a CNN, so the sweep skips those cells)
@@ -12,8 +15,8 @@
 # 3. U-Net-R18 again at 250 x 3 seeds and at 877 with the epochs that take it as long as vit_fused_skip's 10
 #    (equal training minutes; the ratio of their training steps measured in interleaved rounds by
 #    benchmarks/model_train_speed.py, since cell times drift with whatever else runs), in OUT_DIR/equal-time
-# 4. simseg report for both folders, and the page's tables (benchmarks/publish_models.py)
-# Each step skips what is finished. About 75 minutes on a quiet 2-core CPU, pretraining included.
+# 4. simseg report for both folders, and the page's tables (studies/publish_models.py)
+# Each step skips what is finished.
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${2:-../simseg-models-cpu}
@@ -44,4 +47,4 @@ simseg sweep -c "$HERE/configs/study_cpu/segment.yaml" --data "$DATA/oxford-iiit
   data.pipeline=per_image
 simseg report "$OUT"
 simseg report "$OUT/equal-time"
-python "$HERE/benchmarks/publish_models.py" "$OUT"
+python "$HERE/studies/publish_models.py" "$OUT"

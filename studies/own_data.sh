@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The pets through the generic mask-folder path (docs/results/own_data.md was made with it), one command:
+# The pets through the generic mask-folder path: docs/results/own_data.md (its tables: studies/publish_own_data.py
+# on the results.csv committed beside the page), one command:
 #
-#     benchmarks/own_data_pets_cpu.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-own-data-cpu] [MAE_PETS_RUN]
+#     studies/own_data.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-own-data-cpu] [MAE_PETS_RUN]
 #
-# 1. benchmarks/pets_as_mask_folders.py: the shared pets as palette PNG masks (class ids, a class file) and as
+# Wall time: about 1 h 15 min of the 2-core CPU, its MAE pretraining beside other work (~10 minutes of it on a
+# quiet CPU; docs/results/own_data.md).
+#
+# 1. studies/pets_as_mask_folders.py: the shared pets as palette PNG masks (class ids, a class file) and as
 #    binary pet/background masks with the trimap's boundary band as 255 (ignored)
 # 2. reproduction: one trimap cell (vit_fused_skip, scratch, 250 labelled, seed 0, the recipe of pretraining.md) and
 #    the same cell on the palette folder given that cell's train_images.txt / test_images.txt as split lists; the
@@ -25,7 +29,7 @@ mkdir -p "$OUT"
 
 # 1. the layouts
 if [ ! -f "$OUT/pets-generic/binary/classes.json" ]; then
-  python "$HERE/benchmarks/pets_as_mask_folders.py" "$PETS" "$OUT/pets-generic"
+  python "$HERE/studies/pets_as_mask_folders.py" "$PETS" "$OUT/pets-generic"
 fi
 
 # 2. reproduction of a trimap cell through the palette folder

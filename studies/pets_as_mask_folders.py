@@ -1,7 +1,9 @@
 """Oxford-IIIT Pet rewritten in the layouts users bring, so that the generic mask-folder source can be checked against
 the trimap reader and the literature's 2-class protocol can be run (docs/results/own_data.md):
 
-    python benchmarks/pets_as_mask_folders.py ../shared/data/oxford-iiit-pet OUT_DIR     # a few seconds
+    python studies/pets_as_mask_folders.py ../shared/data/oxford-iiit-pet OUT_DIR     # step 1 of studies/own_data.sh
+
+Wall time: a few seconds (this script's estimate; not recorded on the page).
 
 writes two mask folders, each ``images/`` (the photos, byte for byte) + ``masks/`` + ``classes.json``:
 

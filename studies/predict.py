@@ -1,7 +1,10 @@
 """A trained run's predictions on its own real test pets, through ``simseg predict``, scored two ways, plus six
 overlays and its ONNX export's report:
 
-    python benchmarks/predict_real_pets.py RUN_DIR [--out ../simseg-predict-pets] [--figure docs/results/predict]
+    python studies/predict.py RUN_DIR [--out ../simseg-predict-pets] [--figure docs/results/predict]
+
+Wall time: about 2 minutes on the 2-core CPU (docs/results/predict.md; the run it reads is trained by the commands
+on that page).
 
 1. at the model's input size (``--resolution input``), against the masks as the run's evaluation resized them:
    this must give back the run's metrics.json (``plain_miou``, and ``miou`` with ``--tta`` when the run used TTA);

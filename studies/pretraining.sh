@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Which pretraining pays at CPU scale on the shared pets (docs/results/pretraining.md was made with it), one command:
+# Which pretraining pays at CPU scale on the shared pets: docs/results/pretraining.md (its section "A longer
+# pretraining" is studies/pretraining_budget.sh's), one command:
 #
-#     benchmarks/compare_pretraining_cpu.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-pretraining-cpu] [PRETRAIN_ALL]
+#     studies/pretraining.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-pretraining-cpu] [PRETRAIN_ALL]
+#
+# Wall time: about 2 h 15 min of the 2-core CPU with PRETRAIN_ALL=none (docs/results/pretraining.md); pretrain-all
+# adds its ~22 minutes and its cells.
 #
 # The CPU-scale protocol of docs/results/recipes.md (configs/study_cpu/segment.yaml: 10 epochs, batch 16, the fixed
 # 292-image test set; its best recipe, mild with an EMA half-life of 16 batches, and TTA) with these pretrainings:
@@ -24,8 +28,8 @@
 # 5. fine-tuning the 128-px mae and mae-pets exports at the pets' own 160 px (seeds 0, 1, 2; mae also at 192 px,
 #    seed 0), their position embedding resampled, and the U-Net from scratch at 160 px (6 epochs: about the ViT's
 #    minutes at 160): into cells-160 and cells-192, beside the 128-px cells
-# 6. the linear probe of every pretraining's exports (benchmarks/probe_exports.py), simseg report, and the page's
-#    figures (benchmarks/publish_pretraining.py)
+# 6. the linear probe of every pretraining's exports (studies/probe_exports.py), simseg report, and the page's
+#    figures (studies/publish_pretraining.py)
 # Each step skips what is finished; a killed pretraining or cell resumes from its last epoch. Nothing else should
 # run on the CPU meanwhile: the minutes are part of the result.
 set -euo pipefail
@@ -39,7 +43,7 @@ PETS="$DATA/oxford-iiit-pet"
 IMAGENET="$DATA/imagenet-subset/train"
 CFG="$HERE/configs/study_cpu"
 
-source "$HERE/benchmarks/pretraining_cpu_steps.sh"
+source "$HERE/studies/pretraining_steps.sh"
 
 MAE="mae=$OUT/pretrain/mae"
 # 1. the main comparison
@@ -87,8 +91,8 @@ CELLS=cells-160 unet 250 0,1,2 model.img_size=160
 # 6. probe curves, report, figures
 for run in "$OUT"/pretrain/*/ $([ "$PRETRAIN_ALL" = none ] || echo "$PRETRAIN_ALL"); do
   if [ ! -f "$run/probe_exports.json" ]; then
-    python "$HERE/benchmarks/probe_exports.py" "$run" --data "$PETS" --exclude "$TEST_LIST"
+    python "$HERE/studies/probe_exports.py" "$run" --data "$PETS" --exclude "$TEST_LIST"
   fi
 done
 simseg report "$OUT/cells"
-python "$HERE/benchmarks/publish_pretraining.py" "$OUT" $([ "$PRETRAIN_ALL" = none ] || echo --pretrain-all "$PRETRAIN_ALL")
+python "$HERE/studies/publish_pretraining.py" "$OUT" $([ "$PRETRAIN_ALL" = none ] || echo --pretrain-all "$PRETRAIN_ALL")

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The pretraining-budget curve past 10 minutes (docs/results/pretraining.md, "A longer pretraining"), one command:
 #
-#     benchmarks/pretraining_budget_cpu.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-pretraining-budget] [EPOCHS=50]
+#     studies/pretraining_budget.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-pretraining-budget] [EPOCHS=50]
 #
-# compare_pretraining_cpu.sh's best pretraining, MAE on the ImageNet subset plus the pets' own photos without the
+# Wall time: about 2 hours of the 2-core CPU at EPOCHS=50 (docs/results/pretraining.md).
+#
+# pretraining.sh's best pretraining, MAE on the ImageNet subset plus the pets' own photos without the
 # cells' test images (mae-pets), run for EPOCHS epochs (50: ~45 of the 60 CPU-minutes the protocol allows), its
 # encoder kept and the linear probe run every 10 epochs; the same recipe and cells as that script. Steps, the
 # main comparison first so that a run cut short still answers it:
@@ -13,7 +15,7 @@
 # 4. the last export fine-tuned at 160 px (seeds 0,1,2), beside the U-Net at 160 px
 # 5. its exports after 10, 20, 30 and 40 epochs fine-tuned at 250 x seeds 0,1,2: the budget curve
 # 6. vit_fused_skip from scratch at 160 px (seeds 0,1,2): the gain of pretraining at that size
-# 7. the probe of every export (benchmarks/probe_exports.py); the tables and the figure (publish_pretraining.py)
+# 7. the probe of every export (studies/probe_exports.py); the tables and the figure (publish_pretraining.py)
 # Nothing else should run on the CPU meanwhile: the minutes are part of the result.
 set -euo pipefail
 DATA=${1:-../shared/data}
@@ -27,7 +29,7 @@ IMAGENET="$DATA/imagenet-subset/train"
 CFG="$HERE/configs/study_cpu"
 RUN="$OUT/pretrain/mae-pets-long"
 
-source "$HERE/benchmarks/pretraining_cpu_steps.sh"
+source "$HERE/studies/pretraining_steps.sh"
 
 # 1. the baseline, and the test set every cell draws (data.test_seed)
 cells vit_fused_skip scratch 250 0,1,2
@@ -55,7 +57,7 @@ CELLS=cells-160 cells vit_fused_skip scratch 250 0,1,2 model.img_size=160
 
 # 7. probe, report, figures
 if [ ! -f "$RUN/probe_exports.json" ]; then
-  python "$HERE/benchmarks/probe_exports.py" "$RUN" --data "$PETS" --exclude "$TEST_LIST"
+  python "$HERE/studies/probe_exports.py" "$RUN" --data "$PETS" --exclude "$TEST_LIST"
 fi
 simseg report "$OUT/cells"
-python "$HERE/benchmarks/publish_pretraining.py" "$OUT" "$HERE/docs/results/pretraining/budget" --curve-run mae-pets-long
+python "$HERE/studies/publish_pretraining.py" "$OUT" "$HERE/docs/results/pretraining/budget" --curve-run mae-pets-long

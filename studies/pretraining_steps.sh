@@ -1,6 +1,10 @@
-# The steps that benchmarks/compare_pretraining_cpu.sh and benchmarks/pretraining_budget_cpu.sh share, sourced by
-# both after they set OUT, IMAGENET, PETS, CFG and UNET_EPOCHS: a pretraining, the cells of recipes.md's best recipe,
-# and U-Net-R18 from scratch at the ViT's training minutes. Each skips what is finished and resumes what was killed.
+# The steps that studies/pretraining.sh and studies/pretraining_budget.sh share, sourced by both after they set OUT,
+# IMAGENET, PETS, CFG and UNET_EPOCHS: a pretraining, the cells of recipes.md's best recipe, and U-Net-R18 from
+# scratch at the ViT's training minutes. Each skips what is finished and resumes what was killed.
+#
+#     source "$HERE/studies/pretraining_steps.sh"      # in those two scripts; not run on its own
+#
+# Wall time: none of its own (each step's is part of its script's).
 
 pretrain() {  # NAME CONFIG key=value...: a finished run is kept, a killed one resumes
   local run="$OUT/pretrain/$1" config=$2

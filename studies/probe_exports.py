@@ -1,7 +1,10 @@
 """The linear probe (simseg.training.probe, what ``probe.every`` runs during pretraining) of every intermediate export
 of a finished pretraining run, for a run that was not probed while it trained, or to compare with fine-tuning.
 
-    python benchmarks/probe_exports.py RUN_DIR --data ../shared/data/oxford-iiit-pet [--exclude TEST_LIST]
+    python studies/probe_exports.py RUN_DIR --data ../shared/data/oxford-iiit-pet [--exclude TEST_LIST]
+
+Wall time: not recorded (a probe of 300 steps per export; studies/pretraining.sh and studies/pretraining_budget.sh
+run it for docs/results/pretraining.md).
 
 Probes RUN_DIR/exports/epoch_NNN/encoder.safetensors (``log.export_every``) and the final RUN_DIR/encoder.safetensors
 with the run's own probe.* settings (data from --data), after a probe of the untrained encoder of the run's seed,

@@ -1,7 +1,9 @@
-"""Print the tables of docs/results/models.md from a finished benchmarks/compare_models_cpu.sh folder and copy its
-figures there, at sizes a repository can hold.
+"""Print the tables of docs/results/models.md from a finished studies/models.sh folder and copy its figures there,
+at sizes a repository can hold.
 
-    python benchmarks/publish_models.py ../simseg-models-cpu [docs/results/models]
+    python studies/publish_models.py ../simseg-models-cpu [docs/results/models]     # the last step of models.sh
+
+Wall time: not recorded (it reads two results.csv files and shrinks four PNGs).
 
 Tables: per model and init, test mIoU and boundary IoU at 250 (mean ± std over seeds) and 877 labelled images,
 parameters, GFLOPs and training minutes, at the same epochs; then U-Net-R18 at the pretrained fused-skip ViT's
@@ -12,12 +14,12 @@ fused-skip ViT, scratch ViT-linear and U-Net at 250 labelled images, seed 0.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from publish_results import shrink  # noqa: E402  (the results page's picture shrinker, beside this script)
+from page_tables import markdown_table, summary  # noqa: E402  (beside this script)
+from publish_report import shrink  # noqa: E402  (the results page's picture shrinker)
 
 from simseg.experiments.sweep.results import read_results  # noqa: E402
 
@@ -25,29 +27,21 @@ MODELS = (("vit_linear", "scratch"), ("vit_linear", "pretrain-all"), ("vit_fused
           ("vit_fused_skip", "pretrain-all"), ("unet_resnet18", "scratch"))
 
 
-def summary(values: list[float]) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
 def table(rows: list[dict], variants, title: str) -> None:
     print(f"\n{title}\n")
-    print("| model | init | mIoU @250 (3 seeds) | boundary IoU @250 | mIoU @877 | boundary IoU @877 | parameters "
-          "| GFLOPs | training min @250 | training min @877 |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    body = []
     for arch, init in variants:
         mine = [r for r in rows if (r["arch"], r["init"]) == (arch, init)]
         if not mine:
             continue
         at = {s: [r for r in mine if r["subset"] == s] for s in (250, 877)}
         minutes = {s: summary([r["train_seconds"] / 60 for r in at[s]]).split(" ±")[0] for s in at}
-        print(f"| {arch} | {init} | {summary([r['miou'] for r in at[250]])} | "
-              f"{summary([r['iou_boundary'] for r in at[250]])} | {summary([r['miou'] for r in at[877]])} | "
-              f"{summary([r['iou_boundary'] for r in at[877]])} | {mine[0]['parameters'] / 1e6:.2f}M | "
-              f"{mine[0]['gflops']:.3f} | {minutes[250]} | {minutes[877]} |")
+        body.append([arch, init, summary([r["miou"] for r in at[250]]), summary([r["iou_boundary"] for r in at[250]]),
+                     summary([r["miou"] for r in at[877]]), summary([r["iou_boundary"] for r in at[877]]),
+                     f"{mine[0]['parameters'] / 1e6:.2f}M", f"{mine[0]['gflops']:.3f}", minutes[250], minutes[877]])
+    print(markdown_table(["model", "init", "mIoU @250 (3 seeds)", "boundary IoU @250", "mIoU @877",
+                          "boundary IoU @877", "parameters", "GFLOPs", "training min @250", "training min @877"],
+                         body, text_columns=2))
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
 """The tables of docs/results/own_data.md from the committed per-seed results beside it:
 
-    python benchmarks/publish_own_data.py docs/results/own_data/results.csv
+    python studies/publish_own_data.py docs/results/own_data/results.csv
+
+Wall time: under a second on the 2-core CPU (0.2 s for the committed results.csv).
 
 prints, per init and labelled-subset size, the mean (and sample std over seeds) of the test mIoU (plain and with
 TTA), the pet class's IoU (as reported: with TTA) and the Boundary IoU (plain); then the pretrained init's gain
@@ -13,7 +15,12 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
+import sys
 from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from page_tables import markdown_table, summary  # noqa: E402  (beside this script)
 
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # Student's t, two-sided 95%, by degrees of freedom
 
@@ -21,12 +28,6 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # Student's t, two-
 def read_rows(path: str) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as file:
         return list(csv.DictReader(file))
-
-
-def summary(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def main() -> None:
@@ -39,12 +40,12 @@ def main() -> None:
     # the per-class columns hold the reported figures, which are the TTA ones when the cells ran eval.tta=true
     columns = [("plain_miou", "mIoU"), ("miou", "mIoU with TTA"), ("iou_pet", "IoU pet with TTA"),
                ("plain_boundary_iou", "Boundary IoU")]
-    print("| init | labelled | seeds | " + " | ".join(title for _, title in columns) + " | training min |")
-    print("| --- | ---: | ---: | " + " | ".join("---:" for _ in columns) + " | ---: |")
+    body = []
     for (init, subset), group in sorted(cells.items(), key=lambda item: (item[0][1], item[0][0] != "scratch")):
         figures = [summary([float(r[key]) for r in group]) for key, _ in columns]
         minutes = statistics.mean(float(r["train_seconds"]) / 60 for r in group)
-        print(f"| {init} | {subset} | {len(group)} | " + " | ".join(figures) + f" | {minutes:.2f} |")
+        body.append([init, str(subset), str(len(group)), *figures, f"{minutes:.2f}"])
+    print(markdown_table(["init", "labelled", "seeds", *(title for _, title in columns), "training min"], body))
     print()
     scratch = {int(r["seed"]): r for r in cells.get(("scratch", 250), [])}
     for (init, subset), group in sorted(cells.items()):

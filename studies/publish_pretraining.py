@@ -1,8 +1,10 @@
-"""Print the tables of docs/results/pretraining.md from a benchmarks/compare_pretraining_cpu.sh folder and put its
-figures there, at sizes a repository can hold.
+"""Print the tables of docs/results/pretraining.md from a studies/pretraining.sh (or studies/pretraining_budget.sh)
+folder and put its figures there, at sizes a repository can hold.
 
-    python benchmarks/publish_pretraining.py ../simseg-pretraining-cpu [docs/results/pretraining] [--pretrain-all RUN]
-        [--curve-run mae-pets]
+    python studies/publish_pretraining.py ../simseg-pretraining-cpu [docs/results/pretraining] [--pretrain-all RUN]
+        [--curve-run mae-pets]                                   # the last step of pretraining.sh
+
+Wall time: not recorded (it reads the runs' JSON and CSV files and draws one figure).
 
 Tables: the pretraining runs (method, images, epochs, minutes, images/s, held-out loss, last probe mIoU); the cells
 per model and init (test mIoU plain and with TTA, boundary IoU at 250 labelled pets, mean ± std over seeds, and at
@@ -23,10 +25,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from publish_models import summary  # noqa: E402  (mean ± std, beside this script)
-from publish_results import shrink  # noqa: E402
+from page_tables import MISSING, markdown_table, summary  # noqa: E402  (beside this script)
+from publish_report import shrink  # noqa: E402  (the results page's picture shrinker)
 
 from simseg.experiments.report.figures import PALETTE, STYLE, save_png  # noqa: E402
+from simseg.experiments.run_folders import method_of_run  # noqa: E402
 from simseg.experiments.sweep.results import read_results  # noqa: E402
 from simseg.training.plots import plt  # noqa: E402  (the Agg backend first)
 
@@ -46,34 +49,32 @@ def order(variant: tuple[str, str]) -> tuple:
 
 
 def pretraining_table(runs: list[Path]) -> None:
-    print("\n| run | method | images | epochs | minutes at its median speed | images/s (median epoch) | held-out loss "
-          "| probe mIoU (last) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    body = []
     for run in runs:
         final = json.loads((run / "metrics.json").read_text())
         history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        config = (run / "config.yaml").read_text()
-        method = next((line.split(":", 1)[1].strip() for line in config.splitlines() if line.startswith("method:")),
-                      "simmim")
+        method = method_of_run(run)
         probes = [r["probe_miou"] for r in history if "probe_miou" in r]
         # The median epoch's speed: an epoch that shared the CPU with another job would overstate the minutes.
         speed = statistics.median(r["images_per_s"] for r in history)
-        print(f"| {run.name} | {method} | {final['train_images']:,} | {final['epochs']} | "
-              f"{final['train_images'] * final['epochs'] / speed / 60:.1f} | {speed:.0f} | "
-              f"{final['final_val_loss']:.3f} | "
-              f"{f'{probes[-1]:.3f}' if probes else '—'} |")
+        body.append([run.name, method, f"{final['train_images']:,}", str(final["epochs"]),
+                     f"{final['train_images'] * final['epochs'] / speed / 60:.1f}", f"{speed:.0f}",
+                     f"{final['final_val_loss']:.3f}", f"{probes[-1]:.3f}" if probes else MISSING])
+    header = ["run", "method", "images", "epochs", "minutes at its median speed", "images/s (median epoch)",
+              "held-out loss", "probe mIoU (last)"]
+    print("\n" + markdown_table(header, body, text_columns=2))
 
 
 def cells_table(rows: list[dict]) -> None:
-    print("\n| model | init | mIoU @250 | mIoU @250 with TTA | boundary IoU @250 | mIoU @877 | boundary IoU @877 "
-          "| training min @250 |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    body = []
     for arch, init in sorted({(r["arch"], r["init"]) for r in rows}, key=order):
         at = {s: [r for r in rows if (r["arch"], r["init"], r["subset"]) == (arch, init, s)] for s in (250, 877)}
         minutes = summary([r["train_seconds"] / 60 for r in at[250]]).split(" ±")[0]
-        print(f"| {arch} | {init} | {summary(plain(at[250]))} | {summary([r['miou'] for r in at[250]])} | "
-              f"{summary([r['iou_boundary'] for r in at[250]])} | {summary(plain(at[877]))} | "
-              f"{summary([r['iou_boundary'] for r in at[877]])} | {minutes} |")
+        body.append([arch, init, summary(plain(at[250])), summary([r["miou"] for r in at[250]]),
+                     summary([r["iou_boundary"] for r in at[250]]), summary(plain(at[877])),
+                     summary([r["iou_boundary"] for r in at[877]]), minutes])
+    print("\n" + markdown_table(["model", "init", "mIoU @250", "mIoU @250 with TTA", "boundary IoU @250", "mIoU @877",
+                                 "boundary IoU @877", "training min @250"], body, text_columns=2))
 
 
 def targets(rows: list[dict]) -> None:
@@ -106,9 +107,7 @@ def size_table(rows: list[dict], run_root: Path) -> None:
     if not sizes:
         return
     variants = sorted({(r["arch"], r["init"]) for cells in sizes.values() for r in cells}, key=order)
-    print("\n| model | init | fine-tuning size | seeds | mIoU @250 | mIoU @250 with TTA | boundary IoU @250 "
-          "| training min | minutes against 128 px |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    body = []
     for arch, init in variants:
         at = {size: [r for r in cells if (r["arch"], r["init"], r["subset"]) == (arch, init, 250)]
               for size, cells in {128: rows, **sizes}.items()}
@@ -116,10 +115,12 @@ def size_table(rows: list[dict], run_root: Path) -> None:
         for size, cells in at.items():
             if cells:
                 seconds = statistics.mean(r["train_seconds"] for r in cells)
-                ratio = f"{seconds / base:.2f}×" if base else "—"
-                print(f"| {arch} | {init} | {size} | {len(cells)} | {summary(plain(cells))} | "
-                      f"{summary([r['miou'] for r in cells])} | {summary([r['iou_boundary'] for r in cells])} | "
-                      f"{seconds / 60:.2f} | {ratio} |")
+                ratio = f"{seconds / base:.2f}×" if base else MISSING
+                body.append([arch, init, str(size), str(len(cells)), summary(plain(cells)),
+                             summary([r["miou"] for r in cells]), summary([r["iou_boundary"] for r in cells]),
+                             f"{seconds / 60:.2f}", ratio])
+    print("\n" + markdown_table(["model", "init", "fine-tuning size", "seeds", "mIoU @250", "mIoU @250 with TTA",
+                                 "boundary IoU @250", "training min", "minutes against 128 px"], body, text_columns=2))
 
 
 def cumulative_minutes(run: Path) -> dict[int, float]:
@@ -150,21 +151,20 @@ def probe_ranking(rows: list[dict], runs: list[Path]) -> None:
         probes[run.name] = entries[-1]["probe_miou"]
         for init, epoch in export_epochs(rows, run.name).items():
             probes[init] = next(e["probe_miou"] for e in entries if e["epoch"] == epoch)
-    pairs = []
-    print("\n| init | probe mIoU (frozen encoder) | fine-tuned vit_fused_skip mIoU @250 |")
-    print("| --- | ---: | ---: |")
+    pairs, body = [], []
     for init in sorted(probes, key=lambda i: INITS.index(i) if i in INITS else 99):
         scores = plain([r for r in rows if (r["arch"], r["init"], r["subset"]) == ("vit_fused_skip", init, 250)])
         if scores:
             pairs.append((probes[init], statistics.mean(scores)))
-            print(f"| {init} | {probes[init]:.3f} | {statistics.mean(scores):.3f} |")
+            body.append([init, f"{probes[init]:.3f}", f"{statistics.mean(scores):.3f}"])
+    print("\n" + markdown_table(["init", "probe mIoU (frozen encoder)", "fine-tuned vit_fused_skip mIoU @250"], body))
     if len(pairs) >= 3:
         print(f"\nSpearman rank correlation over {len(pairs)} inits: {spearmanr(*zip(*pairs)).statistic:.2f}")
 
 
 def budget_curve(rows: list[dict], run: Path, path: Path) -> None:
     """Test mIoU of vit_fused_skip at 250 (mean and seeds) against the minutes of pretraining its init had, beside
-    the linear probe of the same exports (benchmarks/probe_exports.py)."""
+    the linear probe of the same exports (studies/probe_exports.py)."""
     minutes = {-1: 0.0, **cumulative_minutes(run)}
     final_epoch = max(minutes)
     points = {"scratch": -1, **export_epochs(rows, run.name), run.name: final_epoch}

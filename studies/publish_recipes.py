@@ -1,7 +1,9 @@
-"""Print the tables of docs/results/recipes.md from a benchmarks/compare_recipes_cpu.sh folder and copy its figures
-there, at sizes a repository can hold.
+"""Print the tables of docs/results/recipes.md from a studies/recipes.sh folder and copy its figures there, at sizes
+a repository can hold.
 
-    python benchmarks/publish_recipes.py ../simseg-recipes-cpu [docs/results/recipes]
+    python studies/publish_recipes.py ../simseg-recipes-cpu [docs/results/recipes]     # the last step of recipes.sh
+
+Wall time: not recorded (it reads two results.csv files and the cells' metrics.jsonl, and draws one figure).
 
 Tables: per model, init and recipe, test mIoU without and with test-time augmentation at 250 labelled images (mean
 ± std over seeds) and at 877, boundary IoU and training minutes, at the same epochs; then the medium recipe at the
@@ -17,8 +19,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from publish_models import summary  # noqa: E402  (mean ± std, beside this script)
-from publish_results import shrink  # noqa: E402
+from page_tables import markdown_table, summary  # noqa: E402  (beside this script)
+from publish_report import shrink  # noqa: E402  (the results page's picture shrinker)
 
 from simseg.experiments.report.figures import PALETTE, STYLE, save_png, training_curves  # noqa: E402
 from simseg.experiments.sweep.results import read_results  # noqa: E402
@@ -41,12 +43,8 @@ def variant_order(variant: tuple) -> tuple:
 
 def table(rows: list[dict], title: str) -> None:
     print(f"\n{title}\n")
-    print("| model | init | recipe | epochs | mIoU @250 | mIoU @250 with TTA | boundary IoU @250 | mIoU @877 "
-          "| mIoU @877 with TTA | training min @250 | training min @877 |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    variants = sorted({(r["arch"], r["init"], r["recipe"]) for r in rows},
-                      key=variant_order)
-    for arch, init, recipe in variants:
+    body = []
+    for arch, init, recipe in sorted({(r["arch"], r["init"], r["recipe"]) for r in rows}, key=variant_order):
         mine = [r for r in rows if (r["arch"], r["init"], r["recipe"]) == (arch, init, recipe)]
         at = {s: [r for r in mine if r["subset"] == s] for s in (250, 877)}
 
@@ -54,10 +52,12 @@ def table(rows: list[dict], title: str) -> None:
             return [r["plain_miou"] if r.get("plain_miou") not in (None, "") else r["miou"] for r in cells]
 
         minutes = {s: summary([r["train_seconds"] / 60 for r in at[s]]).split(" ±")[0] for s in at}
-        print(f"| {arch} | {init} | {recipe} | {mine[0]['epochs']} | {summary(plain(at[250]))} | "
-              f"{summary([r['miou'] for r in at[250]])} | {summary([r['iou_boundary'] for r in at[250]])} | "
-              f"{summary(plain(at[877]))} | {summary([r['miou'] for r in at[877]])} | {minutes[250]} | "
-              f"{minutes[877]} |")
+        body.append([arch, init, recipe, str(mine[0]["epochs"]), summary(plain(at[250])),
+                     summary([r["miou"] for r in at[250]]), summary([r["iou_boundary"] for r in at[250]]),
+                     summary(plain(at[877])), summary([r["miou"] for r in at[877]]), minutes[250], minutes[877]])
+    print(markdown_table(["model", "init", "recipe", "epochs", "mIoU @250", "mIoU @250 with TTA", "boundary IoU @250",
+                          "mIoU @877", "mIoU @877 with TTA", "training min @250", "training min @877"], body,
+                         text_columns=3))
 
 
 def recipe_curves(rows: list[dict], run_root: Path, label_suffix: str = "") -> dict:

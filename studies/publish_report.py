@@ -1,7 +1,9 @@
 """Copy a finished study run's artefacts into a results page folder, at sizes a repository can hold, and print the
-tables and figures the page quotes.
+tables and figures the page quotes (docs/results/report.md; the run: studies/report.sh).
 
-    python benchmarks/publish_results.py ../simseg-study-cpu docs/results
+    python studies/publish_report.py ../simseg-study-cpu docs/results
+
+Wall time: not recorded (it copies two files and shrinks a few PNGs).
 
 Copies results.csv, timings.tsv and simseg report's three figures; shrinks each pretraining run's last
 reconstruction grid (first rows only) and the segmentation examples of the best cell and of scratch at the same
@@ -13,14 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from PIL import Image
 
-from simseg.experiments.report.build import result_tables
-from simseg.experiments.report.summary import summarise
-from simseg.experiments.sweep.plan import cell_name
-from simseg.experiments.sweep.results import read_results
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from page_tables import LEFT, markdown_table  # noqa: E402  (beside this script)
+
+from simseg.experiments.report.build import result_tables  # noqa: E402
+from simseg.experiments.report.summary import summarise  # noqa: E402
+from simseg.experiments.sweep.plan import cell_name  # noqa: E402
+from simseg.experiments.sweep.results import read_results  # noqa: E402
 
 FIGURES = ("miou_vs_subset.png", "intermediate_delta.png", "miou_vs_time.png")
 WIDTH = 640  # px: legible on a page, ~100 kB a picture
@@ -47,7 +53,7 @@ def stage_times(run_root: Path) -> list[tuple[str, float, float, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_root", type=Path, help="OUT_DIR of benchmarks/reproduce_cpu.sh (the sweep folder)")
+    parser.add_argument("run_root", type=Path, help="OUT_DIR of studies/report.sh (the sweep folder)")
     parser.add_argument("page", type=Path, help="the results page folder, e.g. docs/results")
     args = parser.parse_args()
     args.page.mkdir(parents=True, exist_ok=True)
@@ -66,9 +72,10 @@ def main() -> None:
         if cell.exists():
             shrink(cell, args.page / f"examples_{init}_{best_subset}.png", keep_height=0.5)
     print("\n".join(result_tables(rows)))
-    print("\n| run | training time | images/s | training images |\n| :--- | ---: | ---: | ---: |")
-    for name, seconds, speed, images in stage_times(args.run_root):
-        print(f"| {name} | {seconds / 60:.1f} min | {speed:.0f} | {images:,} |")
+    stages = [[name, f"{seconds / 60:.1f} min", f"{speed:.0f}", f"{images:,}"]
+              for name, seconds, speed, images in stage_times(args.run_root)]
+    # ruled as the report's own tables printed above it (simseg's markdown_table)
+    print("\n" + markdown_table(["run", "training time", "images/s", "training images"], stages, text_rule=LEFT))
     print(f"\nwrote {sorted(p.name for p in args.page.iterdir())} into {args.page}")
 
 

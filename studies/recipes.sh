@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The training recipes compared at CPU scale on the shared pets, one command:
+# The training recipes compared at CPU scale on the shared pets: docs/results/recipes.md, one command:
 #
-#     benchmarks/compare_recipes_cpu.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-recipes-cpu] [PRETRAIN_RUN]
+#     studies/recipes.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-recipes-cpu] [PRETRAIN_RUN]
 #
-# The CPU-scale protocol of benchmarks/reproduce_cpu.sh (configs/study_cpu/: 10 epochs, batch 16, a fixed 292-image
+# Wall time: about 3 hours of the 2-core CPU with PRETRAIN_RUN given, ~13 minutes more without
+# (docs/results/recipes.md).
+#
+# The CPU-scale protocol of studies/report.sh (configs/study_cpu/: 10 epochs, batch 16, a fixed 292-image
 # test set) with test-time augmentation on (metrics.json keeps the plain score beside it), for the study's ViT and
 # the best decoder of docs/results/models.md:
 # 1. SimMIM pretraining on all 9.9k ImageNet-subset images (skipped when PRETRAIN_RUN names a finished one)
@@ -13,7 +16,7 @@
 # 4. medium again with the epochs that cost the study recipe's 10 (SAM every 2nd step makes a step 1.5x dearer:
 #    7 epochs), in OUT_DIR/equal-time; mild costs what study costs, so its equal-epoch cells are equal-time too
 # 5. simseg report for both folders, the tables and recipe_curves.png (test mIoU against training minutes per
-#    recipe, a panel per model and init: benchmarks/publish_recipes.py)
+#    recipe, a panel per model and init: studies/publish_recipes.py)
 # The recipes' EMA half-life (Composer's 1,000 batches, for runs of ~100k steps) would leave a 157-step cell's EMA
 # weights mostly at their initial values: mild and medium run with EMA_HALF_LIFE=16 batches, a tenth of a
 # 250-image cell, as an explicit key over the recipe's.
@@ -51,4 +54,4 @@ simseg sweep "${SEGMENT[@]}" --init "scratch,pretrain-all=$PRETRAINED" --output-
   train.epochs=7 "train.milestones=[0.8]"  # the LR drop at 80%, as epoch 8 of 10
 simseg report "$OUT"
 simseg report "$OUT/equal-time"
-python "$HERE/benchmarks/publish_recipes.py" "$OUT"
+python "$HERE/studies/publish_recipes.py" "$OUT"

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The study at CPU scale on the shared data (docs/results/report.md was made with it), one command:
+# The study at CPU scale on the shared data: the runs of docs/results/report.md (then its pictures, tables and CSV:
+# studies/publish_report.py), one command:
 #
-#     benchmarks/reproduce_cpu.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-study-cpu]
+#     studies/report.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-study-cpu]
+#     python studies/publish_report.py OUT_DIR docs/results
+#
+# Wall time: 73 minutes on the 2-core CPU per image (docs/results/report.md), 48.5 on the batched path
+# (docs/performance.md); OUT_DIR/timings.tsv records each step's.
 #
 # 1. SimMIM pretraining on 2k and on all (9.9k) of the ImageNet subset      configs/study_cpu/pretrain.yaml
 # 2. Intel scene classification from the larger pretraining                configs/study_cpu/classify.yaml
@@ -9,8 +14,7 @@
 #    {scratch, pretrain-2k, pretrain-all, pretrain-all+intel} x 250 labelled images x seeds 0,1,2,
 #    then the same inits x {500, all 877 left} x seed 0
 # 4. simseg report: figures and report.md in OUT_DIR
-# Every step skips what is finished, so an interrupted run continues where it stopped. About 65 minutes on a quiet
-# 2-core CPU; OUT_DIR/timings.tsv records each step's wall time.
+# Every step skips what is finished, so an interrupted run continues where it stopped.
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${2:-../simseg-study-cpu}

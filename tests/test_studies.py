@@ -1,0 +1,84 @@
+"""studies/ (the scripts that make docs/results/) and benchmarks/ (speed): every script path the pages and scripts
+name exists, every study script opens with its command and wall time, and the shared table printer prints the
+tables the pages quote."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# benchmarks/x.py, studies/x.sh, studies/README.md ... as pages, docstrings and comments write them
+SCRIPT_PATH = re.compile(r"\b(?:benchmarks|studies)/[\w.-]+\.(?:py|sh|md)\b")
+TEXTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "studies").iterdir()),
+         *sorted((ROOT / "benchmarks").iterdir()), *sorted((ROOT / "configs").rglob("*.yaml")),
+         *sorted((ROOT / "configs").rglob("*.md"))]
+
+
+def study_scripts() -> list[Path]:
+    """The runnable scripts of studies/: every shell script, and every Python file with a __main__ block."""
+    return sorted(p for p in (ROOT / "studies").iterdir()
+                  if p.suffix == ".sh" or (p.suffix == ".py" and '__name__ == "__main__"' in p.read_text()))
+
+
+def opening(script: Path) -> str:
+    """A script's opening comment block (shell) or module docstring (Python)."""
+    text = script.read_text(encoding="utf-8")
+    if script.suffix == ".py":
+        return text.split('"""')[1]
+    return "\n".join(line for line in text.splitlines()[:40] if line.startswith("#"))
+
+
+def page_tables():
+    spec = importlib.util.spec_from_file_location("page_tables", ROOT / "studies" / "page_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("text", [p for p in TEXTS if p.is_file()], ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_script_path_named_exists(text):
+    named = set(SCRIPT_PATH.findall(text.read_text(encoding="utf-8", errors="replace")))
+    missing = sorted(path for path in named if not (ROOT / path).is_file())
+    assert not missing, f"{text.relative_to(ROOT)} names scripts that do not exist: {missing}"
+
+
+def test_the_path_check_finds_a_moved_script():
+    assert SCRIPT_PATH.findall("run `benchmarks/reproduce_cpu.sh DATA` (see studies/README.md)") == [
+        "benchmarks/reproduce_cpu.sh", "studies/README.md"]
+
+
+@pytest.mark.parametrize("script", study_scripts(), ids=lambda p: p.name)
+def test_every_study_script_opens_with_its_command_and_wall_time(script):
+    head = opening(script)
+    assert f"studies/{script.name}" in head, f"{script.name}: the opening comment should give its command"
+    assert "Wall time:" in head, f"{script.name}: the opening comment should give its wall time (or 'not recorded')"
+
+
+def test_markdown_table_rules_names_and_figures():
+    markdown_table = page_tables().markdown_table
+    assert markdown_table(["model", "init", "mIoU"], [["vit", "a|b", "0.5"]], text_columns=2).splitlines() == [
+        "| model | init | mIoU |", "| --- | --- | ---: |", "| vit | a\\|b | 0.5 |"]
+    assert markdown_table(["run", "min"], [], text_rule=":---").splitlines()[1] == "| :--- | ---: |"
+    with pytest.raises(ValueError, match="2 cells for 3 columns"):
+        markdown_table(["a", "b", "c"], [["1", "2"]])
+
+
+def test_summary_cell():
+    summary = page_tables().summary
+    assert (summary([]), summary([0.5]), summary([0.4, 0.6])) == ("—", "0.500", "0.500 ± 0.141")
+
+
+def test_own_data_page_quotes_what_publish_own_data_prints():
+    # own_data.md is the page whose inputs are committed: its tables must be the printer's output, line for line
+    printed = subprocess.run([sys.executable, "studies/publish_own_data.py", "docs/results/own_data/results.csv"],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    page = (ROOT / "docs" / "results" / "own_data.md").read_text(encoding="utf-8").splitlines()
+    lines = [line for line in printed.splitlines() if line]
+    assert lines[1] == "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    assert [line for line in lines if line not in page] == []
