@@ -230,9 +230,9 @@ def cache_source(source: str, out: str | Path, img_size: int = 128, size: int | 
                  overwrite: bool = False, exclude: str = "") -> SourceCache:
     """``simseg data cache``: every image of ``source`` (less those ``exclude`` names) decoded once into a cache at
     ``out``, squares of ``size`` pixels (default: a quarter more than ``img_size``, room for the random crops)."""
-    side = size or cache_side(img_size)
+    side = cache_side(img_size) if size is None else size
     if side < 1 or img_size < 1:
         raise SimsegError(f"--size {side} and --img-size {img_size} must be positive numbers of pixels")
     images, excluded = open_pretraining_images(PretrainDataConfig(source=source, exclude=exclude), stream="pretrain")
     path = build_cache(images, out, CacheSpec(side), workers=workers, overwrite=overwrite)
-    return SourceCache(path, len(images), side, excluded)
+    return SourceCache(path, len(images), side, excluded or None)

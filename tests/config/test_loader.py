@@ -39,13 +39,19 @@ def test_yes_no_on_off_stay_strings_for_choices_and_still_work_for_booleans(tmp_
     assert cfg.train.mixed_precision == "no" and cfg.train.compile is True
 
 
-def test_required_key_names_exist():
-    cfg = load_config(PretrainConfig)
-    for key in ("output_dir", "seed", "resume", "data.source", "data.subset", "train.epochs", "train.batch_size",
-                "train.lr", "mask.ratio", "mask.unit"):
-        node = cfg
+def test_required_key_names_exist_and_take_their_values_from_the_command_line():
+    # the keys the study's commands set: each one a real dotted path, read as its field's type, not a default
+    given = {"output_dir": ("runs/mine", "runs/mine"), "seed": ("7", 7), "resume": ("true", True),
+             "data.source": ("/data/photos", "/data/photos"), "data.subset": ("1k", "1k"), "train.epochs": ("3", 3),
+             "train.batch_size": ("16", 16), "train.lr": ("2e-3", 2e-3), "mask.ratio": ("0.6", 0.6),
+             "mask.unit": ("32", 32)}
+    defaults = load_config(PretrainConfig)
+    cfg = load_config(PretrainConfig, None, [f"{key}={text}" for key, (text, _) in given.items()])
+    for key, (_, value) in given.items():
+        node, default = cfg, defaults
         for part in key.split("."):
-            node = getattr(node, part)
+            node, default = getattr(node, part), getattr(default, part)
+        assert node == value and type(node) is type(value) and default != value, key
 
 
 @pytest.mark.parametrize("override,message", [

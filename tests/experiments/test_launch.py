@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import stat
 import sys
 import time
@@ -177,11 +178,25 @@ def test_a_failed_cell_is_reported_the_others_finish_and_a_rerun_submits_only_it
     assert len(rows(out)) == 3
 
 
+def task_processes(job) -> list:
+    """The processes submitit started for ``job``'s tasks: children of a job controller this test started (submitit's
+    local executor starts one per job), with the job's id in ``SUBMITIT_LOCAL_JOB_ID``, which a task's
+    JobEnvironment reads and its controller does not have."""
+    import psutil  # accelerate's dependency
+
+    tasks = []
+    for controller in psutil.Process().children():
+        try:
+            tasks += [p for p in controller.children() if p.environ().get("SUBMITIT_LOCAL_JOB_ID") == job.job_id]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # a process that ended meanwhile
+            continue
+    return tasks
+
+
 @pytest.mark.slow
 def test_a_task_stopped_at_its_time_limit_is_requeued_and_resumes_its_cell(tmp_path):
     """SLURM signals a task shortly before its time limit (submitit's USR2); the task asks to be requeued and the
     requeued run resumes from the last saved epoch, so every epoch is trained and logged once."""
-    import psutil  # accelerate's dependency
     import submitit
     from submitit.local.local import LocalJobEnvironment
 
@@ -198,9 +213,9 @@ def test_a_task_stopped_at_its_time_limit_is_requeued_and_resumes_its_cell(tmp_p
     while find_state(cell.run_dir(sweep_dir)) is None and not job.done():
         assert time.monotonic() < deadline, "the task saved no epoch in 5 minutes"
         time.sleep(0.05)
-    for task in psutil.Process(job._process.pid).children(recursive=True):
-        if "python" in task.name():
-            task.send_signal(LocalJobEnvironment._usr_sig())
+    assert not job.done(), f"the task ended before it saved an epoch: {(job.stderr() or '')[-3000:]}"
+    (task,) = task_processes(job)
+    task.send_signal(getattr(signal, f"SIG{LocalJobEnvironment.USR_SIG}"))  # the signal the task listens for
     job.result()
     log = job.stdout() + (job.stderr() or "")
     assert "Requeued job" in log and "resuming" in log, log[-3000:]  # stopped once, continued from its state

@@ -132,12 +132,6 @@ def test_bf16_autocast_runs_on_cpu(tiny_config):
 
 
 @pytest.mark.slow
-def test_tensorboard_tracker_logs_into_the_run_folder(tiny_config):
-    run_dir = pretrain_stage.main(tiny_config("train.epochs=1", "log.trackers=[tensorboard]", "log.grid_every=0"))
-    assert list((run_dir / "logs" / "pretrain").glob("events.out.tfevents.*"))
-
-
-@pytest.mark.slow
 def test_folder_source_and_subset(tiny_config, tmp_path):
     write_images(tmp_path / "imgs", [f"class{i % 3}/{i}.jpg" for i in range(30)], size=(72, 60))
     run_dir = pretrain_stage.main(tiny_config(f"data.source={tmp_path / 'imgs'}", "data.subset=20", "data.val_size=2",
@@ -183,21 +177,57 @@ def test_grid_command_draws_any_images(tiny_config, tmp_path):
     assert exit_info.value.code == 2
 
 
+# stages/pretrain.py as `python stages/pretrain.py ARGS` runs it, except that the third training step of epoch 1
+# first writes the file named by the first argument and then waits to be killed: the test kills the run inside
+# epoch 1, two optimiser steps after the last saved state, however fast or slow the machine is.
+PAUSE_IN_EPOCH_1 = """
+import sys, time
+from pathlib import Path
+
+import stages.pretrain as stage
+from simseg.config.pretrain import PretrainConfig
+from simseg.experiments.stage_entry import run_main, stage_config
+
+signal_file = Path(sys.argv.pop(1))
+real_train_one_epoch = stage.train_one_epoch
+
+
+def train_one_epoch(*args, epoch, make_inputs, **kwargs):
+    steps = []
+
+    def inputs(batch):
+        steps.append(batch)
+        if epoch == 1 and len(steps) == 3:
+            signal_file.write_text("in epoch 1")
+            time.sleep(3600)
+        return make_inputs(batch)
+    return real_train_one_epoch(*args, epoch=epoch, make_inputs=inputs, **kwargs)
+
+
+stage.train_one_epoch = train_one_epoch
+run_main(lambda argv: stage.main(stage_config(PretrainConfig, argv, "pretrain")), sys.argv[1:])
+"""
+
+
 @pytest.mark.slow
 def test_kill_9_mid_epoch_resumes_with_each_epoch_logged_once(tmp_path):
-    run_dir = tmp_path / "run"
-    args = ["stages/pretrain.py", *TINY, "data.synthetic_size=160", "train.epochs=3", "log.grid_every=0",
-            f"output_dir={run_dir}"]
-    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (run_dir / "state" / "progress.json").exists():  # epoch 0 saved: now kill it inside epoch 1
-        assert time.time() < deadline and process.poll() is None
-        time.sleep(0.05)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert json.loads((run_dir / "state" / "progress.json").read_text())["epoch"] in (1, 2)
-    result = run_cli(*args, "resume=true")
+    run_dir, in_epoch_1, log = tmp_path / "run", tmp_path / "in_epoch_1", tmp_path / "stderr.txt"
+    args = [*TINY, "train.epochs=3", "log.grid_every=0", f"output_dir={run_dir}"]
+    with open(log, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-c", PAUSE_IN_EPOCH_1, str(in_epoch_1), *args], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 240
+        while not in_epoch_1.exists():
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the run did not reach epoch 1 in 4 minutes"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert json.loads((run_dir / "state" / "progress.json").read_text())["epoch"] == 1  # epoch 0's state, no later
+    assert [r["epoch"] for r in read_metrics(run_dir)] == [0]
+    result = run_cli("stages/pretrain.py", *args, "resume=true")
     assert result.returncode == 0, result.stderr
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import stages.pretrain as pretrain_stage
 import stages.segment as segment_stage
@@ -102,7 +103,24 @@ def test_splits_in_the_run_folder_are_fixed_nested_and_disjoint(seg_config, tmp_
 
 
 @pytest.mark.slow
-def test_val_split_picks_the_reported_epoch_and_options_run(seg_config):
+def test_val_split_picks_the_reported_epoch_and_the_recipe_options_take_effect(seg_config, monkeypatch):
+    epochs_seen = []  # per epoch: the raw weights before and after, the EMA's after, and each group's (scale, LR)
+    real_train_one_epoch = segment_stage.train_one_epoch
+
+    def recorded(model, loader, optimizer, accelerator, **kwargs):
+        def weights(module):
+            return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+        raw = accelerator.unwrap_model(model)
+        before = weights(raw)
+        result = real_train_one_epoch(model, loader, optimizer, accelerator, **kwargs)
+        names = {id(p): n for n, p in raw.named_parameters()}
+        epochs_seen.append({"before": before, "after": weights(raw), "ema": weights(kwargs["ema"].module),
+                            "groups": [(g["lr_scale"], g["lr"], [names[id(p)] for p in g["params"]])
+                                       for g in optimizer.param_groups]})
+        return result
+
+    monkeypatch.setattr(segment_stage, "train_one_epoch", recorded)
     run_dir = segment_stage.main(seg_config("train.epochs=3", "data.val_size=4", "head=linear_upsample",
                                             "loss=ce+dice", "train.ema=0.9", "train.layer_decay=0.75",
                                             "train.freeze_encoder_epochs=1"))
@@ -112,8 +130,37 @@ def test_val_split_picks_the_reported_epoch_and_options_run(seg_config):
     assert metrics["selected_on"] == "val_miou" and metrics["reported_epoch"] == best["epoch"]
     assert metrics["best_val_miou"] == best["val_miou"] and metrics["miou"] == best["test_miou"]
     best_weights, _ = read_weights(run_dir / "best.safetensors")
-    model_weights, _ = read_weights(run_dir / "model.safetensors")
+    model_weights, meta = read_weights(run_dir / "model.safetensors")
     assert all(torch.equal(best_weights[k], model_weights[k]) for k in best_weights)
+
+    # head=linear_upsample (the old name of model.arch=vit_linear_upsample): one output per class, upsampled, where
+    # vit_linear predicts every pixel of a patch
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["arch"] == metrics["arch"] == meta["arch"] == "vit_linear_upsample" and "head" not in config
+    assert model_weights["head.weight"].shape[0] == len(SYNTHETIC_TRIMAP.names)
+    assert config["loss"] == metrics["loss"] == "ce+dice"
+    # train.freeze_encoder_epochs=1: epoch 0 trains only the head, epoch 1 the encoder too
+    first, second = epochs_seen[0], epochs_seen[1]
+    for epoch, encoder_moves in ((first, False), (second, True)):
+        moved = {k for k in epoch["before"] if not torch.equal(epoch["before"][k], epoch["after"][k])}
+        assert {k.split(".")[0] for k in moved} == ({"encoder", "head"} if encoder_moves else {"head"})
+    # train.ema=0.9: the reported and exported weights are the average's at the reported epoch, not the raw ones
+    reported = epochs_seen[metrics["reported_epoch"]]
+    assert all(torch.equal(model_weights[k], reported["ema"][k]) for k in model_weights)
+    assert not all(torch.equal(model_weights[k], reported["after"][k]) for k in model_weights)
+    # train.layer_decay=0.75: the head at the full LR, block i of 2 at 0.75^(2 - i) (the final norm with the last
+    # block), the embeddings at 0.75^3
+    def scale_of(name: str) -> float:
+        if name.startswith("head."):
+            return 1.0
+        if name.startswith("encoder.blocks."):
+            return 0.75 ** (2 - int(name.split(".")[2]))
+        return 0.75 if name.startswith("encoder.norm.") else 0.75 ** 3
+
+    head_lr = next(lr for scale, lr, _ in second["groups"] if scale == 1.0)
+    for scale, lr, names in second["groups"]:
+        assert all(scale_of(name) == pytest.approx(scale) for name in names), names
+        assert lr == pytest.approx(scale * head_lr)
 
 
 @pytest.mark.slow
