@@ -88,3 +88,8 @@ def test_the_rules_see_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from simseg.experiments.sweep.command import sweep\n    import stages.segment\n")
     assert {"simseg.experiments.sweep.command", "stages.segment"} <= imports_of(bad)
+
+
+def test_no_library_module_reads_as_a_test():
+    """pytest collects ``test_*.py`` wherever it is pointed; a library module named so would run as a test file."""
+    assert not [str(path) for path in PACKAGE.rglob("test_*.py")]
