@@ -1,0 +1,51 @@
+"""The paired bootstrap on constructed cases whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simseg.experiments.report.intervals import ABOVE, BELOW, NOISE, format_interval, miou_of_counts, paired_bootstrap
+
+
+def counts(rng, seeds=3, images=60, classes=3, hit=0.7, spread=0.15):
+    """(S, N, C, 2) counts of images whose per-class IoU scatters around ``hit``."""
+    union = rng.integers(50, 500, size=(seeds, images, classes))
+    iou = np.clip(rng.normal(hit, spread, size=union.shape), 0, 1)
+    return np.stack([np.round(iou * union), union], -1).astype(np.int64)
+
+
+def test_miou_of_counts_skips_classes_without_pixels():
+    summed = np.array([[3, 4], [0, 0], [1, 4]])  # class 1 absent everywhere
+    assert miou_of_counts(summed) == pytest.approx((0.75 + 0.25) / 2)
+
+
+def test_identical_arms_give_an_interval_around_zero():
+    scores = counts(np.random.default_rng(0))
+    interval = paired_bootstrap(scores, scores.copy(), resamples=300)
+    assert interval.gain == 0 and interval.low == 0 == interval.high and interval.verdict == NOISE
+
+
+def test_two_draws_of_the_same_arm_are_within_noise():
+    rng = np.random.default_rng(1)
+    interval = paired_bootstrap(counts(rng), counts(rng), resamples=500)
+    assert interval.low < 0 < interval.high and interval.verdict == NOISE
+
+
+def test_a_shifted_arm_is_above_zero_and_the_reference_below():
+    rng = np.random.default_rng(2)
+    reference = counts(rng)
+    better = reference.copy()
+    better[..., 0] = np.minimum(better[..., 1], np.round(better[..., 0] * 1.1))  # every intersection up by 10%
+    up, down = paired_bootstrap(better, reference, resamples=500), paired_bootstrap(reference, better, resamples=500)
+    assert up.verdict == ABOVE and 0 < up.low <= up.gain <= up.high
+    assert down.verdict == BELOW and down.gain == pytest.approx(-up.gain)
+    assert format_interval(up).startswith(f"{up.gain:+.3f} [")
+
+
+def test_the_same_seed_gives_the_same_interval_and_shapes_must_pair():
+    rng = np.random.default_rng(3)
+    a, b = counts(rng), counts(rng)
+    assert paired_bootstrap(a, b, resamples=200, seed=5) == paired_bootstrap(a, b, resamples=200, seed=5)
+    with pytest.raises(ValueError, match="paired scores must both be"):
+        paired_bootstrap(a, b[:, :10])
