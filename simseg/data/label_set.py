@@ -21,6 +21,7 @@ from simseg.models.segmentation import IGNORE_INDEX  # 255, as mmseg, Ultralytic
 
 CLASSES_FILE = "classes.json"
 IGNORE_COLOUR = (128, 128, 128)  # how pictures show pixels without a label
+BOUNDARY_CLASS = "boundary"  # the thin band around each object's outline (pets' and synthetic trimaps)
 MAX_CLASSES = 255  # ids are stored as uint8 with 255 reserved for the ignored pixels
 
 Colour = tuple[int, int, int]

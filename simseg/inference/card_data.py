@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simseg.data.label_set import LabelSet
+from simseg.data.label_set import BOUNDARY_CLASS, LabelSet
 from simseg.data.pets import OxfordPetsSource
 from simseg.data.synthetic_pairs import SYNTHETIC_MODES
 from simseg.inference.trained_run import TrainedRun
 
 MISSING = "—"
-BOUNDARY = "boundary"  # the class name of a thin band around the objects' outlines (the pets' trimap band)
 DRAWS = {"synthetic": "stratified by shape",
          "oxford": "stratified by breed (the image name without its number)",
          "dataset": "stratified by each image's main class (its most frequent class other than class 0; a test "
@@ -84,8 +83,9 @@ def limits(run: TrainedRun, images: str, evaluation: dict | None) -> str:
     cfg, size, names = run.cfg, run.cfg.model.img_size, run.classes.names
     pets = data_kind(cfg.data.source) == "oxford"
     items = [data_limit(run, images),
-             *([f"The {BOUNDARY} class is a thin band around each object's outline (on pets, the trimaps' "
-                f"unclassified band): a shift of a pixel or two costs much of its IoU."] if BOUNDARY in names else []),
+             *([f"The {BOUNDARY_CLASS} class is a thin band around each object's outline (on pets, the trimaps' "
+                f"unclassified band): a shift of a pixel or two costs much of its IoU."]
+               if BOUNDARY_CLASS in names else []),
              *filter(None, [weakest_class(evaluation["plain"] if evaluation else run.metrics)]),
              "It labels pixels, not animals: several pets come out as one pet region, with no species or breed."
              if pets else "It labels pixels, not objects: touching objects of one class come out as one region.",
