@@ -211,10 +211,11 @@ def apply(images: torch.Tensor, params: AugmentParams, out_size: int, mean: Sequ
         if bool(params.jitter.any()):
             out = jitter(out, params.jitter, params.brightness, params.contrast, params.saturation, params.hue)
         if bool(params.blur.any()):
-            chosen = params.blur.nonzero().squeeze(1).to(device)  # blur only the samples drawn for it
+            chosen = params.blur.nonzero().squeeze(1).to(device, non_blocking=True)  # only those drawn for it
             out = out.index_copy(0, chosen, gaussian_blur(out[chosen], params.sigma[params.blur], params.kernel_size))
-        mean_t = torch.tensor(mean, dtype=out.dtype, device=device).view(1, 3, 1, 1)
-        std_t = torch.tensor(std, dtype=out.dtype, device=device).view(1, 3, 1, 1)
+        # Made on the CPU and sent without waiting: torch.tensor(..., device=cuda) would wait for the GPU's queue.
+        mean_t = torch.tensor(mean, dtype=out.dtype).view(1, 3, 1, 1).to(device, non_blocking=True)
+        std_t = torch.tensor(std, dtype=out.dtype).view(1, 3, 1, 1).to(device, non_blocking=True)
         return out.sub_(mean_t).div_(std_t), None if labels is None else labels.long()
 
 

@@ -32,7 +32,7 @@ def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     hue = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
     hue = (hue / 6.0 + 1.0).fmod(1.0)
     hue = (hue + shift.view(-1, 1, 1)).remainder(1.0)  # (B, H, W) in turns
-    offsets = torch.tensor([5.0, 3.0, 1.0], device=images.device).view(1, 3, 1, 1)
+    offsets = torch.arange(5.0, 0.0, -2.0, device=images.device).view(1, 3, 1, 1)  # 5, 3, 1 made on the device
     k = (hue.unsqueeze(1) * 6 + offsets).remainder(6)  # (B, 3, H, W)
     return maxc.unsqueeze(1) - (maxc * saturation).unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1)
 
@@ -41,13 +41,16 @@ def jitter_colours(images: torch.Tensor, applied: torch.Tensor, brightness: torc
                  saturation: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     """Brightness, contrast, saturation and hue on (B, 3, H, W) floats in [0, 1], as torchvision's functional
     ``adjust_*`` with their clamps. Factors (B,) on any device (1 = identity; ``hue`` a shift in turns, 0 =
-    identity); samples where ``applied`` (B,) is False come back unchanged, bit for bit."""
+    identity); samples where ``applied`` (B,) is False come back unchanged, bit for bit.
+
+    The factors move to a GPU without waiting for it (``non_blocking``): a blocking copy from the CPU would stall
+    until every kernel queued before it had run."""
     device = images.device
-    b, c, s = (x.to(device).view(-1, 1, 1, 1) for x in (brightness, contrast, saturation))
+    b, c, s = (x.to(device, non_blocking=True).view(-1, 1, 1, 1) for x in (brightness, contrast, saturation))
     out = images.mul(b).clamp_(0, 1)
     mean = grayscale(out).mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
     out = out.mul(c).add_((1 - c) * mean).clamp_(0, 1)
     out = out.mul(s).add_((1 - s) * grayscale(out)).clamp_(0, 1)
     if bool((hue != 0).any()):  # CPU tensors: no device sync; the costliest step, skipped when unused
-        out = shift_hue(out, hue.to(device))
-    return torch.where(applied.to(device).view(-1, 1, 1, 1), out, images)
+        out = shift_hue(out, hue.to(device, non_blocking=True))
+    return torch.where(applied.to(device, non_blocking=True).view(-1, 1, 1, 1), out, images)

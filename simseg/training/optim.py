@@ -37,7 +37,7 @@ def schedule_for(train_cfg, steps_per_epoch: int):
     """The run's ``step -> lr`` function: ``train.schedule`` multistep (the study's), cosine or constant, each after
     a linear warmup of ``train.warmup_epochs``."""
     warmup = round(train_cfg.warmup_epochs * steps_per_epoch)
-    schedule = getattr(train_cfg, "schedule", "multistep")
+    schedule = train_cfg.schedule
     if schedule == "cosine":
         total = train_cfg.epochs * steps_per_epoch
         return lambda step: cosine_lr(step, train_cfg.lr, warmup, total, train_cfg.min_lr)
@@ -51,10 +51,11 @@ def schedule_for(train_cfg, steps_per_epoch: int):
 
 
 def build_adamw(model: torch.nn.Module, lr: float, weight_decay: float, layer_decay: float = 1.0,
-                fused: bool = False) -> torch.optim.AdamW:
+                fused: bool = True) -> torch.optim.AdamW:
     """AdamW without decay on 1-D parameters (norms, biases) and on the model's ``no_weight_decay()`` names
-    (position embedding, cls token, mask token). ``fused``: torch's single-kernel update, which the stages
-    use on CUDA, where one launch for all parameters is what it saves.
+    (position embedding, cls token, mask token). ``fused``: torch's fused update, one kernel for every parameter
+    per step, on the CPU as on GPUs; False: torch's default for the device (its foreach kernels on CUDA, a few
+    small ops for each parameter on the CPU).
 
     ``layer_decay`` < 1: timm's layer-wise LR decay groups (the model needs a timm-style ``group_matcher``); each
     group's ``lr_scale`` multiplies the scheduled LR in :func:`set_lr`."""
