@@ -67,8 +67,7 @@ def segment_step(batch: int, device: str):
 
 def step_only(make, batch: int, images: int, device: str, bf16: bool = False) -> float:
     model, inputs, train_cfg = make(batch, device)
-    optimizer = build_adamw(model, train_cfg.lr, train_cfg.weight_decay, getattr(train_cfg, "layer_decay", 1.0),
-                            fused=device == "cuda")
+    optimizer = build_adamw(model, train_cfg.lr, train_cfg.weight_decay, getattr(train_cfg, "layer_decay", 1.0))
 
     def step():
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):

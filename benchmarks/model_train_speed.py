@@ -32,7 +32,7 @@ def step_of(arch: str, batch: int, device: str):
     cfg = SegmentConfig()
     cfg = replace(cfg, model=replace(cfg.model, arch=arch))
     model = segment_stage.build_model(cfg, 3)[0].to(device).train()
-    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, fused=device == "cuda")
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay)
     size = cfg.model.img_size
     images = torch.randn(batch, 3, size, size, device=device)
     masks = torch.randint(0, 3, (batch, size, size), device=device)

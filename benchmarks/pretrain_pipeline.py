@@ -115,7 +115,7 @@ def step_only(images: int, batch: int, device: str, bf16: bool = False, compile:
     """images/s of the bare training step on one fixed batch, over ``images`` images, with the stage's
     mixed precision and compilation."""
     model = SimMIM(build_encoder(ModelConfig()), masked_patches=32).to(device)  # as the stage builds it
-    optimizer = build_adamw(model, 1e-4, 0.05, fused=device == "cuda")
+    optimizer = build_adamw(model, 1e-4, 0.05)
     forward = torch.compile(model) if compile else model
     pixels = torch.randn(batch, 3, 128, 128, device=device)
     generator = torch.Generator(device).manual_seed(0)

@@ -80,7 +80,7 @@ def main(cfg: ClassifyConfig) -> Path:
 
     # --- model, optimiser, MixUp ----------------------------------------------------------------------------------
     model, lineage = build_model(cfg, len(classes))
-    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, fused=accelerator.device.type == "cuda")
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     lr_at = schedule_for(cfg.train, len(train.loader))
     mixup = build_mixup(cfg.mixup, cfg.train.label_smoothing, len(classes))
@@ -110,8 +110,8 @@ def main(cfg: ClassifyConfig) -> Path:
     if confusion is None:  # resuming a finished run: score it now
         confusion = evaluate_confusion(model, test_loader, accelerator, len(classes))
     if accelerator.is_main_process:
-        final_evaluation(accelerator.unwrap_model(model), cfg, run_dir, confusion, classes, path.pipeline,
-                         accelerator.device, len(train_idx), len(test_idx))
+        final_evaluation(accelerator.unwrap_model(model, keep_torch_compile=False), cfg, run_dir, confusion, classes,
+                         path.pipeline, accelerator.device, len(train_idx), len(test_idx))
         accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
     return run_dir

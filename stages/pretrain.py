@@ -64,8 +64,11 @@ def main(cfg: PretrainConfig) -> Path:
     # --- model and optimiser ------------------------------------------------------------------------------------
     # Every mask covers the same number of patches, so every method keeps static shapes (simseg.models.pretraining).
     model = pretrainer_for_config(cfg)
-    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, fused=accelerator.device.type == "cuda")
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # What exports, grids and the probe use: the module itself, without DDP's or torch.compile's wrapper (whose
+    # state_dict prefixes every key with _orig_mod., and which would compile grids' reconstructions again).
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
     lr_at = schedule_for(cfg.train, len(train.loader))
     start_epoch, step = begin_or_resume(accelerator, run_dir, cfg, "pretrain", resolved=resolved)
 
@@ -90,12 +93,12 @@ def main(cfg: PretrainConfig) -> Path:
         val_loss = evaluate(model, val_loader, accelerator, lambda batch: {"images": batch[0], "mask": batch[1]})
         scores, line = {"val_loss": val_loss}, f"val loss {val_loss:.4f}"
         if probe is not None and (epoch == cfg.train.epochs - 1 or (epoch + 1) % cfg.probe.every == 0):
-            scores.update(probe.score(accelerator.unwrap_model(model).encoder))
+            scores.update(probe.score(unwrapped.encoder))
             line += f", probe mIoU {scores['probe_miou']:.3f} ({scores['probe_seconds']:.0f}s)"
         if accelerator.is_main_process:
-            write_exports(accelerator.unwrap_model(model), cfg, run_dir, epoch)
+            write_exports(unwrapped, cfg, run_dir, epoch)
             if epoch == cfg.train.epochs - 1 or (cfg.log.grid_every and (epoch + 1) % cfg.log.grid_every == 0):
-                grid = write_grid(accelerator.unwrap_model(model), val_set, cfg, run_dir, epoch, val_loss)
+                grid = write_grid(unwrapped, val_set, cfg, run_dir, epoch, val_loss)
                 log_tracker_image(accelerator, "reconstructions", grid, step=epoch)
         end_epoch(accelerator, run_dir, epoch_record(epoch, step, stats, **scores),
                   f"epoch {epoch}: train loss {stats['loss']:.4f}, {line}, {speed_summary(stats)}")
@@ -111,7 +114,7 @@ def main(cfg: PretrainConfig) -> Path:
             "final_train_loss": history[-1]["train_loss"], "final_val_loss": history[-1]["val_loss"],
             "best_val_loss": min(r["val_loss"] for r in history),
             **({"final_probe_miou": probes[-1]} if probes else {}),
-            "encoder_parameters": sum(p.numel() for p in accelerator.unwrap_model(model).encoder.parameters()),
+            "encoder_parameters": sum(p.numel() for p in unwrapped.encoder.parameters()),
             "pipeline": data.pipeline, **training_cost(history, accelerator.device),
         })
         accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")

@@ -115,11 +115,11 @@ def main(cfg: SegmentConfig) -> Path:
 
     # --- model and optimiser ------------------------------------------------------------------------------------
     model, lineage = build_model(cfg, classes.num_classes)
-    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.layer_decay,
-                            fused=accelerator.device.type == "cuda")
+    optimizer = build_adamw(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.layer_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)  # no DDP, no torch.compile wrapper
     decay = cfg.train.ema_decay()
-    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=decay) if decay else None
+    ema = ModelEmaV3(unwrapped, decay=decay) if decay else None
     if ema is not None:
         accelerator.register_for_checkpointing(ema)  # the average is training state: resume continues it
     evaluated = ema.module if ema is not None else model  # what is scored, reported and exported
@@ -138,7 +138,7 @@ def main(cfg: SegmentConfig) -> Path:
     start = time.perf_counter()
     last_test_confusion = None  # the last epoch's test score, reused below when those are the reported weights
     for epoch in epochs(accelerator, cfg, start_epoch, train):
-        accelerator.unwrap_model(model).freeze_encoder = epoch < cfg.train.freeze_encoder_epochs
+        unwrapped.freeze_encoder = epoch < cfg.train.freeze_encoder_epochs
         stats, step = train_one_epoch(model, train.loader, optimizer, accelerator, epoch=epoch, step=step,
                                       lr_at=lr_at, make_inputs=make_inputs, grad_clip=cfg.train.grad_clip,
                                       progress=cfg.log.progress, ema=ema, ema_every=cfg.train.ema_interval,
@@ -153,8 +153,8 @@ def main(cfg: SegmentConfig) -> Path:
                   f"epoch {epoch}: train loss {stats['loss']:.4f}{scores}, {speed_summary(stats)}")
 
     # --- final test evaluation of the reported weights, pictures and exports ---------------------------------------
-    final_evaluation(accelerator.unwrap_model(evaluated), cfg, classes, run_dir, accelerator, test_loader,
-                     last_test_confusion, data.pipeline,
+    final_evaluation(accelerator.unwrap_model(evaluated, keep_torch_compile=False), cfg, classes, run_dir, accelerator,
+                     test_loader, last_test_confusion, data.pipeline,
                      dict(train=len(splits["train"]), test=test_size, val=val_size, skipped=skipped))
     accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
@@ -184,7 +184,8 @@ def keep_if_best(model, val_loader, accelerator, record: dict, run_dir: Path, ep
     score(model, val_loader, accelerator, record, "val_miou", classes)
     earlier = [r["val_miou"] for r in read_metrics(run_dir) if r.get("val_miou") is not None]
     if accelerator.is_main_process and record["val_miou"] > max(earlier, default=-1.0):
-        save_weights(run_dir / "best.safetensors", accelerator.unwrap_model(model).state_dict(),
+        save_weights(run_dir / "best.safetensors",
+                     accelerator.unwrap_model(model, keep_torch_compile=False).state_dict(),
                      {"stage": "segment", "epoch": str(epoch)})
 
 

@@ -174,7 +174,12 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the model (Accelerate's inductor backend) and, on the batched data path, the colour jitter:
     fusing the jitter's many small element-wise steps pays on any device, the model's larger kernels mainly on GPUs
-    (docs/performance.md)."""
+    (docs/performance.md). The training step compiles once, with static shapes: an epoch's short last batch is
+    dropped (other images each epoch, as the shuffle changes), and evaluation, grids and examples run eagerly."""
+    compile_cache_dir: str = ""
+    """Where ``compile`` keeps its compiled kernels, so a later run of the same model and batch size starts from
+    them; empty = ``$TORCHINDUCTOR_CACHE_DIR`` if set, else ``~/.cache/simseg/inductor``. config.yaml records the
+    folder used under ``resolved``."""
 
     def __post_init__(self):
         check(self.epochs >= 1, "train.epochs must be >= 1")

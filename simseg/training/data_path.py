@@ -21,6 +21,7 @@ from simseg.data.cached_batches import CachedBatches, CachedEvalSet, IndexDatase
 from simseg.data.image_cache import CacheSpec, ImageCache
 from simseg.data.loaders import TransformedItems
 from simseg.data.transforms import eval_transform, train_transform
+from simseg.errors import SimsegError
 from simseg.training.rundir import recorded_choices
 
 Targets = Literal["masks", "labels"] | None
@@ -77,8 +78,19 @@ class DataPath:
     def training(self, source, items, cache: ImageCache | None, targets: Targets = None,
                  drop_last: bool = False) -> TrainingBatches:
         """Shuffled training batches of ``items``: index batches kept on the CPU (the batched augmentation draws
-        its parameters from each item's original size there), or transformed items moved to the device."""
+        its parameters from each item's original size there), or transformed items moved to the device.
+
+        ``drop_last``, and always under ``train.compile``: every batch is full. A compiled step is one graph of
+        static shapes, which a short last batch would compile a second time; the shuffle changes every epoch, so
+        the items left out do too. Eager runs keep the short batch, as their results always have."""
         cfg, img = self.cfg, self.cfg.model.img_size
+        drop_last = drop_last or cfg.train.compile
+        per_step = cfg.train.batch_size * self.accelerator.num_processes
+        if drop_last and len(items) < per_step:
+            raise SimsegError(f"{len(items):,} training items do not fill one batch of train.batch_size="
+                              f"{cfg.train.batch_size} on {self.accelerator.num_processes} process(es), and "
+                              f"{'train.compile=true' if cfg.train.compile else 'this stage'} trains on full batches "
+                              f"only: lower train.batch_size or train on more items")
         if cache is not None:
             cached = CachedBatches(cache, BatchAugment.from_aug_config(cfg.aug, img, cfg.train.compile),
                                    self.accelerator.device)

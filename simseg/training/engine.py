@@ -7,6 +7,7 @@ these loops never branch on the task; ``make_inputs(batch)`` turns a loader batc
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 import warnings
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin
 from tqdm.auto import tqdm
 
 from simseg.errors import SimsegError
@@ -23,21 +24,43 @@ from simseg.training.optim import set_lr
 from simseg.training.sam import perturb, restore
 
 LOG_EVERY = 10  # steps between loss read-outs: each one is a device sync
+COMPILE_BACKEND = "inductor"  # what train.compile=true compiles the training step with
 
 
 def make_accelerator(cfg, **kwargs) -> Accelerator:
     """The Accelerator of a stage run: mixed precision and trackers from the config, tracker logs in
     ``output_dir/logs``, and a sampler whose shuffle is seeded by (seed, epoch), so a resumed epoch sees the batches
-    an uninterrupted one would. ``kwargs`` go to ``Accelerator`` (e.g. ``kwargs_handlers``)."""
+    an uninterrupted one would. ``kwargs`` go to ``Accelerator`` (e.g. ``kwargs_handlers``).
+
+    With ``train.compile`` the prepared model is compiled with static shapes (every training batch is full, every
+    mask hides the same number of patches) and inductor keeps its kernels in :func:`compile_cache_dir`, so a later
+    run of the same model and batch size starts from them."""
     check_trackers_installed(cfg.log.trackers)
+    if cfg.train.compile:  # read by inductor at its first compile, not at import
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir(cfg))
     return Accelerator(
         mixed_precision=cfg.train.mixed_precision,
-        dynamo_backend="inductor" if cfg.train.compile else "no",
+        dynamo_plugin=TorchDynamoPlugin(backend=COMPILE_BACKEND if cfg.train.compile else "no", dynamic=False),
         log_with=cfg.log.trackers or None,
         project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
         **kwargs,
     )
+
+
+def compile_cache_dir(cfg) -> Path:
+    """Where inductor keeps the compiled kernels of a ``train.compile`` run: ``train.compile_cache_dir``, else
+    ``$TORCHINDUCTOR_CACHE_DIR`` when set, else ``simseg/inductor`` in the user's cache folder
+    (``$XDG_CACHE_HOME``, by default ``~/.cache``), which outlives the temporary folder torch would choose."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    if cfg.train.compile_cache_dir:
+        return Path(cfg.train.compile_cache_dir).expanduser().absolute()
+    # Importing torch._dynamo sets the variable to torch's temporary default: only another value is the user's.
+    given = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if given and Path(given).absolute() != Path(default_cache_dir()).absolute():
+        return Path(given).absolute()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "simseg" / "inductor"
 
 
 def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: int, lr_at: Callable[[int], float],
@@ -81,7 +104,7 @@ def train_one_epoch(model, loader, optimizer, accelerator, *, epoch: int, step: 
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if ema is not None and (step + 1) % ema_every == 0:
-                ema.update(accelerator.unwrap_model(model), step=step + 1)
+                ema.update(accelerator.unwrap_model(model, keep_torch_compile=False), step=step + 1)
             loss = loss.detach().float()
             newly_bad = (first_bad < 0) & ~torch.isfinite(loss)
             first_bad, bad_loss = torch.where(newly_bad, step, first_bad), torch.where(newly_bad, loss, bad_loss)
@@ -159,8 +182,12 @@ def speed_summary(stats: dict) -> str:
 
 
 @torch.no_grad()
+@torch.compiler.set_stance("force_eager")
 def evaluate(model, loader, accelerator, make_inputs: Callable) -> float:
-    """Mean of the per-image losses over the whole loader (every process's share, padding removed)."""
+    """Mean of the per-image losses over the whole loader (every process's share, padding removed).
+
+    Evaluation runs eagerly, a compiled ``model`` too: under ``train.compile`` the one compiled graph is the
+    training step's, which no_grad, a short last batch or another layout would otherwise each compile again."""
     model.eval()
     losses = []
     for batch in loader:
@@ -172,6 +199,7 @@ def evaluate(model, loader, accelerator, make_inputs: Callable) -> float:
 
 
 @torch.no_grad()
+@torch.compiler.set_stance("force_eager")  # as in evaluate: the compiled graph stays the training step's alone
 def evaluate_confusion(model, loader, accelerator, num_classes: int, tta=None, *,
                        boundary: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Confusion matrix (C_target, C_pred) over every pixel of ``loader``'s (images, masks) batches.

@@ -29,7 +29,8 @@ from simseg.files import atomic_write_text
 from simseg.training.resume_state import check_state, load_state
 
 # Keys a resumed run may change: they do not alter what is computed.
-RESUMABLE_CHANGES = ("resume", "data.num_workers", "data.cache_dir", "log.progress", "log.trackers", "log.grid_every")
+RESUMABLE_CHANGES = ("resume", "data.num_workers", "data.cache_dir", "log.progress", "log.trackers", "log.grid_every",
+                     "train.compile_cache_dir")
 _PACKAGES = ("simseg", "torch", "torchvision", "timm", "accelerate", "datasets", "numpy")
 
 

@@ -15,7 +15,7 @@ from simseg.config.loader import flat_dict, to_dict
 from simseg.files import atomic_write_json
 from simseg.models.cost import model_cost
 from simseg.training.data_path import TrainingBatches
-from simseg.training.engine import epoch_seed, make_accelerator, peak_memory_mib
+from simseg.training.engine import compile_cache_dir, epoch_seed, make_accelerator, peak_memory_mib
 from simseg.training.handoff import export_encoder
 from simseg.training.resume_state import save_state
 from simseg.training.rundir import append_metrics, prepare_run_dir, start_or_resume
@@ -36,8 +36,10 @@ def start_run(cfg, **accelerator_kwargs):
 def begin_or_resume(accelerator, run_dir: Path, cfg, stage: str, lineage: dict | None = None,
                     resolved: dict | None = None) -> tuple[int, int]:
     """(first epoch, step) after restoring the newest state with ``resume=true``; a new run writes config.yaml
-    with what it ``resolved`` and ``lineage.json`` (where its encoder's weights came from), and trackers start
-    either way."""
+    with what it ``resolved`` (and, under ``train.compile``, the compile cache folder it used) and
+    ``lineage.json`` (where its encoder's weights came from), and trackers start either way."""
+    if cfg.train.compile:
+        resolved = {**(resolved or {}), "train": {"compile_cache_dir": str(compile_cache_dir(cfg))}}
     start_epoch, step, new_run = start_or_resume(accelerator, run_dir, cfg, resolved)
     if new_run and lineage is not None and accelerator.is_main_process:
         atomic_write_json(run_dir / "lineage.json", lineage)
