@@ -109,6 +109,7 @@ def test_batch_augment_from_config_is_seeded():
         AugConfig(color_jitter=(0.4, 0.4, 0.4, 0.7))
 
 
+@pytest.mark.slow  # a torch.compile build: seconds, left to the full suite
 def test_compiled_jitter_matches_eager():
     torch._dynamo.reset()
     eager = BatchAugment.from_aug_config(AugConfig(), img_size=32)

@@ -233,6 +233,7 @@ def test_a_whole_source_cache_keeps_every_image_whole_with_its_size(folder, tmp_
     assert not cache.arrays["images"].flags.writeable
 
 
+@pytest.mark.slow  # starts decoding processes: seconds, left to the full suite
 def test_workers_decode_the_same_pixels_and_a_cache_pickles_by_path(folder, tmp_path):
     one = open_cache(build_cache(folder, tmp_path / "a", CacheSpec(24), progress=False))
     two = open_cache(build_cache(folder, tmp_path / "b", CacheSpec(24), workers=2, progress=False))

@@ -110,6 +110,7 @@ def test_a_fixed_mask_count_gives_the_same_loss_and_gradients_with_static_shapes
         fixed(images=images, mask=uneven)
 
 
+@pytest.mark.slow  # a torch.compile build: seconds, left to the full suite
 def test_a_fixed_mask_count_compiles_into_one_graph():
     """Boolean indexing has data-dependent shapes: torch.compile splits the forward there and a GPU syncs."""
     torch._dynamo.reset()

@@ -131,6 +131,7 @@ def test_a_message_raised_mid_epoch_starts_a_line_of_its_own_in_a_log_file(capfd
     assert not any("epoch 0:" in line and ("simseg:" in line or "UserWarning" in line) for line in lines), err
 
 
+@pytest.mark.slow  # a training process under a pseudo-terminal: seconds, left to the full suite
 def test_a_message_raised_mid_epoch_stands_alone_on_a_terminal():
     script = (f"import sys; sys.path.insert(0, {os.getcwd()!r}); from tests.training.test_engine import *; "
               "run_main(training_that_fails('nan'), [])")
