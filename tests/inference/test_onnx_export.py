@@ -199,13 +199,18 @@ def test_the_metadata_names_what_a_reader_needs(exported):
 
 
 def test_a_seven_class_run_exports_verifies_and_cards_its_classes(tmp_path, capsys):
-    """``simseg export`` of a run on the synthetic shapes (7 classes, its classes.json): the metadata, the check on
-    its own test images and the card all carry its classes."""
-    from simseg.cli import main
+    """The release ``simseg export`` makes (:func:`export_release`, without the CLI, which test_predict.py runs) of
+    a run on the synthetic shapes (7 classes, its classes.json): the three files, and the metadata, the check on its
+    own test images and the card all carry its classes; the run folder is only read."""
+    from simseg.inference.release import Release, export_release
 
     run_dir = make_finished_run(tmp_path / "run", f"model.arch={VIT}", "data.source=synthetic-shapes",
                                 classes=SYNTHETIC_SHAPES)
-    main(["export", str(run_dir), "--format", "onnx", "--out", str(tmp_path / "out" / "shapes.onnx")])
+    out = tmp_path / "out" / "shapes.onnx"
+    assert export_release(run_dir, out, threads=1) == Release(out, out.parent / "export_report.json",
+                                                              out.parent / "MODEL_CARD.md")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["MODEL_CARD.md", "export_report.json", "shapes.onnx"]
+    assert not (run_dir / "MODEL_CARD.md").exists()
     info = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "out" / "shapes.onnx")).metadata_props}
                       ["simseg"])
     assert info["classes"] == list(SYNTHETIC_SHAPES.names) and info["values"] == list(range(7))
@@ -214,7 +219,12 @@ def test_a_seven_class_run_exports_verifies_and_cards_its_classes(tmp_path, caps
     assert segmenter.label_set == SYNTHETIC_SHAPES
     assert segmenter.predict(np.zeros((20, 30, 3), dtype=np.uint8)).probabilities.shape == (7, 20, 30)
     report = json.loads((tmp_path / "out" / "export_report.json").read_text())
+    assert report["onnx_checker"] == "passed" and report["speed"]["threads"] == 1 and "## ONNX export" in card_text(out)
     assert all(b["miou_onnx"] == pytest.approx(b["miou_torch"], abs=1e-3) for b in report["batches"])
     card = (tmp_path / "out" / "MODEL_CARD.md").read_text()
     assert "| 6 | " + SYNTHETIC_SHAPES.names[6] + " | `#" in card and "7 class scores per pixel" in card
     assert all(f"| IoU {name} |" in card for name in SYNTHETIC_SHAPES.names) and "pet" not in card.lower()
+
+
+def card_text(onnx_path):
+    return (onnx_path.parent / "MODEL_CARD.md").read_text()

@@ -1,38 +1,18 @@
-"""What ``simseg export`` and ``simseg card`` make of a finished segmentation run, called without the CLI: the ONNX
-file with its verification report and model card beside it, the refusals before anything is written, the file kept
+"""What ``simseg export`` and ``simseg card`` make of a finished segmentation run, called without the CLI (a whole
+release: test_onnx_export.py's seven-class test): the refusals before anything is written, the file kept
 (with no report vouching for it) when the run's test images are gone, and the card alone, with or without a fresh
 evaluation."""
 
 from __future__ import annotations
 
-import json
-
-import onnx
 import pytest
 
 from simseg.errors import SimsegError
 from simseg.inference.model_card import model_card
-from simseg.inference.release import CARD_NAME, REPORT_NAME, Release, export_release, write_run_card
+from simseg.inference.release import CARD_NAME, export_release, write_run_card
 from simseg.inference.trained_run import load_trained_run
 
 VIT = "vit_fused_skip"  # an architecture whose ONNX export takes any batch size (see test_onnx_export.py)
-
-
-@pytest.mark.slow  # an export, its check on the test images and the card's evaluation: several seconds
-def test_the_release_is_the_onnx_file_its_verified_figures_and_a_card_that_holds_both(finished_run, tmp_path):
-    run_dir = finished_run(f"model.arch={VIT}")
-    out = tmp_path / "release" / "pets.onnx"
-    release = export_release(run_dir, out, threads=1)
-    assert release == Release(out, out.parent / REPORT_NAME, out.parent / CARD_NAME)
-    assert sorted(p.name for p in out.parent.iterdir()) == sorted([CARD_NAME, REPORT_NAME, "pets.onnx"])
-    onnx.checker.check_model(str(out))
-    report = json.loads(release.report.read_text())
-    assert report["onnx"] == str(out) and report["run"] == str(run_dir) and report["onnx_checker"] == "passed"
-    assert report["test_images"] == 8 and report["speed"]["threads"] == 1
-    card = release.card.read_text()
-    assert "## ONNX export" in card and 'InferenceSession("pets.onnx"' in card
-    assert "--evaluate" not in card  # the test figures were scored afresh, with and without TTA
-    assert not (run_dir / CARD_NAME).exists()  # the run folder is only read
 
 
 def test_an_out_that_is_a_folder_is_refused_before_anything_is_written(finished_run, tmp_path):
