@@ -162,21 +162,6 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     assert "5_broken.png cannot be read" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
-def test_grid_command_draws_any_images(tiny_config, tmp_path):
-    from simseg.cli import main as cli_main
-
-    run_dir = pretrain_stage.main(tiny_config("train.epochs=1"))
-    write_images(tmp_path / "other", [f"{i}.jpg" for i in range(5)], size=(150, 130))
-    cli_main(["grid", "--checkpoint", str(run_dir), "--data", str(tmp_path / "other"), "--n", "3",
-              "--out", str(tmp_path / "g.png")])
-    from PIL import Image
-    assert Image.open(tmp_path / "g.png").size[1] > Image.open(tmp_path / "g.png").size[0] * 0.5
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(["grid", "--checkpoint", str(tmp_path / "missing"), "--data", "synthetic"])
-    assert exit_info.value.code == 2
-
-
 # stages/pretrain.py as `python stages/pretrain.py ARGS` runs it, except that the third training step of epoch 1
 # first writes the file named by the first argument and then waits to be killed: the test kills the run inside
 # epoch 1, two optimiser steps after the last saved state, however fast or slow the machine is.

@@ -79,3 +79,18 @@ def test_what_is_not_a_pretraining_run_is_refused_in_one_line(run_dir, tmp_path,
     with pytest.raises(SimsegError, match="--n must be at least 1"):
         grid_of_run(pristine_run, "synthetic", rows=0, out=tmp_path / "never.png")
     assert not (tmp_path / "never.png").exists()
+
+
+def test_simseg_grid_draws_any_images_and_refuses_in_one_line(run_dir, tmp_path, capsys):
+    """The command's wiring (was a slow test that trained a run first): its flags reach grid_of_run."""
+    from simseg.cli import main
+
+    write_images(tmp_path / "other", [f"{i}.jpg" for i in range(5)], size=(150, 130))
+    main(["grid", "--checkpoint", str(run_dir), "--data", str(tmp_path / "other"), "--n", "3",
+          "--out", str(tmp_path / "g.png")])
+    assert f"wrote {tmp_path / 'g.png'}" in capsys.readouterr().out
+    width, height = Image.open(tmp_path / "g.png").size
+    assert height > width * 0.5  # three rows of the three views
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grid", "--checkpoint", str(tmp_path / "missing"), "--data", "synthetic"])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
