@@ -39,7 +39,9 @@ def begin_or_resume(accelerator, run_dir: Path, cfg, stage: str, lineage: dict |
     with what it ``resolved`` (and, under ``train.compile``, the compile cache folder it used) and
     ``lineage.json`` (where its encoder's weights came from), and trackers start either way."""
     if cfg.train.compile:
-        resolved = {**(resolved or {}), "train": {"compile_cache_dir": str(compile_cache_dir(cfg))}}
+        resolved = resolved or {}
+        train = {**resolved.get("train", {}), "compile_cache_dir": str(compile_cache_dir(cfg))}
+        resolved = {**resolved, "train": train}  # beside, not over, any train keys the stage resolved
     start_epoch, step, new_run = start_or_resume(accelerator, run_dir, cfg, resolved)
     if new_run and lineage is not None and accelerator.is_main_process:
         atomic_write_json(run_dir / "lineage.json", lineage)
