@@ -14,9 +14,18 @@ split's pixels), lineage.json (where the encoder's weights came from), test_imag
 train_images.txt / val_images.txt (the split, one item name per line), metrics.jsonl (per epoch: train loss, and
 every ``eval.every`` epochs test and validation mIoU), metrics.json (final test figures from one confusion matrix
 over every test pixel, plus the model's cost: parameters, GFLOPs, inference and training images/s, seconds),
-confusion.json, examples.png (rows image | ground truth | prediction for the first ``log.examples`` test images,
-in the classes' colours), encoder.safetensors (the export; ViT models only), model.safetensors
-(encoder + head), best.safetensors (with a validation split) and state/ (for ``resume=true``).
+confusion.json (that matrix), test_scores.npz (each test image's intersection and union per class:
+:mod:`simseg.training.image_scores`), examples.png (rows image | ground truth | prediction for the first
+``log.examples`` test images, in the classes' colours), encoder.safetensors (the export; ViT models only),
+model.safetensors (encoder + head), best.safetensors (with a validation split) and state/ (for ``resume=true``).
+
+Where the test figures are scored: metrics.json's top-level figures and confusion.json score each test image at
+its mask's own size (``scored_at: native``: the probabilities resized to the mask's size, then argmax, as
+``simseg predict`` and :class:`~simseg.inference.segmenter.Segmenter` label a photo); metrics.json's ``scores``
+holds every view at both sizes (native, and input: the mask resized with nearest to the model's input) and
+test_scores.npz the per-image counts of both (:mod:`simseg.training.final_scoring`). The per-epoch test and
+validation mIoU of metrics.jsonl are scored at the model's input size, cheap enough for every evaluated epoch; the
+validation mIoU among them chooses the reported epoch, as before.
 
 Nothing is chosen on the test set: with ``data.val_size`` > 0 the reported weights are those of the epoch with the
 best validation mIoU (among evaluated epochs), otherwise those of the last epoch. With ``train.ema`` (or
@@ -47,11 +56,12 @@ from simseg.experiments.stage_entry import run_main, stage_config
 from simseg.files import atomic_write_json
 from simseg.models.registry import model_for_config
 from simseg.models.segmentation_mixing import mix_segmentation_batch
-from simseg.training.boundary import boundary_iou
 from simseg.training.cnn_weights import load_cnn_init
 from simseg.training.data_path import DataPath
 from simseg.training.engine import epoch_record, evaluate_confusion, speed_summary, train_one_epoch
+from simseg.training.final_scoring import FinalScores, ScoringItems, evaluate_test_set
 from simseg.training.handoff import load_init
+from simseg.training.image_scores import SCORES_FILE, write_test_scores
 from simseg.training.metrics import segmentation_metrics, time_to_target
 from simseg.training.optim import build_adamw, schedule_for
 from simseg.training.plots import colour_masks, save_image_grid
@@ -106,6 +116,7 @@ def main(cfg: SegmentConfig) -> Path:
     cache = data.cache(source, used)
     train = data.training(source, splits["train"], cache, targets="masks")
     test_loader = data.evaluation(source, splits["test"], cache, "masks", "resize")
+    test_items = ScoringItems(test_loader.dataset, source, splits["test"])  # with each mask at its own size
     val_loader = data.evaluation(source, splits["val"], cache, "masks", "resize") if val_size else None
     test_size, skipped = len(splits["test"]), source.skipped
     given = " (the split the data gives)" if source.given_split else ""
@@ -136,7 +147,6 @@ def main(cfg: SegmentConfig) -> Path:
 
     # --- training loop ------------------------------------------------------------------------------------------
     start = time.perf_counter()
-    last_test_confusion = None  # the last epoch's test score, reused below when those are the reported weights
     for epoch in epochs(accelerator, cfg, start_epoch, train):
         unwrapped.freeze_encoder = epoch < cfg.train.freeze_encoder_epochs
         stats, step = train_one_epoch(model, train.loader, optimizer, accelerator, epoch=epoch, step=step,
@@ -145,7 +155,7 @@ def main(cfg: SegmentConfig) -> Path:
                                       sam=cfg.train.sam())
         record = epoch_record(epoch, step, stats)
         if evaluation_due(cfg, epoch):
-            last_test_confusion = score(evaluated, test_loader, accelerator, record, "test_miou", classes)
+            score(evaluated, test_loader, accelerator, record, "test_miou", classes)
             if val_size:
                 keep_if_best(evaluated, val_loader, accelerator, record, run_dir, epoch, classes)
         scores = "".join(f", {k[:-5]} mIoU {record[k]:.4f}" for k in ("test_miou", "val_miou") if k in record)
@@ -154,7 +164,7 @@ def main(cfg: SegmentConfig) -> Path:
 
     # --- final test evaluation of the reported weights, pictures and exports ---------------------------------------
     final_evaluation(accelerator.unwrap_model(evaluated, keep_torch_compile=False), cfg, classes, run_dir, accelerator,
-                     test_loader, last_test_confusion, data.pipeline,
+                     test_items, [source.names[i] for i in splits["test"]], data,
                      dict(train=len(splits["train"]), test=test_size, val=val_size, skipped=skipped))
     accelerator.print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}")
     accelerator.end_training()
@@ -169,14 +179,10 @@ def build_model(cfg: SegmentConfig, num_classes: int) -> tuple[torch.nn.Module, 
     return model, load_init(model, cfg.init, cfg.model)
 
 
-def score(model, loader, accelerator, record: dict, key: str,
-          classes: LabelSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """``record[key]``: the mIoU of ``model`` on ``loader``; returns the confusion matrix (C, C) and the Boundary
-    IoU counts (2, C) of the same predictions, so that :func:`final_evaluation` can reuse the last epoch's test
-    scoring."""
-    confusion, bands = evaluate_confusion(model, loader, accelerator, classes.num_classes, boundary=True)
+def score(model, loader, accelerator, record: dict, key: str, classes: LabelSet) -> None:
+    """``record[key]``: the mIoU of ``model`` on ``loader``, at the model's input size (an epoch's score)."""
+    confusion = evaluate_confusion(model, loader, accelerator, classes.num_classes)
     record[key] = segmentation_metrics(confusion, classes.names)["miou"]
-    return confusion, bands
 
 
 def keep_if_best(model, val_loader, accelerator, record: dict, run_dir: Path, epoch: int, classes: LabelSet) -> None:
@@ -189,15 +195,19 @@ def keep_if_best(model, val_loader, accelerator, record: dict, run_dir: Path, ep
                      {"stage": "segment", "epoch": str(epoch)})
 
 
-def final_evaluation(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path, accelerator, test_loader,
-                     last_test_scores, pipeline: str, counts: dict) -> None:
-    """Score the reported weights (the best validation epoch's, else the last) on the test set, with TTA when
-    asked, and write metrics.json, confusion.json, examples.png and the exports. ``last_test_scores``: what
-    :func:`score` returned for the last epoch's test scoring (None if none), reused when those weights are reported.
+def final_evaluation(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path, accelerator, test_items: ScoringItems,
+                     test_names: list[str], data: DataPath, counts: dict) -> None:
+    """Score the reported weights (the best validation epoch's, else the last) on the test set in one pass
+    (:func:`~simseg.training.final_scoring.evaluate_test_set`: the plain view, and the TTA view when asked, each at
+    the masks' own size and at the model's input size), and write test_scores.npz, confusion.json, metrics.json,
+    examples.png and the exports. ``test_names``: the test items' names in ``test_images.txt`` order.
 
-    metrics.json holds every figure of :func:`segmentation_metrics` plus ``boundary_iou`` and
-    ``boundary_iou_per_class`` (:mod:`simseg.training.boundary`) of the reported predictions; with TTA, the plain
-    view's ``plain_miou`` and ``plain_boundary_iou`` stand beside them."""
+    metrics.json's top-level figures are those of the reported view (TTA when ``eval.tta``, else plain) at the masks'
+    own size (``scored_at: native``): every figure of :func:`segmentation_metrics` plus ``boundary_iou`` and
+    ``boundary_iou_per_class`` (:mod:`simseg.training.boundary`); with TTA the plain view's ``plain_miou`` and
+    ``plain_boundary_iou`` (native too) stand beside them. ``scores[at][view]`` holds the figures of every view at
+    both sizes (``native``, ``input``; ``tta`` with TTA only), each without the confusion matrix, and
+    ``test_scores`` names the per-image counts' file."""
     history = read_metrics(run_dir)
     reported_epoch, best_val = history[-1]["epoch"], None
     if counts["val"]:
@@ -206,41 +216,45 @@ def final_evaluation(model, cfg: SegmentConfig, classes: LabelSet, run_dir: Path
         model.load_state_dict(weights)
         reported_epoch = int(meta["epoch"])
         best_val = max(r["val_miou"] for r in history if r.get("val_miou") is not None)
-    scores = last_test_scores  # the same weights were scored on the test set a moment ago ...
-    if scores is None or reported_epoch != history[-1]["epoch"]:  # ... unless they are another epoch's
-        scores = evaluate_confusion(model, test_loader, accelerator, classes.num_classes, boundary=True)
     tta = cfg.eval.tta_views()
-    metrics = figures_of(*scores, classes)
+    scored = evaluate_test_set(model, test_items, accelerator, classes.num_classes, tta, cfg.train.batch_size,
+                               data.workers)
+    view = "tta" if tta is not None else "plain"  # the reported view
+    metrics = scored.figures(view, "native", classes.names)
     if tta is not None:  # the reported figures are the TTA ones; the plain view's stay beside them
-        plain = {"plain_miou": metrics["miou"], "plain_boundary_iou": metrics["boundary_iou"]}
-        metrics = {**figures_of(*evaluate_confusion(model, test_loader, accelerator, classes.num_classes, tta,
-                                                      boundary=True), classes), **plain}
+        plain = scored.figures("plain", "native", classes.names)
+        metrics.update(plain_miou=plain["miou"], plain_boundary_iou=plain["boundary_iou"])
     if not accelerator.is_main_process:
         return
+    write_test_scores(run_dir, test_names, list(classes.names), scored.counts)
     atomic_write_json(run_dir / "confusion.json", {"classes": list(classes.names), "rows": "target",
-                                                   "columns": "prediction", "matrix": metrics.pop("confusion")})
+                                                   "columns": "prediction", "scored_at": "native", "view": view,
+                                                   "matrix": metrics.pop("confusion")})
     atomic_write_json(run_dir / "metrics.json", {
-        **metrics, "reported_epoch": reported_epoch,
+        **metrics, "scored_at": "native", "scores": all_scores(scored, classes), "test_scores": SCORES_FILE,
+        "reported_epoch": reported_epoch,
         "selected_on": "val_miou" if counts["val"] else "last epoch", "best_val_miou": best_val, "loss": cfg.loss,
         "val_images": counts["val"], "skipped_unpaired": counts["skipped"], "arch": cfg.model.arch,
-        "aug": cfg.aug.preset, "recipe": cfg.recipe, "pipeline": pipeline,
+        "aug": cfg.aug.preset, "recipe": cfg.recipe, "pipeline": data.pipeline,
         "tta": None if tta is None else {"scales": tta[0], "flip": tta[1]}, "time_to_target": time_to_target(history),
         **labelled_metrics(cfg, model, history, counts["train"], counts["test"], accelerator.device),
     })
-    examples = write_examples(model, test_loader.dataset, cfg, classes, run_dir / "examples.png",
+    examples = write_examples(model, test_items.inputs, cfg, classes, run_dir / "examples.png",
                               f"{init_name(cfg.init)}: test mIoU {metrics['miou']:.3f} "
                               f"({counts['train']:,} training images)")
     log_tracker_image(accelerator, "examples", examples, step=reported_epoch)  # the epoch whose weights it shows
     write_labelled_exports(run_dir, model, cfg, "segment", arch=cfg.model.arch, num_classes=str(classes.num_classes))
     boundary = "" if metrics["boundary_iou"] is None else f", Boundary IoU {metrics['boundary_iou']:.4f}"
-    accelerator.print(f"test mIoU {metrics['miou']:.4f} (epoch {reported_epoch}), pixel accuracy "
-                      f"{metrics['pixel_accuracy']:.4f}{boundary}")
+    accelerator.print(f"test mIoU {metrics['miou']:.4f} at the masks' own size (epoch {reported_epoch}; "
+                      f"{scored.figures(view, 'input', classes.names)['miou']:.4f} at the model's input size), pixel "
+                      f"accuracy {metrics['pixel_accuracy']:.4f}{boundary}")
 
 
-def figures_of(confusion: torch.Tensor, bands: torch.Tensor, classes: LabelSet) -> dict:
-    """The figures of one test scoring: :func:`segmentation_metrics` of the confusion matrix and :func:`boundary_iou`
-    of the band counts."""
-    return {**segmentation_metrics(confusion, classes.names), **boundary_iou(bands, classes.names)}
+def all_scores(scored: FinalScores, classes: LabelSet) -> dict:
+    """metrics.json's ``scores``: ``{at: {view: figures}}`` for at in (native, input) and each view scored, the
+    figures of :meth:`FinalScores.figures` without the confusion matrix (confusion.json holds the reported one)."""
+    return {at: {view: {k: v for k, v in scored.figures(view, at, classes.names).items() if k != "confusion"}
+                 for view in scored.views} for at in ("native", "input")}
 
 
 @torch.no_grad()

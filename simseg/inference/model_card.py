@@ -201,8 +201,11 @@ def _training(run: TrainedRun) -> str:
 def _evaluation(run: TrainedRun, evaluation: dict | None) -> str:
     cfg, size, metrics = run.cfg, run.cfg.model.img_size, run.metrics
     reported = f"mIoU {_fmt(metrics.get('miou'))} {'with' if metrics.get('tta') else 'without'} TTA"
+    native = (metrics.get("scores") or {}).get("native") if not evaluation else None  # runs scored at the masks' size
     if evaluation:  # a column is None where nobody measured it
         plain, tta, origin = evaluation["plain"], evaluation["tta"], f"scored afresh (metrics.json reports {reported})"
+    elif native:  # the run scored both views itself
+        plain, tta, origin = native.get("plain"), native.get("tta"), f"metrics.json, {reported}"
     elif metrics.get("tta"):  # the run reported its TTA figures and kept only the plain mIoU beside them
         plain, tta, origin = {"miou": metrics.get("plain_miou")}, metrics, f"metrics.json, {reported}"
     else:
@@ -223,8 +226,11 @@ def _evaluation(run: TrainedRun, evaluation: dict | None) -> str:
             f"`test_images.txt`), drawn with data.test_seed={cfg.data.test_seed}, {test_draw(cfg.data.source)}"
             f", before and apart from the training and validation images. The draw depends only on the source, "
             f"data.test_size and data.test_seed, so runs differing in seed or subset share it. Figures come from one "
-            f"confusion matrix over every test pixel at {size}x{size} (masks resized with nearest), not at the "
-            f"photos' own size; mIoU is the mean of the classes' IoU. Source: {origin}.\n\n" + "\n".join(table)
+            f"confusion matrix over every test pixel " + (
+                "at each image's own size (the probabilities resized to the mask, then argmax, as `simseg predict` "
+                "labels a photo)" if native else f"at {size}x{size} (masks resized with nearest), not at the photos' "
+                                                 f"own size")
+            + f"; mIoU is the mean of the classes' IoU. Source: {origin}.\n\n" + "\n".join(table)
             + f"\n\nTTA (its column, and `--tta`): softmax probabilities averaged over "
             f"{len(scales) * (2 if flip else 1)} views, scales {views}"
             + (", each also flipped horizontally" if flip else "") + ", each resized back before averaging.")

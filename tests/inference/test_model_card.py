@@ -80,6 +80,18 @@ def test_a_run_scored_with_tta_shows_only_the_plain_miou_it_kept(finished_run):
     assert "exponential moving average" in card and "train.ema_half_life=1000.0" in card  # what the recipe set
 
 
+def test_a_run_scored_at_the_masks_own_size_fills_both_columns_from_its_metrics(finished_run):
+    tta = {"miou": 0.64, "iou": {"background": 0.93, "pet": 0.72, "boundary": 0.27}, "pixel_accuracy": 0.89}
+    plain = {"miou": 0.59876, "iou": {"background": 0.9, "pet": 0.7, "boundary": 0.2}, "pixel_accuracy": 0.85}
+    figures = {**FIGURES, **tta, "tta": {"scales": [0.75, 1.0, 1.25], "flip": True}, "plain_miou": plain["miou"],
+               "scored_at": "native", "scores": {"native": {"plain": plain, "tta": tta},
+                                                 "input": {"plain": FIGURES, "tta": FIGURES}}}
+    card = model_card(run_with_metrics(finished_run, figures))
+    assert "| mIoU | 0.599 | 0.640 |" in card and "| pixel accuracy | 0.850 | 0.890 |" in card
+    assert "| IoU boundary | 0.200 | 0.270 |" in card and "--evaluate" not in card
+    assert "at each image's own size" in card and "not at the photos' own size" not in card
+
+
 def test_pretrained_card_reads_the_pretraining_run(finished_run, tmp_path):
     run = run_with_metrics(finished_run, FIGURES)
     point_lineage_at(run, pretraining_run(tmp_path / "pre", "train.epochs=7", "mask.ratio=0.6"))

@@ -13,11 +13,15 @@ import stages.pretrain as pretrain_stage
 import stages.segment as segment_stage
 from simseg.config.loader import load_config
 from simseg.config.segment import SegmentConfig
+from simseg.data.label_set import IGNORE_INDEX
 from simseg.data.splits import load_split, save_split
 from simseg.data.synthetic_pairs import SYNTHETIC_TRIMAP
 from simseg.errors import SimsegError
+from simseg.inference.own_test_set import own_test_pairs
+from simseg.inference.segmenter import Segmenter
 from simseg.training.handoff import load_encoder
-from simseg.training.metrics import segmentation_metrics
+from simseg.training.image_scores import read_test_scores
+from simseg.training.metrics import confusion_matrix, segmentation_metrics
 from simseg.training.rundir import check_or_save_splits
 from simseg.training.weight_files import read_weights
 from tests.helpers import interrupted_then_resumed
@@ -64,22 +68,27 @@ def test_run_writes_every_file_of_the_run_folder(seg_config):
     run_dir = segment_stage.main(seg_config())
     for name in ("config.yaml", "lineage.json", "metrics.jsonl", "metrics.json", "confusion.json", "examples.png",
                  "test_images.txt", "train_images.txt", "encoder.safetensors", "model.safetensors",
-                 "state/progress.json"):
+                 "state/progress.json", "test_scores.npz"):
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "val_images.txt").exists() and not (run_dir / "best.safetensors").exists()
     lines = jsonl(run_dir / "metrics.jsonl")
     assert [r["epoch"] for r in lines] == [0, 1] and all("test_miou" in r and "val_miou" not in r for r in lines)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     confusion = json.loads((run_dir / "confusion.json").read_text())
-    assert confusion["classes"] == list(SYNTHETIC_TRIMAP.names) and sum(map(sum, confusion["matrix"])) == 8 * 128 * 128
+    # scored at the masks' own 48 px, not the model's 128: every pixel of the 8 test masks once
+    assert confusion["classes"] == list(SYNTHETIC_TRIMAP.names) and sum(map(sum, confusion["matrix"])) == 8 * 48 * 48
+    assert (confusion["scored_at"], confusion["view"], metrics["scored_at"]) == ("native", "plain", "native")
     recomputed = segmentation_metrics(torch.tensor(confusion["matrix"]), list(SYNTHETIC_TRIMAP.names))
-    assert metrics["miou"] == recomputed["miou"] == lines[-1]["test_miou"]  # no validation: the last epoch
+    assert metrics["miou"] == recomputed["miou"] == metrics["scores"]["native"]["plain"]["miou"]
+    assert metrics["scores"]["input"]["plain"]["miou"] == lines[-1]["test_miou"]  # no validation: the last epoch
+    assert set(metrics["scores"]["native"]) == {"plain"} and "confusion" not in metrics["scores"]["input"]["plain"]
+    check_native_scores(run_dir, metrics)
     for key in ("iou", "pixel_accuracy", "mean_pixel_accuracy", "dice", "fwiou", "parameters", "train_seconds",
                 "images_per_s", "peak_memory_mib"):
         assert metrics[key] is not None, key
     assert set(metrics["iou"]) == set(SYNTHETIC_TRIMAP.names) and metrics["selected_on"] == "last epoch"
     target = metrics["time_to_target"]  # without validation: the test scores of evaluated epochs, labelled so
-    assert target["basis"] == "test_miou" and target["final"] == metrics["miou"]
+    assert target["basis"] == "test_miou" and target["final"] == metrics["scores"]["input"]["plain"]["miou"]
     assert target["seconds"]["0.5"] <= sum(r["seconds"] for r in lines)
     assert (metrics["train_images"], metrics["test_images"], metrics["reported_epoch"]) == (16, 8, 1)
     assert json.loads((run_dir / "lineage.json").read_text()) == {"init": "scratch"}
@@ -87,6 +96,32 @@ def test_run_writes_every_file_of_the_run_folder(seg_config):
     weights, meta = read_weights(run_dir / "model.safetensors")
     assert torch.equal(encoder.pos_embed, weights["encoder.pos_embed"]) and meta["arch"] == "vit_linear"
     assert not list(run_dir.glob("**/*.tmp"))
+
+
+def check_native_scores(run_dir: Path, metrics: dict, tta: bool = False) -> None:
+    """metrics.json's native figures are what the run's Segmenter predicts at each test photo's own size, scored
+    against its mask as the source stores it; test_scores.npz's per-image counts add up to its per-class IoU."""
+    scores = read_test_scores(run_dir)
+    for view in ("plain", "tta") if tta else ("plain",):
+        segmenter = Segmenter.from_run(run_dir, device="cpu", tta=view == "tta")
+        source, indices = own_test_pairs(segmenter.run)
+        pairs = [source.pair(i) for i in indices]  # in test_images.txt order
+        names, count = list(segmenter.classes), len(segmenter.classes)
+        predicted = segmenter.predict([photo for photo, _ in pairs], probabilities=False, resolution="original")
+        confusion = sum(confusion_matrix(torch.from_numpy(p.labels).long(), torch.from_numpy(mask).long(), count,
+                                         IGNORE_INDEX) for p, (_, mask) in zip(predicted, pairs))
+        figures = metrics["scores"]["native"][view]
+        assert segmentation_metrics(confusion, names)["miou"] == pytest.approx(figures["miou"], abs=1e-6), view
+
+        assert scores.names == load_split(run_dir / "test_images.txt") and scores.classes == names
+        for kind, per_class in (("iou", "iou"), ("boundary", "boundary_iou_per_class")):
+            per_image = scores.counts(view, kind=kind)
+            assert per_image.shape == (len(pairs), count, 2)
+            intersection, union = per_image.sum(0).T  # (C,) each, summed over the test images
+            expected = {n: i / u if u else None for n, i, u in zip(names, intersection, union)}
+            assert figures[per_class] == pytest.approx(expected, abs=1e-12), (view, kind)
+        assert scores.counts(view, "input").shape == (len(pairs), count, 2)
+    assert (scores.counts("tta") is None) == (not tta) and scores.counts(at="input", kind="boundary") is None
 
 
 @pytest.mark.slow
@@ -128,7 +163,8 @@ def test_val_split_picks_the_reported_epoch_and_the_recipe_options_take_effect(s
     metrics = json.loads((run_dir / "metrics.json").read_text())
     best = max(lines, key=lambda r: r["val_miou"])
     assert metrics["selected_on"] == "val_miou" and metrics["reported_epoch"] == best["epoch"]
-    assert metrics["best_val_miou"] == best["val_miou"] and metrics["miou"] == best["test_miou"]
+    assert metrics["best_val_miou"] == best["val_miou"]
+    assert metrics["scores"]["input"]["plain"]["miou"] == best["test_miou"]
     best_weights, _ = read_weights(run_dir / "best.safetensors")
     model_weights, meta = read_weights(run_dir / "model.safetensors")
     assert all(torch.equal(best_weights[k], model_weights[k]) for k in best_weights)
@@ -283,6 +319,60 @@ def test_oxford_folder_run(seg_config, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_mask_folder_of_other_sizes_is_scored_at_each_masks_own_size(seg_config, tmp_path):
+    """Photos larger and smaller than the model's 64 px input, of other aspects, some pixels ignored, TTA on, read
+    image by image: metrics.json's native figures are what predict gives at each photo's own size."""
+    import numpy as np
+    from PIL import Image
+
+    from simseg.data.synthetic_export import write_synthetic
+
+    data = write_synthetic(tmp_path / "data", "mask-folder", count=20, size=96)
+    for i, image_file in enumerate(sorted((data / "images").glob("*.png"))):
+        mask_file = data / "masks" / image_file.name
+        size = [(96, 96), (72, 112), (50, 40), (64, 64)][i % 4]  # (width, height)
+        mask = np.array(Image.open(mask_file).resize(size, Image.NEAREST))
+        mask[: 3 + i % 3] = IGNORE_INDEX  # a strip without labels
+        Image.fromarray(mask).save(mask_file)
+        Image.open(image_file).resize(size, Image.BILINEAR).save(image_file)
+    run_dir = segment_stage.main(seg_config(f"data.source={data}", "data.test_size=8", "data.subset=null",
+                                            "model.img_size=64", "train.epochs=1", "eval.tta=true",
+                                            "eval.tta_scales=[1.0,1.5]", "data.pipeline=per_image"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["scored_at"], metrics["test_scores"], metrics["pipeline"]) == ("native", "test_scores.npz",
+                                                                                   "per_image")
+    assert metrics["miou"] == metrics["scores"]["native"]["tta"]["miou"]
+    assert metrics["plain_miou"] == metrics["scores"]["native"]["plain"]["miou"]
+    assert isinstance(metrics["scores"]["input"]["plain"]["miou"], float)
+    confusion = json.loads((run_dir / "confusion.json").read_text())
+    assert (confusion["scored_at"], confusion["view"]) == ("native", "tta")
+    masks = [np.array(Image.open(data / "masks" / f"{n}.png")) for n in load_split(run_dir / "test_images.txt")]
+    assert sum(map(sum, confusion["matrix"])) == sum(int((m != IGNORE_INDEX).sum()) for m in masks)
+    check_native_scores(run_dir, metrics, tta=True)
+
+
+@pytest.mark.slow
+def test_two_processes_score_each_test_image_once_at_its_own_size(tmp_path):
+    """9 test images in shares of 5 and 4 on two CPU processes (torchrun, gloo): the gathered figures are what the
+    run's Segmenter predicts, and test_scores.npz holds each image once, in test_images.txt order."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "two"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "stages.segment", *SEG_TINY, "data.test_size=9", "train.epochs=1", "train.batch_size=4",
+               "eval.tta=true", "eval.tta_scales=[1.0,1.5]", f"output_dir={out}"]
+    done = subprocess.run(command, env={**os.environ, "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
+                          cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["scores"]["input"]["plain"]["miou"] == jsonl(out / "metrics.jsonl")[-1]["test_miou"]
+    check_native_scores(out, metrics, tta=True)
+    assert sum(map(sum, json.loads((out / "confusion.json").read_text())["matrix"])) == 9 * 48 * 48
+
+
+@pytest.mark.slow
 def test_segment_command_and_its_help(capsys, seg_config, tmp_path):
     from simseg.cli import main as cli_main
 
@@ -330,8 +420,11 @@ def test_tta_reports_both_figures_and_says_it_was_used(seg_config):
     run_dir = segment_stage.main(seg_config("eval.tta=true", "train.epochs=1", "model.arch=vit_pup"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["tta"] == {"scales": [0.75, 1.0, 1.25], "flip": True}
-    plain = jsonl(run_dir / "metrics.jsonl")[-1]["test_miou"]  # the per-epoch scores stay one plain view
-    assert 0 <= metrics["plain_miou"] <= 1 and metrics["plain_miou"] == plain
+    plain = jsonl(run_dir / "metrics.jsonl")[-1]["test_miou"]  # the per-epoch scores stay one plain view at input size
+    assert metrics["scores"]["input"]["plain"]["miou"] == plain and 0 <= metrics["plain_miou"] <= 1
+    assert metrics["plain_miou"] == metrics["scores"]["native"]["plain"]["miou"]
+    assert metrics["miou"] == metrics["scores"]["native"]["tta"]["miou"]
+    assert isinstance(metrics["scores"]["input"]["tta"]["miou"], float)
     confusion = json.loads((run_dir / "confusion.json").read_text())["matrix"]
     assert metrics["miou"] == segmentation_metrics(torch.tensor(confusion), list(SYNTHETIC_TRIMAP.names))["miou"]
 
