@@ -171,6 +171,12 @@ text = "\n".join(line.split("\r")[-1] for line in text.split("\n"))  # a progres
 rows = [json.loads(line) for path in sorted((state / "study" / "rows").glob("*.jsonl"))
         for line in path.read_text().splitlines() if line.strip()]
 figures: dict = {}
+
+
+def plain_miou(row: dict):  # results rows name the view (miou_plain); rows kept from before: their miou
+    return row.get("miou_plain", row.get("miou"))
+
+
 if step == "tests" and (work / "junit.xml").is_file():
     suite = ET.parse(work / "junit.xml").getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
@@ -199,11 +205,11 @@ elif step in ("study-cells", "report"):
     done = {(r["init"], int(r["subset"]), int(r["seed"])): r for r in rows}
     figures = {"cells": len(wanted), "finished": len([c for c in wanted if c in done]),
                "left": ["{}/subset-{}/seed-{}".format(*c) for c in wanted if c not in done],
-               "test_miou": {done[c]["cell"]: done[c].get("miou") for c in wanted if c in done}}
+               "test_miou": {done[c]["cell"]: plain_miou(done[c]) for c in wanted if c in done}}
     if step == "report":
         by_group: dict = {}
         for r in done.values():
-            by_group.setdefault(f"{r['init']} @ {r['subset']}", []).append(r.get("miou"))
+            by_group.setdefault(f"{r['init']} @ {r['subset']}", []).append(plain_miou(r))
         figures["mean_test_miou"] = {k: sum(v) / len(v) for k, v in sorted(by_group.items()) if None not in v}
 machine = (work / "machine.txt").read_text().strip() if (work / "machine.txt").is_file() else None
 record = {"step": step, "ok": rc == "0", "complete": complete == "1" and rc == "0", "rc": int(rc),
@@ -276,7 +282,7 @@ run_cell() {  # run_cell INIT SUBSET SEED: one cell as a sweep of its own; its s
   local init_arg=$init
   [ "$init" = pretrain-all ] && init_arg=pretrain-all=$PRETRAINED
   limited python3 -m simseg.cli sweep --subsets "$subset" --seeds "$seed" --init "$init_arg" --data "$PETS" \
-    --output-dir "$unit" "${SEG_KEYS[@]}" || return
+    --val-size 0 --output-dir "$unit" "${SEG_KEYS[@]}" || return  # the study's cells: no validation set
   name=$init/subset-$subset/seed-$seed
   mkdir -p "$STATE/study/cells/$name"
   # Figures only (examples.png is ~0.3 MiB a cell: the state would outgrow its limit; the report does without)

@@ -19,13 +19,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from page_tables import MISSING, markdown_table, summary  # noqa: E402  (beside this script)
 
+from simseg.experiments.sweep.columns import upgrade_old_columns  # noqa: E402
+
 
 def cells(folder: Path) -> dict[tuple[str, int], list[float]]:
-    """{(init, subset): test mIoU of each seed}."""
+    """{(init, subset): test mIoU (the plain view) of each seed}; a results.csv in today's columns or in those of
+    earlier versions (docs/results' copy)."""
     scores: dict[tuple[str, int], list[float]] = {}
     with open(folder / "results.csv") as file:
-        for row in csv.DictReader(file):
-            scores.setdefault((row["init"], int(row["subset"])), []).append(float(row["miou"]))
+        for row in map(upgrade_old_columns, csv.DictReader(file)):
+            scores.setdefault((row["init"], int(row["subset"])), []).append(float(row["miou_plain"]))
     return scores
 
 

@@ -25,6 +25,7 @@ MODELS=vit_linear,vit_fused_skip,unet_resnet18
 SWEEP=(simseg sweep -c "$HERE/configs/study_cpu/segment.yaml" --data "$DATA/oxford-iiit-pet"
        --pretrain-subsets all --pretrain-data "$DATA/imagenet-subset/train"
        --pretrain-config "$HERE/configs/study_cpu/pretrain.yaml" --output-dir "$OUT" --init scratch --models "$MODELS"
+       --val-size 0  # as the page was made: no validation set, the last epoch reported
        data.pipeline=per_image pretrain.data.pipeline=per_image)  # the path docs/results/models.md was made on
 
 "${SWEEP[@]}" --subsets 250 --seeds 0,1,2
@@ -40,10 +41,11 @@ PY
 )
 echo "== equal training minutes: unet_resnet18 for $EPOCHS epochs"
 simseg sweep -c "$HERE/configs/study_cpu/segment.yaml" --data "$DATA/oxford-iiit-pet" --output-dir "$OUT/equal-time" \
-  --init scratch --models unet_resnet18 --subsets 250 --seeds 0,1,2 train.epochs="$EPOCHS" \
+  --init scratch --models unet_resnet18 --subsets 250 --seeds 0,1,2 --val-size 0 train.epochs="$EPOCHS" \
   "train.milestones=[0.8]" data.pipeline=per_image  # the protocol's LR drop at 80% of the epochs, as epoch 8 of 10
 simseg sweep -c "$HERE/configs/study_cpu/segment.yaml" --data "$DATA/oxford-iiit-pet" --output-dir "$OUT/equal-time" \
-  --init scratch --models unet_resnet18 --subsets 877 --seeds 0 train.epochs="$EPOCHS" "train.milestones=[0.8]" \
+  --init scratch --models unet_resnet18 --subsets 877 --seeds 0 --val-size 0 train.epochs="$EPOCHS" \
+  "train.milestones=[0.8]" \
   data.pipeline=per_image
 simseg report "$OUT"
 simseg report "$OUT/equal-time"

@@ -64,7 +64,7 @@ fi
 binary() {  # SUBSETS SEEDS
   simseg sweep -c "$CFG/segment.yaml" --data "$OUT/pets-generic/binary" --output-dir "$OUT/binary" \
     --models vit_fused_skip --init "scratch,mae-pets=$MAE_PETS" --subsets "$1" --seeds "$2" --recipes mild \
-    eval.tta=true train.ema_half_life=16 data.test_list="$OUT/reproduce/trimap/test_images.txt"
+    --val-size 0 eval.tta=true train.ema_half_life=16 data.test_list="$OUT/reproduce/trimap/test_images.txt"
 }
 binary 250 0,1,2
 binary 877 0

@@ -20,7 +20,7 @@ cells() {  # MODELS INITS SUBSETS SEEDS [key=value...]: the recipe of recipes.md
   local models=$1 inits=$2 subsets=$3 seeds=$4
   shift 4
   simseg sweep -c "$CFG/segment.yaml" --data "$PETS" --output-dir "$OUT/${CELLS:-cells}" --models "$models" --init "$inits" \
-    --subsets "$subsets" --seeds "$seeds" --recipes mild eval.tta=true train.ema_half_life=16 "$@"
+    --subsets "$subsets" --seeds "$seeds" --val-size 0 --recipes mild eval.tta=true train.ema_half_life=16 "$@"  # as the page was made
 }
 
 unet() {  # SUBSETS SEEDS [key=value...]: U-Net-R18 from scratch at the ViT's training minutes

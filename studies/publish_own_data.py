@@ -22,12 +22,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from page_tables import markdown_table, summary  # noqa: E402  (beside this script)
 
+from simseg.experiments.sweep.columns import upgrade_old_columns  # noqa: E402
+
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # Student's t, two-sided 95%, by degrees of freedom
 
 
 def read_rows(path: str) -> list[dict]:
+    """The rows in today's column names (the committed table has the columns of earlier versions)."""
     with open(path, newline="", encoding="utf-8") as file:
-        return list(csv.DictReader(file))
+        return [upgrade_old_columns(row) for row in csv.DictReader(file)]
 
 
 def main() -> None:
@@ -37,9 +40,8 @@ def main() -> None:
     cells: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for row in rows:
         cells[(row["init"], int(row["subset"]))].append(row)
-    # the per-class columns hold the reported figures, which are the TTA ones when the cells ran eval.tta=true
-    columns = [("plain_miou", "mIoU"), ("miou", "mIoU with TTA"), ("iou_pet", "IoU pet with TTA"),
-               ("plain_boundary_iou", "Boundary IoU")]
+    columns = [("miou_plain", "mIoU"), ("miou_tta", "mIoU with TTA"), ("iou_pet_tta", "IoU pet with TTA"),
+               ("boundary_iou_plain", "Boundary IoU")]
     body = []
     for (init, subset), group in sorted(cells.items(), key=lambda item: (item[0][1], item[0][0] != "scratch")):
         figures = [summary([float(r[key]) for r in group]) for key, _ in columns]

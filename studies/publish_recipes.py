@@ -23,7 +23,7 @@ from page_tables import markdown_table, summary  # noqa: E402  (beside this scri
 from publish_report import shrink  # noqa: E402  (the results page's picture shrinker)
 
 from simseg.experiments.report.figures import PALETTE, STYLE, save_png, training_curves  # noqa: E402
-from simseg.experiments.sweep.results import read_results  # noqa: E402
+from simseg.experiments.sweep.results import as_reported, read_results  # noqa: E402
 from simseg.training.plots import plt  # noqa: E402  (the Agg backend first)
 
 RECIPES = ("study", "mild", "medium")
@@ -48,13 +48,13 @@ def table(rows: list[dict], title: str) -> None:
         mine = [r for r in rows if (r["arch"], r["init"], r["recipe"]) == (arch, init, recipe)]
         at = {s: [r for r in mine if r["subset"] == s] for s in (250, 877)}
 
-        def plain(cells):  # metrics.json's plain_miou when TTA was on, else the only score
-            return [r["plain_miou"] if r.get("plain_miou") not in (None, "") else r["miou"] for r in cells]
+        def view(cells, column):  # the cells that have the figure (a TTA figure only where TTA ran)
+            return summary([r[column] for r in cells if r[column] is not None])
 
         minutes = {s: summary([r["train_seconds"] / 60 for r in at[s]]).split(" ±")[0] for s in at}
-        body.append([arch, init, recipe, str(mine[0]["epochs"]), summary(plain(at[250])),
-                     summary([r["miou"] for r in at[250]]), summary([r["iou_boundary"] for r in at[250]]),
-                     summary(plain(at[877])), summary([r["miou"] for r in at[877]]), minutes[250], minutes[877]])
+        body.append([arch, init, recipe, str(mine[0]["epochs"]), view(at[250], "miou_plain"), view(at[250], "miou_tta"),
+                     summary([as_reported(r, "iou_boundary") for r in at[250]]),  # with TTA where it ran
+                     view(at[877], "miou_plain"), view(at[877], "miou_tta"), minutes[250], minutes[877]])
     print(markdown_table(["model", "init", "recipe", "epochs", "mIoU @250", "mIoU @250 with TTA", "boundary IoU @250",
                           "mIoU @877", "mIoU @877 with TTA", "training min @250", "training min @877"], body,
                          text_columns=3))

@@ -30,7 +30,8 @@ MODELS=${MODELS:-vit_linear,vit_fused_skip}
 SEEDS=${SEEDS:-0,1,2}
 SUBSETS_LARGE=${SUBSETS_LARGE-877}  # set and empty: none
 EMA_HALF_LIFE=${EMA_HALF_LIFE:-16}
-SEGMENT=(-c "$HERE/configs/study_cpu/segment.yaml" --data "$DATA/oxford-iiit-pet" --models "$MODELS")
+SEGMENT=(-c "$HERE/configs/study_cpu/segment.yaml" --data "$DATA/oxford-iiit-pet" --models "$MODELS"
+         --val-size 0)  # as the page was made: no validation set, the last epoch reported
 # each: the recipe flag, then the config keys (key=value arguments go last, after every flag)
 RECIPES=("--recipes study eval.tta=true" "--recipes mild,medium eval.tta=true train.ema_half_life=$EMA_HALF_LIFE")
 if [ -n "$PRETRAINED" ]; then

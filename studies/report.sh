@@ -31,7 +31,8 @@ step() {  # step NAME COMMAND...: run it and append its wall time to timings.tsv
 
 SWEEP=(simseg sweep -c "$HERE/configs/study_cpu/segment.yaml" --data "$DATA/oxford-iiit-pet"
        --pretrain-subsets 2k,all --pretrain-data "$DATA/imagenet-subset/train"
-       --pretrain-config "$HERE/configs/study_cpu/pretrain.yaml" --output-dir "$OUT" --init scratch)
+       --pretrain-config "$HERE/configs/study_cpu/pretrain.yaml" --output-dir "$OUT" --init scratch
+       --val-size 0)  # as the page was made: no validation set, the last epoch reported
 INTEL=(--intermediate "pretrain-all+intel=$OUT/classify-intel")
 
 step "pretrain + scratch cells at 250" "${SWEEP[@]}" --subsets 250 --seeds 0,1,2

@@ -24,7 +24,7 @@ def test_demo_runs_every_stage_and_reports_where_the_results_are(tmp_path, monke
     rows = [json.loads(line) for line in (root / "sweep" / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and {r["init"] for r in rows if r["intermediate"]} == {"pretrained+classify"}
     best = re.search(r"apply the best cell to any photos: simseg predict (\S+) PHOTOS/", out).group(1)
-    assert best == str(root / "sweep" / max(rows, key=lambda r: r["miou"])["run_dir"])
+    assert best == str(root / "sweep" / max(rows, key=lambda r: r["miou_plain"])["run_dir"])
     cli.main(["predict", best, str(root / "sweep" / "miou_vs_subset.png"), "--out", str(tmp_path / "p"), "--quiet"])
     assert (tmp_path / "p" / "miou_vs_subset.png").is_file()  # the printed command works on the run it names
     capsys.readouterr()

@@ -45,8 +45,9 @@ class SegDataConfig(SourceConfig):
     """Seeds the test draw only, so runs of every ``seed`` are scored on the same images; ``seed`` draws the
     training subset (nested for one seed), the head's initialisation and the training randomness."""
     val_size: str = "0"
-    """Validation images (held out of training, never from the test set) on which the best epoch is chosen;
-    0 = none: the last epoch is reported."""
+    """Validation images (held out of training, never from the test set) on which the best epoch is chosen: one
+    fixed draw seeded by ``test_seed``, the same for every ``seed`` and ``subset`` (a smaller set is part of a larger
+    one); 0 = none: the last epoch is reported."""
     mask_column: str = ""
     """Mask column of a ``datasets`` source (class ids, or values that ``classes`` / ``label_map`` map); empty =
     detected."""

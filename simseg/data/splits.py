@@ -1,6 +1,7 @@
-"""Seeded, reproducible splits of labelled data: a fixed test set, then nested training subsets stratified by
-group (breed or class), and the split files (one item name per line) a run folder keeps. A split the data already
-has (train/test folders, ``data.train_list`` / ``data.test_list``) is used as given instead of drawn."""
+"""Seeded, reproducible splits of labelled data: a fixed test set and a fixed validation set, then nested training
+subsets stratified by group (breed or class), and the split files (one item name per line) a run folder keeps. A split
+the data already has (train/test folders, ``data.train_list`` / ``data.test_list``) is used as given instead of
+drawn."""
 
 from __future__ import annotations
 
@@ -23,15 +24,19 @@ def segmentation_splits(count: int, test_size: int, subset: int | None, seed: in
 
     ``test`` (sorted) is a draw of ``test_size`` items, stratified by ``groups`` when given; it depends only on
     (count, test_size, test_seed, groups), so every run of a sweep tests on the same images (``test_seed`` defaults
-    to ``seed``; give it to keep one test set across training seeds). The other items are put in
-    one order that is stratified at every prefix: ``val`` is its first ``val_size`` items and ``train`` the next
-    ``subset`` (all if None), so smaller subsets are nested in larger ones. Groups of one item are pooled for the test
-    draw; when even that cannot be stratified (fewer test items than groups) the draw is plain random.
+    to ``seed``; give it to keep one test set across training seeds). ``val`` is the first ``val_size`` items of one
+    fixed stratified order of the other items (:func:`validation_split`): like the test set it depends on neither
+    ``seed`` nor ``subset``, so every cell of a sweep chooses its epoch on the same images, and smaller validation
+    sets are nested in larger ones. The items left are put in one ``seed``-drawn order that is stratified at every
+    prefix, and ``train`` is its first ``subset`` items (all if None), so smaller subsets are nested in larger ones.
+    With ``val_size`` 0 that order is the one runs made before the fixed validation set drew. Groups of one item are
+    pooled for the test draw; when even that cannot be stratified (fewer test items than groups) the draw is plain
+    random.
     """
     if groups is not None and len(groups) != count:
         raise ValueError(f"{len(groups)} groups for {count} items")
     if given is not None and given.get("test") is not None:
-        return given_splits(count, given, subset, seed, groups, val_size, source_name)
+        return given_splits(count, given, subset, seed, groups, val_size, source_name, test_seed)
     from sklearn.model_selection import train_test_split  # seconds to import: only when a test set is drawn
     if not 1 <= test_size < count:
         raise SimsegError(f"data.test_size={test_size:,} asks for {test_size:,} test images but {source_name} has "
@@ -49,22 +54,22 @@ def segmentation_splits(count: int, test_size: int, subset: int | None, seed: in
         raise SimsegError(f"data.subset={format_size(subset)} asks for {subset:,} training images but {source_name} "
                           f"has only {left - val_size:,} left after the {test_size:,}-image test set{held}: choose "
                           f"data.subset <= {left - val_size:,}")
-    rest = np.setdiff1d(np.arange(count), test)
-    order = stratified_order(rest, None if groups is None else [groups[i] for i in rest],
-                              np.random.default_rng([seed, 1]))
-    val, train = order[:val_size], order[val_size:None if subset is None else val_size + subset]
-    if np.intersect1d(test, order[:val_size + len(train)]).size:  # kept under python -O, unlike assert
-        raise AssertionError("the test set overlaps the training or validation images")
+    val, rest = validation_split(np.setdiff1d(np.arange(count), test), val_size, test_seed, groups)
+    train = _training_order(rest, seed, groups)[:subset]
+    if np.intersect1d(test, np.concatenate([val, train])).size or np.intersect1d(val, train).size:
+        raise AssertionError("the test, validation and training images overlap")  # kept under python -O
     return {"test": test, "train": train, "val": val}
 
 
 def given_splits(count: int, given: dict[str, list[int]], subset: int | None, seed: int, groups: list[str] | None,
-                 val_size: int = 0, source_name: str = "the source") -> dict[str, np.ndarray]:
+                 val_size: int = 0, source_name: str = "the source",
+                 test_seed: int | None = None) -> dict[str, np.ndarray]:
     """The split the data gives: ``test`` exactly ``given["test"]``, in its order; the training pool
-    ``given["train"]`` (every other item without it). ``val`` is the first ``val_size`` items of the pool's
-    stratified order (as drawn splits take it); ``train`` is the rest of the pool in its given order when ``subset``
-    is None (so a run's ``train_images.txt`` given back reproduces that run), else the next ``subset`` items of that
-    order, nested as drawn subsets are."""
+    ``given["train"]`` (every other item without it). ``val`` is the fixed validation draw from the pool
+    (:func:`validation_split` with ``test_seed``, default ``seed``), as drawn splits take it; ``train`` is the rest of
+    the pool in its given order when ``subset`` is None (so a run's ``train_images.txt`` given back reproduces that
+    run), else the first ``subset`` items of the rest's ``seed``-drawn stratified order, nested as drawn subsets
+    are."""
     test = np.asarray(given["test"], dtype=np.int64)
     train_given = given.get("train")
     pool = (np.asarray(train_given, dtype=np.int64) if train_given is not None
@@ -83,11 +88,28 @@ def given_splits(count: int, given: dict[str, list[int]], subset: int | None, se
         raise SimsegError(f"data.subset={format_size(subset)} asks for {subset:,} training images but the split of "
                           f"{source_name} gives {len(pool) - val_size:,} (after {val_size:,} for validation): "
                           f"choose data.subset <= {len(pool) - val_size:,}")
-    order = stratified_order(pool, None if groups is None else [groups[i] for i in pool],
-                             np.random.default_rng([seed, 1]))
-    val = order[:val_size]
-    train = pool[~np.isin(pool, val)] if subset is None else order[val_size:val_size + subset]
+    val, rest = validation_split(pool, val_size, seed if test_seed is None else test_seed, groups)
+    train = pool[~np.isin(pool, val)] if subset is None else _training_order(rest, seed, groups)[:subset]
     return {"test": test, "train": train, "val": val}
+
+
+def validation_split(pool: np.ndarray, val_size: int, test_seed: int,
+                     groups: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(``val``, the rest of ``pool``): ``val`` is the first ``val_size`` items of one stratified order of ``pool``
+    drawn with ``test_seed`` alone, so it is the same for every training seed and subset, and a smaller validation
+    set is a prefix of a larger one. ``val_size`` 0 leaves ``pool`` whole, in its order, touching no generator."""
+    if not val_size:
+        return pool[:0], pool
+    order = stratified_order(pool, None if groups is None else [groups[i] for i in pool],
+                             np.random.default_rng([test_seed, 2]))
+    val = order[:val_size]
+    return val, pool[~np.isin(pool, val)]
+
+
+def _training_order(pool: np.ndarray, seed: int, groups: list[str] | None) -> np.ndarray:
+    """The ``seed``-drawn order of the training pool, stratified at every prefix: subsets are its prefixes."""
+    return stratified_order(pool, None if groups is None else [groups[i] for i in pool],
+                            np.random.default_rng([seed, 1]))
 
 
 def given_split_from_lists(names: list[str], train_list: str, test_list: str) -> dict[str, list[int]] | None:

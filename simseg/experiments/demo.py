@@ -50,10 +50,10 @@ def run_demo(root: Path) -> Path:
     print(f"  segmentation test mIoU on {rows[0]['test_images']} test images, by labelled images:")
     print(f"    {'encoder':<24}" + "".join(f"{s:>8}" for s in subsets))
     for init in dict.fromkeys(r["init"] for r in rows):
-        scores = {r["subset"]: r["miou"] for r in rows if r["init"] == init}
+        scores = {r["subset"]: r["miou_plain"] for r in rows if r["init"] == init}
         print(f"    {init:<24}" + "".join(f"{scores[s]:>8.3f}" if s in scores else f"{'-':>8}" for s in subsets))
     print(f"  report: {report} (figures and segmentation examples beside it)")
-    best = max(rows, key=lambda r: r["miou"])
+    best = max(rows, key=lambda r: r["miou_plain"])
     print(f"  apply the best cell to any photos: simseg predict {sweep_dir / best['run_dir']} PHOTOS/ --out "
           f"{root / 'predictions'} --overlay")
     print("  (a pipeline check at toy scale, one seed: these numbers say nothing about pretraining at the study's "

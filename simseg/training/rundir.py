@@ -159,7 +159,8 @@ def check_or_save_splits(run_dir: Path, names: dict[str, list[str]], write: bool
         path = run_dir / f"{split}_images.txt"
         if path.exists():
             if load_split(path) != items:
-                raise SimsegError(f"{path} lists other images than this run's {split} split: the data source "
+                raise SimsegError(f"{path} lists other images than this run's {split} split: the data, or how "
+                                  f"simseg draws splits (a validation set is fixed across seeds since 2026-12-07), "
                                   f"changed since the run started; resume with the original data or start a new "
                                   f"output_dir")
         elif write and items:

@@ -46,7 +46,7 @@ def test_the_table_names_each_axis_once_and_every_value_loads():
         assert len({getattr(axis, field) for axis in table}) == len(table), f"two axes share a {field}"
     assert [axis.kind for axis in table].count("init") == 1
     for axis in axes.variant_axes():
-        for value in axis.choices:
+        for value in axis.choices or ():
             assert axes.config_value(load_config(SegmentConfig, None, [f"{axis.config_key}={value}"]),
                                      axis.config_key) == value
     for axis in axes.pretraining_axes():
@@ -59,7 +59,8 @@ def test_cell_json_and_results_columns_are_those_of_earlier_sweeps(tmp_path):
     text = (tmp_path / "cells/unet_resnet18/p/subset-250/seed-1/cell.json").read_text()
     assert text == json.dumps({"init": {"label": "p", "path": "/runs/p", "pretrain_method": None,
                                         "pretrain_images": 45000, "intermediate": False, "base_init": None},
-                               "subset": 250, "seed": 1, "arch": "unet_resnet18", "aug": None, "recipe": None},
+                               "subset": 250, "seed": 1, "arch": "unet_resnet18", "aug": None, "recipe": None,
+                               "img_size": None},
                               indent=2)
     record = tmp_path / "cells/unet_resnet18/p/subset-250/seed-1/cell.json"
     assert cell_of_record(json.loads(record.read_text())) == cell
@@ -68,8 +69,9 @@ def test_cell_json_and_results_columns_are_those_of_earlier_sweeps(tmp_path):
                                                    "intermediate": False, "base_init": None},
                                           "subset": 1000, "seed": 0, "arch": None, "aug": "heavy"}))
     assert cell_of_record(json.loads(before_recipes.read_text())).name == "heavy/scratch/subset-1k/seed-0"
-    assert result_columns()[:12] == ("cell", "arch", "aug", "recipe", "init", "init_path", "pretrain_method",
-                                     "pretrain_images", "intermediate", "base_init", "subset", "seed")
+    assert result_columns()[:13] == ("cell", "arch", "aug", "recipe", "img_size", "init", "init_path",
+                                     "pretrain_method", "pretrain_images", "intermediate", "base_init", "subset",
+                                     "seed")
     old_run = result_row(Cell(SCRATCH, 250, 0), {"head": "linear", "miou": 0.5}, tmp_path)  # before model.arch
     assert old_run["arch"] == "vit_linear" and old_run["pretrain_images"] is None
 
@@ -113,7 +115,7 @@ def test_a_segmentation_axis_is_one_table_entry(tmp_path, with_axis):
                 + 0.03125 * cell.seed)  # dyadic: every mean and difference is exact
         table.append(result_row(cell, {"arch": "vit_linear", "aug": aug, "recipe": "study", "miou": miou}, tmp_path))
     write_results(tmp_path, table)
-    assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("cell,arch,aug,recipe,loss,init,")
+    assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("cell,arch,aug,recipe,img_size,loss,init,")
     assert {row["loss"] for row in read_results(tmp_path)} == {"ce", "ce+dice"}
     (tmp_path / "sweep.json").write_text(json.dumps({"grid": {
         "subsets": [250], "seeds": [0, 1], "models": [], "aug": ["light", "heavy"], "recipes": [],
@@ -176,16 +178,45 @@ def test_a_sweep_over_an_axis_defined_in_the_table_runs_records_and_reports_it(t
     from simseg.experiments.sweep.command import sweep
 
     with_axis(LOSS)
-    out = tmp_path / "sweep"
-    argv = ["--subsets", "8", "--losses", "ce,ce+dice", "--output-dir", str(out), *CELL]
+    out = tmp_path / "sweep"  # --img-sizes with one value: its folder level and column, no more cells
+    argv = ["--subsets", "8", "--losses", "ce,ce+dice", "--img-sizes", "32", "--output-dir", str(out), *CELL]
     sweep(argv)
     table = rows(out)
-    assert [(r["cell"], r["loss"]) for r in table] == [("ce/scratch/subset-8/seed-0", "ce"),
-                                                       ("ce+dice/scratch/subset-8/seed-0", "ce+dice")]
-    assert json.loads((out / "sweep.json").read_text())["grid"]["losses"] == ["ce", "ce+dice"]
-    assert "loss: ce+dice" in (out / table[1]["run_dir"] / "config.yaml").read_text()
+    assert [(r["cell"], r["loss"], r["img_size"]) for r in table] == [
+        ("32px/ce/scratch/subset-8/seed-0", "ce", "32"), ("32px/ce+dice/scratch/subset-8/seed-0", "ce+dice", "32")]
+    grid = json.loads((out / "sweep.json").read_text())["grid"]
+    assert grid["losses"] == ["ce", "ce+dice"] and grid["img_sizes"] == ["32"]
+    config = (out / table[1]["run_dir"] / "config.yaml").read_text()
+    assert "loss: ce+dice" in config and "img_size: 32" in config
     capsys.readouterr()
     sweep(argv)
     assert "all 2 cells finished earlier" in capsys.readouterr().out
     text = build_report(out).read_text()
     assert "| loss (vs ce) | ce+dice |" in text and "| ce+dice/scratch | 8 |" in text
+
+
+def test_the_input_size_is_one_variant_axis(tmp_path):
+    args = build_parser().parse_args(["--subsets", "250", "--img-sizes", "128,160", "--models", "vit_linear"])
+    variants = variant_values(args, [])
+    assert variants == {"arch": ["vit_linear"], "img_size": ["128", "160"]}
+    for bad in ("100", "0", "-16", "big"):
+        with pytest.raises(SimsegError, match=f"--img-sizes {bad} is not a positive multiple of the patch size 16"):
+            variant_values(build_parser().parse_args(["--subsets", "250", f"--img-sizes={bad}"]), [])
+    with pytest.raises(SimsegError, match="model.img_size is set by --img-sizes for each cell"):
+        variant_values(args, ["model.img_size=192"])
+    template = load_config(SegmentConfig, None, variant_overrides((("img_size", "160"),)))
+    assert template.model.img_size == 160 and ("img_size", "160") in config_variant(template)
+    cells = expand_grid([SCRATCH], [250], [0], variants)
+    assert [c.name for c in cells] == ["vit_linear/128px/scratch/subset-250/seed-0",
+                                       "vit_linear/160px/scratch/subset-250/seed-0"]
+    write_cell_record(cells[1], tmp_path)
+    record = json.loads((cells[1].run_dir(tmp_path) / "cell.json").read_text())
+    assert record["img_size"] == "160" and cell_of_record(record) == cells[1]
+    assert result_row(cells[1], {"miou": 0.5}, tmp_path)["img_size"] == "160"
+    unswept = result_row(Cell(SCRATCH, 250, 0), {"miou": 0.5}, tmp_path, template)  # the run's config says
+    assert unswept["img_size"] == "160" and unswept["cell"] == "scratch/subset-250/seed-0"
+    write_results(tmp_path, [unswept])
+    assert read_results(tmp_path)[0]["img_size"] == 160  # read back as a number
+    axis = axes.axis_of("img_size")
+    assert axes.reference_value(axis, ["128", "160"], 160) == "160"  # the template's size when swept
+    assert axes.reference_value(axis, ["128", "160"], 224) == "128"  # else the first value

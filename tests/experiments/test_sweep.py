@@ -71,15 +71,23 @@ def test_sweep_with_pretraining_sizes_then_a_rerun_does_nothing(tmp_path, capsys
         ("scratch", "8"), ("pretrain-16", "8"), ("pretrain-all", "8"),
         ("scratch", "16"), ("pretrain-16", "16"), ("pretrain-all", "16")]
     assert [r["pretrain_images"] for r in table[:3]] == ["", "16", "36"]  # all = 40 minus 4 held out
-    assert all(0 <= float(r["miou"]) <= 1 and r["test_images"] == "8" for r in table)
+    assert all(0 <= float(r["miou_plain"]) <= 1 and r["test_images"] == "8" for r in table)
     test_sets = {(out / r["run_dir"] / "test_images.txt").read_text() for r in table}
     assert len(test_sets) == 1  # one test set for every cell
     small, large = ((out / r["run_dir"] / "train_images.txt").read_text().split() for r in table[1:5:3])
     assert set(small) < set(large)  # nested subsets
+    # one validation set (auto: 16 synthetic images) for every cell, apart from every test and training image
+    val_sets = {(out / r["run_dir"] / "val_images.txt").read_text() for r in table}
+    assert len(val_sets) == 1 and len(val := set(val_sets.pop().split())) == 16
+    assert not val & (set(large) | set(test_sets.pop().split()))
+    assert all((r["val_images"], r["labels_used"]) == ("16", str(int(r["subset"]) + 16)) and r["val_miou"] != ""
+               for r in table)
+    assert "sweep: validation set of 16 images (--val-size auto)" in capsys.readouterr().out
     lineage = json.loads((out / table[1]["run_dir"] / "lineage.json").read_text())
     assert Path(lineage["export"]).parent == out.resolve() / "pretrain-16"
     recorded = json.loads((out / "sweep.json").read_text())
     assert recorded["grid"]["subsets"] == [8, 16] and recorded["grid"]["inits"]["scratch"] == "scratch"
+    assert recorded["grid"]["val_size"] == 16
 
     stamp = (out / "results.csv").stat().st_mtime_ns
     capsys.readouterr()
@@ -88,6 +96,9 @@ def test_sweep_with_pretraining_sizes_then_a_rerun_does_nothing(tmp_path, capsys
     assert (out / "results.csv").stat().st_mtime_ns == stamp
     with pytest.raises(SimsegError, match=f"{out} holds runs made with other settings .changed: train.lr;"):
         sweep([*argv, "train.lr=0.01"])
+    with pytest.raises(SimsegError, match="records a validation set of 16 images, and --val-size 0 asks for 0: the "
+                                          "cells of a sweep share one validation set; rerun with --val-size 16"):
+        sweep([*argv, "--val-size", "0"])
 
 
 @pytest.mark.slow
@@ -188,8 +199,12 @@ def test_a_mask_folders_own_test_split_sets_how_many_labelled_images_a_sweep_may
 
     shapes = write_synthetic(tmp_path / "shapes", "mask-folder", count=20, size=32, split=True)  # 15 train, 5 test
     out = tmp_path / "sweep"
-    with pytest.raises(SimsegError, match="--subsets 16 asks for 16 labelled images but .* has 15 after the 5-image"):
-        sweep(["--subsets", "4,16", "--output-dir", str(out), "--data", str(shapes), *CELL])  # data.test_size=8 unused
+    with pytest.raises(SimsegError, match="--subsets 15 asks for 15 labelled images but .* has 14 after the 5-image "
+                                          "test set and 1 validation images"):  # auto: a tenth of the 15
+        sweep(["--subsets", "4,15", "--output-dir", str(out), "--data", str(shapes), *CELL])  # data.test_size=8 unused
+    with pytest.raises(SimsegError, match="--subsets 16 asks for 16 labelled images but .* has 15 after the 5-image "
+                                          "test set: use sizes up to 15"):
+        sweep(["--subsets", "4,16", "--val-size", "0", "--output-dir", str(out), "--data", str(shapes), *CELL])
     assert not out.exists()
 
 
@@ -245,7 +260,8 @@ def test_a_sweep_over_models_and_presets_writes_rows_with_their_model_preset_and
     for row in table:
         assert float(row["gflops"]) > 0 and int(row["parameters"]) > int(row["encoder_parameters"]) > 0
         _, shape, boundary = read_run_label_set(out / row["run_dir"]).names  # the synthetic trimap's classes
-        assert row[f"precision_{shape}"] != "" and row[f"recall_{boundary}"] != "" and row["boundary_iou"] != ""
+        assert row[f"precision_{shape}_plain"] != "" and row[f"recall_{boundary}_plain"] != ""
+        assert row["boundary_iou_plain"] != "" and row["miou_tta"] == ""
         assert row["cell"].startswith(row["arch"])
     unet = next(r for r in table if r["arch"] == "unet_resnet18")
     assert int(unet["parameters"]) == 14_328_499 and not (out / unet["run_dir"] / "encoder.safetensors").exists()

@@ -95,7 +95,8 @@ def test_the_cells_of_a_sweep_share_one_cache_and_decode_each_pair_once(tmp_path
            *[o for o in SEG if not o.startswith("data.subset")]])
     caches = [p for p in (out / "data_cache").iterdir() if p.is_dir()]
     assert len(caches) == 1, "one cache for the pairs of every cell"
-    assert len(decoded) == len(set(decoded)) == 8 + 16, "nested subsets: the 8 are among the 16, the test set shared"
+    assert len(decoded) == len(set(decoded)) == 8 + 16 + 16, \
+        "nested subsets: the 8 are among the 16; the test set and the (automatic, 16-image) validation set shared"
     for cell in ("subset-8", "subset-16"):
         assert recorded(out / "cells" / "scratch" / cell / "seed-0") == ("batched", "batched")
 

@@ -151,7 +151,7 @@ def test_the_sweep_and_its_report_use_the_datasets_class_names(pipeline):
     assert sorted(r["init"] for r in rows) == ["pretrained", "scratch"]
     assert all(r["subset"] == str(SUBSET) and r["seed"] == "0" for r in rows)
     for row in rows:
-        assert all(row[f"iou_{name}"] != "" for name in pipeline.classes.names)
+        assert all(row[f"iou_{name}_plain"] != "" for name in pipeline.classes.names)
     for init in ("scratch", "pretrained"):
         cell = next(p for p in (pipeline.sweep / "cells").rglob("classes.json") if init in p.parts)
         assert read_run_label_set(cell.parent) == pipeline.classes

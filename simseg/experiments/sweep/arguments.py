@@ -29,7 +29,6 @@ from simseg.experiments.sweep.axes import (
 from simseg.experiments.sweep.inits import intermediate_init, resolve_init
 from simseg.experiments.sweep.plan import Init, parse_list, pretraining_of
 from simseg.files import atomic_write_text
-from simseg.sizes import format_size
 
 SWEEP_SET = ("output_dir", "init", "seed", "resume", "data.subset")  # segmentation keys the sweep sets per cell
 PRETRAIN_EXCLUDE = "pretrain_exclude.txt"  # in the sweep folder: the images no pretraining run may train on
@@ -155,30 +154,6 @@ def exclude_labelled_test_set(args: argparse.Namespace, sweep_dir: Path, overrid
     also = f", with the {len(own - set(test)):,} further names of data.exclude={base.data.exclude}" if own else ""
     return [f"data.exclude={path}"], (f"sweep: pretraining data includes the labelled set: its {len(test):,} test "
                                       f"images are excluded{also} ({path})")
-
-
-def check_subsets_fit(template: SegmentConfig, subsets: list[int]) -> None:
-    """Refuse, before anything runs, a subset larger than the training images left after the test set."""
-    from simseg.data.pair_sources import open_segmentation_pairs
-    from simseg.data.synthetic_pairs import SYNTHETIC_MODES
-
-    if template.data.source in SYNTHETIC_MODES:
-        return  # a synthetic source grows with the subset
-    source = open_segmentation_pairs(template.data)
-    test_size, _, val_size = template.data.sizes()
-    given = source.given_split  # the data's own train/test split replaces the drawn test set (data.test_size)
-    if given is not None and given.get("test") is not None:
-        test_size = len(given["test"])
-        pool = len(given["train"]) if given.get("train") is not None else len(source) - test_size
-    else:
-        pool = len(source) - test_size
-    available = pool - val_size
-    too_big = [s for s in subsets if s > available]
-    if too_big:
-        raise SimsegError(f"--subsets {format_size(too_big[0])} asks for {too_big[0]:,} labelled images but "
-                          f"{source.name} has {available:,} after the {test_size:,}-image test set"
-                          + (f" and {val_size:,} validation images" if val_size else "")
-                          + f": use sizes up to {format_size(available)}")
 
 
 def holds_images_of(source: str, labelled: str) -> bool:

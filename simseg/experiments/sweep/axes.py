@@ -3,9 +3,10 @@ folder, its column in results and ``cell.json``, the values it accepts, and how 
 
 An axis is one of three kinds:
 
-- ``variant``: a segmentation config key set per cell (``--models`` -> ``model.arch``). A swept variant axis adds a
-  folder level in front of the init's, in table order: ``cells/ARCH/AUG/RECIPE/INIT/subset-N/seed-S``; its values
-  are the report's variants (``unet_resnet18/heavy/scratch``), each init compared with the scratch init of its own.
+- ``variant``: a segmentation config key set per cell (``--models`` -> ``model.arch``, ``--img-sizes`` ->
+  ``model.img_size``). A swept variant axis adds a folder level in front of the init's, in table order:
+  ``cells/ARCH/AUG/RECIPE/SIZEpx/INIT/subset-N/seed-S``; its values are the report's variants
+  (``unet_resnet18/heavy/scratch``), each init compared with the scratch init of its own.
 - ``init``: where a cell's encoder starts (``--init``): the ``INIT`` level.
 - ``pretraining``: a pretraining config key (``--pretrain-subsets`` -> ``data.subset``, ``--pretrain-methods`` ->
   ``method``). The sweep first runs one pretraining per combination of the swept pretraining axes' values,
@@ -31,7 +32,10 @@ from simseg.errors import SimsegError
 from simseg.experiments.run_folders import images_of_run, method_of_run, run_config_value
 from simseg.models.pretraining import LEGACY_METHOD, METHODS
 from simseg.models.registry import ARCHS, HEAD_SYNONYMS
+from simseg.models.vit import ARCHITECTURES, DEFAULT_ARCHITECTURE
 from simseg.sizes import format_size, parse_size
+
+PATCH_SIDE = ARCHITECTURES[DEFAULT_ARCHITECTURE]["patch_size"]  # every registered encoder's; input sizes are multiples
 
 Variant = tuple[tuple[str, str], ...]
 """(column, value) of each swept variant axis, in table order: ``(("arch", "unet_resnet18"), ("aug", "heavy"))``."""
@@ -56,7 +60,8 @@ class Axis:
     """The axis in words: the report's column heading and "effect of" row (``model``)."""
     help: str
     reference: str = "scratch"
-    """The value the report measures the others against (pretraining axes: the scratch init)."""
+    """The value the report measures the others against (pretraining axes: the scratch init); empty: the sweep
+    template's value, else the first value (see :func:`reference_value`)."""
     choices: Collection[str] | None = None
     """The values it accepts: a registry's names, never a copy of them. None: any ``parse_item`` accepts."""
     grid_key: str = ""
@@ -73,11 +78,14 @@ class Axis:
     """The value in ``metrics.json`` of runs made before it was recorded under :attr:`column`."""
     counts_images: bool = False
     """Its values are image counts: shown as ``45k``, and ``45k`` in a hand-written table is read as 45000."""
-    # pretraining axes only
+    whole_numbers: bool = False
+    """Its values are whole numbers (pixels): results are read back as ints."""
     parse_item: Callable[[str, str], Any] | None = None
-    """(item, flag) -> value, for values that are not :attr:`choices` (sizes)."""
+    """(item, flag) -> value, for values that are not :attr:`choices` (sizes); a variant axis's values are text."""
     name_part: Callable[[Any], str] = str
-    """A value's part of the pretraining runs' names (``45k`` of ``pretrain-45k``)."""
+    """A value's part of the pretraining runs' names (``45k`` of ``pretrain-45k``), or a variant axis's folder level
+    (``160px``)."""
+    # pretraining axes only
     unnamed: Any = None
     """A value left out of the runs' names when it is the flag's only value and another axis names the run: the
     value of runs made before the axis existed, so ``--pretrain-methods simmim --pretrain-subsets 45k`` reuses the
@@ -138,6 +146,15 @@ def arch_of_head(metrics: dict) -> str | None:
     return HEAD_SYNONYMS.get(metrics.get("head"))
 
 
+def parse_img_size(item: str, flag: str) -> str:
+    """``160`` -> ``"160"``: a positive multiple of the encoders' patch side, as text like every variant value."""
+    size = int(item) if item.isdigit() else 0
+    if size <= 0 or size % PATCH_SIDE:
+        raise SimsegError(f"{flag} {item} is not a positive multiple of the patch size {PATCH_SIDE}: use sizes like "
+                          f"{PATCH_SIDE * 8},{PATCH_SIDE * 10}")
+    return str(size)
+
+
 def parse_pretrain_size(item: str, flag: str) -> int | None:
     """``45k`` -> 45000; ``all`` -> None (every image)."""
     return None if item == "all" else parse_size(item, flag)
@@ -162,6 +179,9 @@ AXES: tuple[Axis, ...] = (
          grid_key="aug", help="aug.preset values to compare, e.g. light,heavy"),
     Axis("recipe", "--recipes", "variant", "recipe", "recipe", reference="study", choices=RECIPES,
          grid_key="recipes", help="recipe values to compare, e.g. study,mild,medium"),
+    Axis("img_size", "--img-sizes", "variant", "model.img_size", "input size", reference="", grid_key="img_sizes",
+         whole_numbers=True, parse_item=parse_img_size, name_part=lambda size: f"{size}px",
+         help=f"model.img_size values to compare (multiples of {PATCH_SIDE} pixels), e.g. 128,160"),
     Axis("init", "--init", "init", "init", "init", effect="pretraining (init vs {reference})", grid_key="inits",
          default="scratch",
          help="inits: scratch and run folders (LABEL=PATH to name one), e.g. scratch,small=runs/p45k"),
@@ -226,6 +246,19 @@ def config_value(cfg, key: str) -> Any:
     for part in key.split("."):
         cfg = getattr(cfg, part)
     return cfg
+
+
+def reference_value(axis: Axis, values: Sequence[Any], template_value: Any = None) -> Any:
+    """The value of ``axis`` that the others are measured against, among ``values`` (in the sweep's order): its
+    fixed :attr:`Axis.reference` when present, else (axes whose reference is the template's, as the input size)
+    the sweep template's value ``template_value`` (``sweep.json``'s ``segment_config`` at the axis's key) when
+    present, else the first value."""
+    for candidate in (axis.reference, template_value):
+        found = next((value for value in values if candidate not in (None, "") and str(value) == str(candidate)),
+                     None)
+        if found is not None:
+            return found
+    return values[0]
 
 
 def runs_with(init_path: str | None, variant: Variant) -> bool:

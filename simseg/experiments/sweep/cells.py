@@ -75,7 +75,7 @@ def _collect_results(sweep_dir: Path, labels: list[str]) -> list[dict]:
             continue  # a folder moved by hand: its name no longer says which cell it is
         cfg = load_run_config(run_dir, SegmentConfig)
         if run_is_finished(run_dir, cfg.train.epochs):
-            rows.append(result_row(cell, run_metrics(run_dir), sweep_dir))
+            rows.append(result_row(cell, run_metrics(run_dir), sweep_dir, cfg))
     order = {label: i for i, label in enumerate(labels)}
     rows.sort(key=lambda r: (r["subset"], order.get(r["init"], len(order)), r["init"], r["seed"]))
     write_results(sweep_dir, rows)

@@ -3,20 +3,24 @@ test set.
 
     simseg sweep --subsets 250,500,1k,2k,4k,6k --init scratch,outputs/pretrain-45k [--intermediate outputs/classify]
                  [--models vit_linear,unet_resnet18] [--aug light,heavy] [--recipes study,mild,medium]
-                 [--seeds 0,1,2] [--data data/oxford-iiit-pet] [-c configs/segment.yaml] [key=value ...]
+                 [--img-sizes 128,160] [--seeds 0,1,2] [--val-size N|auto] [--data data/oxford-iiit-pet]
+                 [-c configs/segment.yaml] [key=value ...]
                  [--pretrain-subsets 45k,100k,all [--pretrain-methods simmim,mae] --pretrain-data DIR[,DIR...]
                   [pretrain.key=value ...]]
                  [--output-dir outputs/sweep] [--shard i/n]
                  [--launcher slurm --partition P --time H:MM:SS --gpus-per-cell N ... [--wait]] [--gpus-per-cell N]
 
-Cells share the test set (``data.test_seed``) and, per seed, nested training subsets, so they are comparable.
+Cells share the test set (``data.test_seed``), one fixed validation set (``--val-size N|auto``, default auto: a
+tenth of the labelled images left after the test set, at most 100; each cell reports its best epoch on it) and, per
+seed, nested training subsets, so they are comparable.
 The axes (their flags, config keys, folder levels and columns) are one table, :mod:`simseg.experiments.sweep.axes`.
 ``--pretrain-subsets`` and ``--pretrain-methods`` (pretraining axes) first run (or reuse) one pretraining per
 unlabelled-set size and method and add each as an init; when ``--pretrain-data`` holds the labelled set's images, the
 cells' test images are kept out of every pretraining (``pretrain_exclude.txt``). ``--models`` (``model.arch``
-values), ``--aug`` (``aug.preset`` values) and ``--recipes`` (``recipe`` values) are variant axes; an init runs
-only with the models it fits (a pretraining export with the ViT models; ``imagenet`` or a ResNet weights file with the
-CNNs; ``scratch`` with all), and the cells that do not fit are named and skipped.
+values), ``--aug`` (``aug.preset`` values), ``--recipes`` (``recipe`` values) and ``--img-sizes``
+(``model.img_size`` values) are variant axes; an init runs only with the models it fits (a pretraining export with the
+ViT models; ``imagenet`` or a ResNet weights file with the CNNs; ``scratch`` with all), and the cells that do not fit
+are named and skipped.
 Finished cells are never rerun; an interrupted one resumes from its state; ``results.csv``/``results.jsonl`` are
 rebuilt from the finished cell folders after every cell. ``--shard i/n`` runs the i-th of n disjoint parts (several
 machines writing into one shared folder); under ``accelerate launch -m simseg.cli sweep ...`` every cell runs on
@@ -41,7 +45,6 @@ from simseg.errors import SimsegError
 from simseg.experiments.run_folders import run_started
 from simseg.experiments.sweep.arguments import (
     add_axis_flags,
-    check_subsets_fit,
     exclude_labelled_test_set,
     plan_pretraining,
     refuse_sweep_keys,
@@ -76,6 +79,8 @@ from simseg.experiments.sweep.plan import (
     shard_cells,
     write_cell_record,
 )
+from simseg.experiments.sweep.results import read_sweep
+from simseg.experiments.sweep.validation import check_subsets_fit, choose_val_size, labelled_pool, recorded_val_size
 from simseg.files import atomic_write_json
 from simseg.training.resume_state import run_is_finished
 
@@ -89,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_axis_flags(parser)  # --models, --aug, --recipes, --init, --pretrain-subsets, ...: see sweep.axes
     parser.add_argument("--intermediate", help="classification runs (LABEL=PATH) to start from as well")
     parser.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2")
+    parser.add_argument("--val-size", metavar="N|auto",
+                        help="validation images, one fixed draw shared by every cell, on which each cell chooses its "
+                             "reported epoch: auto (default) = a tenth of the labelled images left after the test "
+                             "set, at most 100 (16 for synthetic data); 0 = none, the last epoch is reported")
     parser.add_argument("--data", help="segmentation data (sets data.source)")
     parser.add_argument("-c", "--config", help="segmentation config diff (YAML)")
     parser.add_argument("--pretrain-data", help="unlabelled images for the pretraining runs (sets data.source; "
@@ -125,11 +134,16 @@ def sweep(argv: list[str]) -> Path:
     refuse_sweep_keys(seg_overrides, "")
     variants = variant_values(args, seg_overrides)  # column -> values of each swept variant axis
     base_overrides = [*seg_overrides, *([f"data.source={args.data}"] if args.data else [])]
+    base = load_config(SegmentConfig, args.config, base_overrides)
+    pool = labelled_pool(base)
+    val_size, val_line = choose_val_size(args.val_size, base, pool, seg_overrides, sweep_dir / "sweep.json",
+                                         recorded_val_size(read_sweep(sweep_dir) if sweep_dir.is_dir() else None))
+    check_subsets_fit(pool, subsets, val_size)
+    base_overrides.append(f"data.val_size={val_size}")  # every cell: one validation set
     templates = {variant: load_config(SegmentConfig, args.config, [*base_overrides, *variant_overrides(variant)])
                  for variant in every_variant(variants)}  # per variant: explicit keys still override
     template = next(iter(templates.values()))
-
-    check_subsets_fit(template, subsets)
+    print_main(val_line)
     excluded, message = exclude_labelled_test_set(args, sweep_dir, pre_overrides, template)
     if message:
         print_main(message)
@@ -152,7 +166,8 @@ def sweep(argv: list[str]) -> Path:
         imagenet_encoder_state(ARCHS[arch].encoder, arch)  # offline: one line now, not after the other cells ran
 
     if is_main_process():
-        record_sweep(sweep_dir, argv, template, inits, subsets, seeds, pretraining, {**variants, **pretraining_values})
+        record_sweep(sweep_dir, argv, template, inits, subsets, seeds, pretraining, {**variants, **pretraining_values},
+                     val_size)
     my_pretraining = shard_cells(pretraining, *shard)
     my_cells = shard_cells(cells, *shard)
     part = f" (shard {shard[0] + 1}/{shard[1]})" if shard[1] > 1 else ""
@@ -231,15 +246,16 @@ def visible_gpus() -> list[int]:
 
 
 def record_sweep(sweep_dir: Path, argv: list[str], template, inits, subsets, seeds, pretraining,
-                 axis_values: dict[str, list]) -> None:
-    """``sweep.json``: the latest grid (each axis's values under its ``grid_key``; ``[]`` when not swept) and config,
-    and every distinct command run into this folder."""
+                 axis_values: dict[str, list], val_size: int) -> None:
+    """``sweep.json``: the latest grid (each axis's values under its ``grid_key``; ``[]`` when not swept; the
+    validation images every cell shares under ``val_size``) and config, and every distinct command run into this
+    folder."""
     path = sweep_dir / "sweep.json"
     command = shlex.join(["simseg", "sweep", *argv])
     commands = json.loads(path.read_text()).get("commands", []) if path.is_file() else []
     atomic_write_json(path, {
         "command": command, "commands": commands + [command] * (command not in commands),
-        "grid": {"subsets": subsets, "seeds": seeds,
+        "grid": {"subsets": subsets, "seeds": seeds, "val_size": val_size,
                  **{axis.grid_key: axis_values.get(axis.column, []) for axis in variant_axes()},
                  "inits": {i.label: i.path for i in inits if not i.intermediate},
                  "intermediate": {i.label: i.path for i in inits if i.intermediate},

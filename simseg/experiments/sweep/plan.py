@@ -12,7 +12,8 @@ Pure functions and small records; :mod:`simseg.experiments.sweep.command` runs t
     pretrain_exclude.txt               the images no pretraining may see (the test split, when --pretrain-data
                                        holds the labelled set)
     cells/<init>/subset-<n>/seed-<s>/  one segmentation run per cell, with cell.json saying what the cell is
-    cells/<arch>/<aug>/<init>/...      the same with --models and --aug (a level for each swept variant axis)
+    cells/<arch>/<aug>/<init>/...      the same with --models and --aug (a level for each swept variant axis;
+                                       --img-sizes adds <size>px)
 
 The results are a function of the finished cell folders, rewritten whole (temp file, then rename): a killed sweep,
 two shards writing into one folder, or a rerun can neither lose nor duplicate a row.
@@ -57,7 +58,7 @@ def cell_name(init_label: str, subset: int, seed: int, variant: Variant = ()) ->
     """A cell's name and folder under ``cells/``: ``pretrain-45k/subset-1k/seed-0``, with a level for each swept
     variant axis in front (``unet_resnet18/heavy/pretrain-45k/...``), in the order of the axes table."""
     values = dict(variant)
-    levels = [values[axis.column] for axis in variant_axes() if values.get(axis.column)]
+    levels = [axis.name_part(values[axis.column]) for axis in variant_axes() if values.get(axis.column)]
     return "/".join([*levels, init_label, f"subset-{format_size(subset)}", f"seed-{seed}"])
 
 
