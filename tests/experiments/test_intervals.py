@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simseg.experiments.report.intervals import ABOVE, BELOW, NOISE, format_interval, miou_of_counts, paired_bootstrap
+from simseg.experiments.report.intervals import (
+    ABOVE,
+    BELOW,
+    NOISE,
+    blocked_bootstrap,
+    format_interval,
+    miou_of_counts,
+    paired_bootstrap,
+)
 
 
 def counts(rng, seeds=3, images=60, classes=3, hit=0.7, spread=0.15):
@@ -49,3 +57,31 @@ def test_the_same_seed_gives_the_same_interval_and_shapes_must_pair():
     assert paired_bootstrap(a, b, resamples=200, seed=5) == paired_bootstrap(a, b, resamples=200, seed=5)
     with pytest.raises(ValueError, match="paired scores must both be"):
         paired_bootstrap(a, b[:, :10])
+
+
+def test_blocks_share_each_resamples_draw_of_seeds_and_images():
+    rng = np.random.default_rng(4)
+    arm, reference = counts(rng, images=30), counts(rng, images=30)
+    one = paired_bootstrap(arm, reference, resamples=100, seed=7)
+    assert blocked_bootstrap(arm[None], reference[None], resamples=100, seed=7) == one
+    # two copies of a block: the same draws for both, so the mean of their gains is the one block's, resample by
+    # resample
+    twice = blocked_bootstrap(np.stack([arm, arm]), np.stack([reference, reference]), resamples=100, seed=7)
+    assert twice == pytest.approx(one)
+
+    # the multiplicity matrix gives what drawing the images and summing their counts gives
+    second = counts(rng, images=30, hit=0.6)
+    arms, references = np.stack([arm, second]), np.stack([reference, reference])  # (B=2, S, N, C, 2)
+    draws = np.random.default_rng(9)
+    seeds_drawn = draws.integers(0, 3, size=(40, 3))  # (R, S)
+    images_drawn = draws.integers(0, 30, size=(40 * 3, 30)).reshape(40, 3, 30)  # (R, S, N)
+    picked = (slice(None), seeds_drawn[..., None], images_drawn)
+    gathered = [miou_of_counts(x.transpose(1, 2, 0, 3, 4)[picked[1:]].sum(2)).mean(1) for x in (arms, references)]
+    by_hand = (gathered[0] - gathered[1]).mean(-1)  # (R,)
+    low, high = np.quantile(by_hand, [0.025, 0.975])
+    fast = blocked_bootstrap(arms, references, resamples=40, seed=9)
+    assert (fast.low, fast.high) == (pytest.approx(low), pytest.approx(high))
+    gains = [paired_bootstrap(a, reference, resamples=1).gain for a in (arm, second)]
+    assert fast.gain == pytest.approx(np.mean(gains))
+    with pytest.raises(ValueError, match="paired blocks must both be"):
+        blocked_bootstrap(arm, reference)

@@ -12,7 +12,8 @@ from PIL import Image
 from simseg.errors import SimsegError
 from simseg.experiments.report.build import build_report
 from simseg.experiments.report.figures import DPI, FIGSIZE
-from simseg.experiments.report.summary import init_order, intermediate_deltas, summarise
+from simseg.experiments.report.gains import Gauge, intermediate_gains
+from simseg.experiments.report.summary import init_order, summarise
 from simseg.experiments.sweep.results import read_results, result_columns, write_results
 
 
@@ -32,7 +33,8 @@ def full_row(init: str, subset: int, seed: int, miou: float, init_path: str = "s
     """A row as simseg sweep writes it (every column of result_columns())."""
     row = dict.fromkeys(result_columns())
     row.update(cell=f"{init}/subset-{subset}/seed-{seed}", init=init, init_path=init_path, intermediate=False,
-               subset=subset, seed=seed, miou=miou, train_seconds=60.0 * subset / 250, images_per_s=100.0,
+               subset=subset, seed=seed, miou_plain=miou, scored_at="native", train_seconds=60.0 * subset / 250,
+               images_per_s=100.0,
                run_dir=f"cells/{init}/subset-{subset}/seed-{seed}")
     return {**row, **extra}
 
@@ -45,7 +47,7 @@ def assert_png(path: Path) -> None:
 
 
 def test_hand_written_csv_with_missing_cells_and_columns(tmp_path):
-    write_csv(tmp_path / "results.csv", "init,subset,seed,miou",
+    write_csv(tmp_path / "results.csv", "init,subset,seed,miou_plain",
               "scratch,250,0,0.40", "scratch,250,1,0.50", "scratch,500,0,0.55", "p45k,250,0,0.47")
     report = build_report(tmp_path)
     text = report.read_text()
@@ -53,7 +55,15 @@ def test_hand_written_csv_with_missing_cells_and_columns(tmp_path):
     assert "| scratch | 0.450 ± 0.071 (n=2) | 0.550 |" in text  # sample std of 0.40, 0.50 = 0.0707
     assert "| p45k | **0.470** | — |" in text  # best at 250 in bold; its 500 cell is missing
     assert "| init | 250 | 500 |" in text  # no pretraining axis column: no row says how an init was pretrained
-    assert "| p45k | +0.020 | — |" in text  # gain over scratch: 0.47 - 0.45
+    # gain over scratch on the seeds both ran (seed 0): 0.47 - 0.40; no per-image scores, so no interval
+    assert "| p45k | +0.070 | no interval (cells from before per-image scores) | — | 250 | 1 |" in text
+    assert "## Test mIoU, plain" in text and "| init | ΔmIoU, plain | 95% interval | verdict |" in text
+    assert "Scored at the model input" not in text  # a hand-written table in today's columns does not say: native
+    assert "No validation set: no arm was chosen (the test set never chooses); rerun the sweep with --val-size." \
+        in text
+    assert "Labels used: each cell's labelled training subset only (250, 500 images); no validation set." in text
+    assert "picked by no score: the first pretrained init in the tables at its largest labelled subset" in text
+    assert "gains.png" not in text and not (tmp_path / "gains.png").exists()  # no interval, no forest plot
     assert "ddof=1" in text
     assert "4 of 8 cells of the grid the rows span (no sweep.json) missing" in text
     assert "`p45k/subset-500/seed-0`" in text
@@ -63,16 +73,17 @@ def test_hand_written_csv_with_missing_cells_and_columns(tmp_path):
     assert_png(tmp_path / "miou_vs_subset.png")
     assert not (tmp_path / "intermediate_delta.png").exists() and not (tmp_path / "miou_vs_time.png").exists()
     assert "Example predictions: not available" in text
+    assert "\n\n\n" not in text  # sections left out leave no gaps
 
 
 def test_types_are_parsed_robustly(tmp_path):
-    (tmp_path / "results.csv").write_text("\ufeffinit, subset,seed,miou,intermediate,pretrain_images,train_seconds\n"
-                                          "a,1k,0,0.5,TRUE,45k,\nb,250,1,0.25,,,12.5\n")
+    (tmp_path / "results.csv").write_text("\ufeffinit, subset,seed,miou_plain,intermediate,pretrain_images,"
+                                          "train_seconds\na,1k,0,0.5,TRUE,45k,\nb,250,1,0.25,,,12.5\n")
     first, second = read_results(tmp_path)
     assert list(first) == list(result_columns())  # every column, typed, in the sweep's order
     assert (first["subset"], first["intermediate"], first["pretrain_images"], first["train_seconds"]) == \
         (1000, True, 45000, None)
-    assert (second["intermediate"], second["pretrain_images"], second["train_seconds"], second["fwiou"]) == \
+    assert (second["intermediate"], second["pretrain_images"], second["train_seconds"], second["fwiou_plain"]) == \
         (False, None, 12.5, None)
     assert first["cell"] == "a/subset-1k/seed-0"
 
@@ -95,7 +106,8 @@ def test_intermediate_deltas_and_figure_from_jsonl(tmp_path):
     assert parsed[0]["pretrain_images"] is None and parsed[4]["intermediate"] is True
     assert init_order(parsed) == ["scratch", "small", "base", "base+cls", "orphan+cls"]
     # dyadic values: the means and differences are exact in floating point
-    assert intermediate_deltas(parsed) == {"base+cls": {250: 0.625 - 0.375, 500: 0.375 - 0.5}}
+    assert [(g.arm, g.reference, g.subset, g.measured.gain) for g in intermediate_gains(parsed, Gauge(None))] == \
+        [("base+cls", "base", 250, 0.625 - 0.375), ("base+cls", "base", 500, 0.375 - 0.5)]
     assert summarise(parsed)["base", 250] == (0.375, pytest.approx(0.25 / 2**0.5), 2)
     text = build_report(tmp_path).read_text()
     assert_png(tmp_path / "intermediate_delta.png")
@@ -118,8 +130,8 @@ def test_sweep_json_missing_cells_and_copied_pictures(tmp_path):
     write_results(sweep_dir, [full_row("scratch", 250, 0, 0.4), full_row("scratch", 250, 1, 0.5),
                               full_row("scratch", 500, 0, 0.55), full_row("p45k", 250, 0, 0.6, str(init_dir)),
                               full_row("p45k", 250, 1, 0.7, str(init_dir))])
-    write_png(sweep_dir / "cells/p45k/subset-250/seed-0/examples.png", 50)
-    best_seed = write_png(sweep_dir / "cells/p45k/subset-250/seed-1/examples.png", 90)
+    first_seed = write_png(sweep_dir / "cells/p45k/subset-250/seed-0/examples.png", 50)
+    write_png(sweep_dir / "cells/p45k/subset-250/seed-1/examples.png", 90)  # the better test mIoU: not a reason
     write_png(sweep_dir / "cells/scratch/subset-500/seed-0/examples.png", 130)
     text = build_report(sweep_dir).read_text()
     assert ("Grid incomplete: 3 of 8 cells of sweep.json's grid missing: `scratch/subset-500/seed-1`, "
@@ -128,13 +140,14 @@ def test_sweep_json_missing_cells_and_copied_pictures(tmp_path):
     assert "```yaml\nseed: 0\ndata:\n  source: oxford-pets\n  image_size: 96\n```" in text
     assert (sweep_dir / "figures" / "recon_p45k.png").read_bytes() == latest
     assert "![reconstruction grid of p45k](figures/recon_p45k.png)" in text and "epoch 10" in text
-    assert (sweep_dir / "figures" / "best_examples.png").read_bytes() == best_seed  # p45k at 250, its best seed
-    assert "Test images of seed 1 (mIoU 0.700)" in text
+    # no validation set: the first pretrained init at its largest subset, its first seed; no score picks it
+    assert (sweep_dir / "figures" / "examples.png").read_bytes() == first_seed
+    assert "Test images of seed 0 (the first seed with pictures; its test mIoU (plain view): 0.600)" in text
     assert "| scratch | 1.0 min, 100 img/s | 2.0 min, 100 img/s |" in text
 
-    (sweep_dir / "cells/p45k/subset-250/seed-1/examples.png").unlink()  # falls back to the cell's other seed
+    (sweep_dir / "cells/p45k/subset-250/seed-0/examples.png").unlink()  # falls back to the cell's other seed
     build_report(sweep_dir)
-    assert (sweep_dir / "figures" / "best_examples.png").read_bytes() == write_png(tmp_path / "same.png", 50)
+    assert (sweep_dir / "figures" / "examples.png").read_bytes() == write_png(tmp_path / "same.png", 90)
 
 
 @pytest.mark.parametrize("name,header,line,column", [
@@ -162,7 +175,7 @@ def test_missing_sweep_or_results_says_what_to_run(tmp_path):
 
 
 def test_models_and_presets_get_cost_tables_axis_averages_per_class_figures_and_the_cost_plot(tmp_path):
-    from simseg.experiments.report.effects import axis_effects
+    from simseg.experiments.report.gains import effect_gains
 
     sweep_dir = tmp_path / "sweep"
     cost = {"vit_linear": dict(parameters=2_585_472, encoder_parameters=2_486_400, gflops=0.358),
@@ -176,22 +189,26 @@ def test_models_and_presets_get_cost_tables_axis_averages_per_class_figures_and_
                     miou = 0.30 + 0.10 * (arch == "unet_resnet18") + 0.05 * (init != "scratch") \
                         + 0.02 * (aug == "heavy") + 0.01 * seed
                     path = "scratch" if init == "scratch" else "imagenet" if init == "imagenet" else "/runs/p"
-                    rows.append(full_row(init, 250, seed, miou, path, arch=arch, aug=aug, iou_boundary=0.2,
-                                         boundary_iou=0.25, precision_pet=0.9, recall_pet=0.8, iou_pet=0.7,
-                                         dice_pet=0.82, inference_images_per_s=50.0, **cost[arch],
+                    rows.append(full_row(init, 250, seed, miou, path, arch=arch, aug=aug, iou_boundary_plain=0.2,
+                                         boundary_iou_plain=0.25, precision_pet_plain=0.9, recall_pet_plain=0.8,
+                                         iou_pet_plain=0.7, dice_pet_plain=0.82, inference_images_per_s=50.0,
+                                         **cost[arch],
                                          cell=f"{arch}/{aug}/{init}/subset-250/seed-{seed}"))
     write_results(sweep_dir, rows)
     (sweep_dir / "sweep.json").write_text(json.dumps({"grid": {
         "subsets": [250], "seeds": [0, 1], "models": ["vit_linear", "unet_resnet18"], "aug": ["light", "heavy"],
         "inits": {"scratch": "scratch", "pretrain-all": "/runs/p", "imagenet": "imagenet"}, "intermediate": {}}}))
     typed = read_results(sweep_dir)
-    effects = {axis: axis_effects(typed, axis, ref) for axis, ref in (("aug", "light"), ("arch", "vit_linear"))}
-    assert effects["aug"]["heavy"] == pytest.approx((0.02, 4))  # 2 models x 2 inits, each seed-averaged
-    assert effects["arch"]["unet_resnet18"] == pytest.approx((0.10, 2))  # only scratch runs with both models
+    effects = {(g.group, g.arm): g.measured for g in effect_gains(typed, Gauge(None))}
+    heavy, unet = effects["augmentation preset (vs light)", "heavy"], effects["model (vs vit_linear)", "unet_resnet18"]
+    assert (heavy.gain, heavy.settings, heavy.seeds) == (pytest.approx(0.02), 4, 2)  # 2 models x 2 inits
+    assert (unet.gain, unet.settings) == (pytest.approx(0.10), 2)  # only scratch runs with both models
+    assert heavy.interval is None and heavy.note == "no interval (cells from before per-image scores)"
     text = build_report(sweep_dir).read_text()
     assert "Grid complete: all 16 cells" in text  # vit x imagenet and unet x pretrain-all never expected
     assert "2 models, 2 augmentation presets, 3 inits" in text
     # Boundary IoU (the contour measure) beside mIoU; the IoU of the class named boundary in the per-class table
+    assert "| model / init | labelled | test mIoU, plain | Boundary IoU, plain | parameters (encoder) |" in text
     assert "| unet_resnet18/heavy/imagenet | 250 | 0.475 ± 0.007 (n=2) | 0.250 | 14.33M (11.18M) | 2.708 | 50 |" \
         in text
     assert "| unet_resnet18/light/scratch | 250 | boundary | 0.200 | — | — | — |" in text

@@ -15,7 +15,10 @@ import numpy as np
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from simseg.experiments.report.effects import label_variants, varying_axes
-from simseg.experiments.report.summary import init_info, init_order, intermediate_deltas, summarise
+from simseg.experiments.report.gains import Gain
+from simseg.experiments.report.intervals import ABOVE, BELOW, NOISE
+from simseg.experiments.report.summary import init_info, init_order, summarise
+from simseg.experiments.report.view import PLAIN, View
 from simseg.experiments.run_folders import epoch_records
 from simseg.experiments.sweep.axes import pretraining_axes
 from simseg.experiments.sweep.results import Row
@@ -72,9 +75,10 @@ def legend_label(label: str, rows: list[Row]) -> str:
     return f"{label} ({', '.join(parts)})" if parts else label
 
 
-def save_png(fig, path: str | Path) -> None:
-    """:func:`simseg.training.plots.save_figure` at :data:`DPI`: lay out, render in memory, close, write atomically."""
-    fig.tight_layout()
+def save_png(fig, path: str | Path, rect: tuple[float, float, float, float] | None = None) -> None:
+    """:func:`simseg.training.plots.save_figure` at :data:`DPI`: lay out (within ``rect``, figure fractions, when
+    given), render in memory, close, write atomically."""
+    fig.tight_layout(rect=rect)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     plt.close(fig)
@@ -91,10 +95,10 @@ def _subset_axis(ax, subsets: list[int]) -> None:
     ax.set_xlabel("labelled training images (log scale)")
 
 
-def plot_miou_vs_subset(rows: list[Row], path: str | Path) -> None:
-    """Mean test mIoU over seeds vs labelled-subset size, one line per init; ±1 sample std as error bars and, between
-    neighbouring sizes that both have two or more seeds, a shaded band."""
-    stats, styles = summarise(rows), init_styles(rows)
+def plot_miou_vs_subset(rows: list[Row], path: str | Path, view: View = PLAIN) -> None:
+    """Mean test mIoU (``view``) over seeds vs labelled-subset size, one line per init; ±1 sample std as error bars
+    and, between neighbouring sizes that both have two or more seeds, a shaded band."""
+    stats, styles = summarise(rows, view.miou), init_styles(rows)
     subsets = sorted({r["subset"] for r in rows})
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=FIGSIZE)
@@ -111,43 +115,56 @@ def plot_miou_vs_subset(rows: list[Row], path: str | Path) -> None:
                 ax.fill_between(xs, means - stds, means + stds, where=seeded, color=style["color"], alpha=0.15,
                                 linewidth=0)
         _subset_axis(ax, subsets)
-        ax.set_ylabel("test mIoU")
-        ax.set_title("Segmentation mIoU vs labelled images")
+        ax.set_ylabel(f"test {view.heading()}")
+        ax.set_title(f"Segmentation {view.heading()} vs labelled images")
         ax.legend(loc="best", handlelength=3)  # long enough to tell -- from -. and :
         save_png(fig, path)
 
 
-def plot_intermediate_delta(rows: list[Row], path: str | Path) -> None:
-    """Grouped bars of mean mIoU(intermediate) - mean mIoU(base init): a group per subset size, a bar per
-    intermediate init (see :func:`simseg.experiments.report.build.intermediate_deltas`)."""
-    deltas, styles, info = intermediate_deltas(rows), init_styles(rows), init_info(rows)
-    subsets = sorted({s for d in deltas.values() for s in d})
+def plot_intermediate_delta(rows: list[Row], gains: list[Gain], path: str | Path, view: View = PLAIN) -> None:
+    """Grouped bars of each intermediate init's gain over its base init in ``view`` (``gains``:
+    :func:`simseg.experiments.report.gains.intermediate_gains`), with its 95% interval as an error bar where it has
+    one: a group per subset size, a bar per intermediate init."""
+    styles, deltas = init_styles(rows), {}
+    for gain in gains:
+        if gain.measured.gain is not None:
+            deltas.setdefault((gain.arm, gain.reference), {})[gain.subset] = gain.measured
+    subsets = sorted({s for by_subset in deltas.values() for s in by_subset})
     width = 0.8 / len(deltas)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=FIGSIZE)
-        for k, (label, by_subset) in enumerate(deltas.items()):
+        for k, ((label, base), by_subset) in enumerate(deltas.items()):
             slots = [i for i, s in enumerate(subsets) if s in by_subset]
-            values = [by_subset[subsets[i]] for i in slots]
-            bars = ax.bar([i + (k - (len(deltas) - 1) / 2) * width for i in slots], values, width * 0.9,
-                          color=styles[label]["color"], hatch=HATCHES[styles[label]["linestyle"]], edgecolor="white",
-                          linewidth=0, label=f"{label} − {info[label].base_init}")
+            measured = [by_subset[subsets[i]] for i in slots]
+            values = [m.gain for m in measured]
+            xs = [i + (k - (len(deltas) - 1) / 2) * width for i in slots]
+            bars = ax.bar(xs, values, width * 0.9, color=styles[label]["color"],
+                          hatch=HATCHES[styles[label]["linestyle"]], edgecolor="white", linewidth=0,
+                          label=f"{label} − {base}")
+            spread = [(m.gain - m.interval.low, m.interval.high - m.gain) if m.interval else (np.nan, np.nan)
+                      for m in measured]
+            if any(m.interval for m in measured):
+                ax.errorbar(xs, values, np.array(spread).T, fmt="none", ecolor="black", elinewidth=0.9, capsize=2.5)
             if len(deltas) <= 2:  # more bars per group leave no room for the numbers
-                ax.bar_label(bars, labels=[f"{v:+.3f}".replace("-", "−") for v in values], fontsize=7, padding=2)
+                ax.bar_label(bars, labels=[f"{v:+.3f}".replace("-", "−") for v in values], fontsize=7, padding=2,
+                             label_type="center" if any(m.interval for m in measured) else "edge")
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(subsets)), [format_size(s) for s in subsets])
         ax.grid(axis="x", visible=False)
         ax.margins(y=0.18)  # room for the value labels
         ax.set_xlabel("labelled training images")
-        ax.set_ylabel("ΔmIoU (with − without intermediate)")
-        ax.set_title("Effect of intermediate classification on segmentation mIoU")
+        ax.set_ylabel(f"Δ{view.heading()} (with − without intermediate)")
+        ax.set_title("Effect of intermediate classification on segmentation mIoU"
+                     + (" (bars: 95% intervals)" if any(m.interval for d in deltas.values() for m in d.values())
+                        else ""))
         ax.legend(loc="best")
         save_png(fig, path)
 
 
-def plot_miou_vs_time(rows: list[Row], path: str | Path) -> None:
-    """Test mIoU of every row that has train_seconds vs its training minutes (log x); colour = init, marker area
-    grows with the labelled-subset size (log)."""
-    timed = [r for r in rows if r["train_seconds"] is not None]
+def plot_miou_vs_time(rows: list[Row], path: str | Path, view: View = PLAIN) -> None:
+    """Test mIoU (``view``) of every row that has it and train_seconds vs its training minutes (log x); colour =
+    init, marker area grows with the labelled-subset size (log)."""
+    timed = [r for r in rows if r["train_seconds"] is not None and r.get(view.miou) is not None]
     styles = init_styles(rows)
     subsets = sorted({r["subset"] for r in timed})
     span = math.log(subsets[-1] / subsets[0]) or 1.0
@@ -160,7 +177,7 @@ def plot_miou_vs_time(rows: list[Row], path: str | Path) -> None:
         for label in init_order(rows):
             points = [r for r in timed if r["init"] == label]
             if points:
-                ax.scatter([r["train_seconds"] / 60 for r in points], [r["miou"] for r in points],
+                ax.scatter([r["train_seconds"] / 60 for r in points], [r[view.miou] for r in points],
                            s=[area(r["subset"]) for r in points], color=styles[label]["color"],
                            marker=styles[label]["marker"], alpha=0.8, edgecolors="white", linewidths=0.5,
                            label=legend_label(label, rows))
@@ -169,8 +186,8 @@ def plot_miou_vs_time(rows: list[Row], path: str | Path) -> None:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("training time per cell (minutes, log scale)")
-        ax.set_ylabel("test mIoU")
-        ax.set_title("Segmentation mIoU vs training time")
+        ax.set_ylabel(f"test {view.heading()}")
+        ax.set_title(f"Segmentation {view.heading()} vs training time")
         # one legend placed where the points are not: inits at one marker size, then what the sizes mean
         handles, _ = ax.get_legend_handles_labels()
         shown = subsets if len(subsets) <= 3 else [subsets[0], subsets[len(subsets) // 2], subsets[-1]]
@@ -182,10 +199,11 @@ def plot_miou_vs_time(rows: list[Row], path: str | Path) -> None:
         save_png(fig, path)
 
 
-def plot_miou_vs_cost(rows: list[Row], path: str | Path) -> None:
-    """Two panels, mIoU vs parameters and vs GFLOPs (log x): one labelled point per variant (model / init), its
-    seed-mean at the largest labelled subset that every variant with cost columns has."""
-    costed = [r for r in rows if r["gflops"] is not None and r["parameters"] is not None]
+def plot_miou_vs_cost(rows: list[Row], path: str | Path, view: View = PLAIN) -> None:
+    """Two panels, mIoU (``view``) vs parameters and vs GFLOPs (log x): one labelled point per variant (model /
+    init), its seed-mean at the largest labelled subset that every variant with cost columns has."""
+    costed = [r for r in rows if r["gflops"] is not None and r["parameters"] is not None
+              and r.get(view.miou) is not None]
     labels = [label for label in init_order(rows) if any(r["init"] == label for r in costed)]
     subset = min(max(r["subset"] for r in costed if r["init"] == label) for label in labels)
     styles = init_styles(rows)
@@ -198,7 +216,7 @@ def plot_miou_vs_cost(rows: list[Row], path: str | Path) -> None:
                 if not cell:
                     continue
                 x = sum(r[key] for r in cell) / len(cell) / (1e6 if key == "parameters" else 1)
-                y = sum(r["miou"] for r in cell) / len(cell)
+                y = sum(r[view.miou] for r in cell) / len(cell)
                 ax.scatter([x], [y], s=48, color=styles[label]["color"], marker=styles[label]["marker"], zorder=3)
                 ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
             ax.set_xscale("log")
@@ -206,8 +224,8 @@ def plot_miou_vs_cost(rows: list[Row], path: str | Path) -> None:
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.margins(x=0.25)  # room for the labels of the outermost points
             ax.set_xlabel(f"{name}, log scale")
-        axes[0].set_ylabel("test mIoU")
-        fig.suptitle(f"Segmentation mIoU vs model cost ({format_size(subset)} labelled images)")
+        axes[0].set_ylabel(f"test {view.heading()}")
+        fig.suptitle(f"Segmentation {view.heading()} vs model cost ({format_size(subset)} labelled images)")
         save_png(fig, path)
 
 
@@ -256,4 +274,56 @@ def plot_training_curves(rows: list[Row], sweep_dir: Path, path: str | Path) -> 
         ax.set_title(f"{score[0].upper()}{score[1:]} vs training time")
         ax.legend(loc="best")
         save_png(fig, path)
+    return True
+
+
+VERDICT_COLOURS = {ABOVE: "#1a7f37", BELOW: "#c62828", NOISE: SCRATCH_COLOUR}
+
+
+def gain_label(gain: Gain) -> str:
+    """A forest plot row: ``p45k − scratch, 250 labels`` or, averaged, ``heavy − light, mean of 4 settings``."""
+    settings = gain.measured.settings
+    where = (f"mean of {settings} setting{'s' * (settings != 1)}" if gain.subset is None
+             else f"{format_size(gain.subset)} labels")
+    return f"{gain.arm} − {gain.reference}, {where}"
+
+
+def plot_gains(gains: list[Gain], path: str | Path, view: View = PLAIN) -> bool:
+    """A forest plot of every gain with an interval: one row per comparison (grouped under its table's heading),
+    the gain a point and its 95% interval a bar, coloured by verdict, a line at zero. False (nothing drawn) when no
+    gain has an interval."""
+    shown = [gain for gain in gains if gain.measured.interval is not None]
+    if not shown:
+        return False
+    rows: list[tuple[str, Gain | None]] = []  # (tick label, gain); None: a group's heading
+    for gain in shown:
+        if not rows or rows[-1][1].group != gain.group:  # the last row is always a gain
+            rows.append((gain.group, None))
+        rows.append((gain_label(gain), gain))
+    images = max(gain.measured.images for gain in shown)
+    height = 1.7 + 0.24 * len(rows)  # inches: a readable row at any count, two title lines
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(FIGSIZE[0], height))
+        ys = np.arange(len(rows))[::-1]  # first row at the top
+        for y, (_, gain) in zip(ys, rows):
+            if gain is None:
+                continue
+            low, high, verdict = gain.measured.interval.low, gain.measured.interval.high, gain.measured.interval.verdict
+            colour = VERDICT_COLOURS[verdict]
+            ax.plot([low, high], [y, y], color=colour, linewidth=2, solid_capstyle="butt")
+            ax.plot([gain.measured.gain], [y], "o", color=colour, markersize=5)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(ys, [label for label, _ in rows])
+        for tick, (_, gain) in zip(ax.get_yticklabels(), rows):
+            if gain is None:
+                tick.set_fontweight("bold")
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.grid(axis="y", visible=False)
+        ax.tick_params(axis="y", length=0)
+        ax.set_xlabel(f"Δ{view.heading()} (arm − reference)")
+        ax.set_title(f"Gains in test {view.heading()}\n95% paired-bootstrap intervals, {images:,} test images")
+        handles = [plt.Line2D([], [], color=colour, marker="o", linewidth=2, label=verdict)
+                   for verdict, colour in VERDICT_COLOURS.items()]
+        fig.legend(handles=handles, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0))
+        save_png(fig, path, rect=(0, 0.35 / height, 1, 1))  # the bottom 0.35 in: the legend
     return True

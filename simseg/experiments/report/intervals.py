@@ -6,7 +6,11 @@ arms), and recomputes each arm's mIoU from the resampled images' counts. The spr
 resamples gives the interval; the verdict says whether it excludes zero. Scores are summed counts, not per-image
 means, so a resample's mIoU is computed as the test mIoU is: per class, intersections over unions of all its pixels.
 
-Shapes: an arm's scores are ``(S, N, C, 2)`` counts (seed, test image, class, [intersection, union]).
+An average of gains over several settings (subset sizes, other axes' values) is :func:`blocked_bootstrap`: the
+settings are kept as blocks and share each resample's draw.
+
+Shapes: an arm's scores are ``(S, N, C, 2)`` counts (seed, test image, class, [intersection, union]); blocks of
+them ``(B, S, N, C, 2)``.
 """
 
 from __future__ import annotations
@@ -47,19 +51,44 @@ def paired_bootstrap(arm: np.ndarray, reference: np.ndarray, resamples: int = RE
     if arm.shape != reference.shape or arm.ndim != 4 or arm.shape[-1] != 2:
         raise ValueError(f"paired scores must both be (seeds, images, classes, 2); got {arm.shape} and "
                          f"{reference.shape}")
-    seeds, images = arm.shape[:2]
-    gain = float(miou_of_counts(arm.sum(1)).mean() - miou_of_counts(reference.sum(1)).mean())
+    return blocked_bootstrap(arm[None], reference[None], resamples, level, seed)
+
+
+def blocked_bootstrap(arms: np.ndarray, references: np.ndarray, resamples: int = RESAMPLES, level: float = LEVEL,
+                      seed: int = 0) -> Interval:
+    """The mean over B settings (blocks: e.g. the subset sizes or other axes' values at which two arms both ran) of
+    each setting's paired gain, with its interval. ``arms`` and ``references`` are (B, S, N, C, 2) counts: every
+    block holds the same S seeds and N test images, index for index.
+
+    The blocks are kept, not resampled (the mean is over the settings the sweep ran: a handful, too few to
+    resample); each resample draws seeds and, within each drawn seed, images once and applies the same draw to every
+    block, so what the blocks share (the test images, and a seed's labelled subset, which the nested draw keeps
+    across subset sizes) stays correlated as it is. Concatenating the blocks along the seed axis would instead
+    resample them as if they were exchangeable seeds of one setting. One block is :func:`paired_bootstrap`.
+    """
+    if arms.shape != references.shape or arms.ndim != 5 or arms.shape[-1] != 2 or 0 in arms.shape[:3]:
+        raise ValueError(f"paired blocks must both be (blocks, seeds, images, classes, 2); got {arms.shape} and "
+                         f"{references.shape}")
+    blocks, seeds, images, classes = arms.shape[:4]
+    per_block = miou_of_counts(arms.sum(2)).mean(1) - miou_of_counts(references.sum(2)).mean(1)  # (B,)
+    gain = float(per_block.mean())
+    # (S, N, 2B * C * 2): per seed, a resample's summed counts are (its image multiplicities) @ these
+    both = np.concatenate([arms, references]).transpose(1, 2, 0, 3, 4).reshape(seeds, images, -1).astype(float)
     rng = np.random.default_rng(seed)
     differences = np.empty(resamples)
-    chunk = max(1, 4_000_000 // max(1, seeds * images * arm.shape[2]))  # bound the gathered counts' memory
+    chunk = max(1, 2_000_000 // (seeds * images))  # bound the multiplicity matrix's memory
     for start in range(0, resamples, chunk):
         count = min(chunk, resamples - start)
-        drawn_seeds = rng.integers(0, seeds, size=(count, seeds))  # (R, S)
-        drawn_images = rng.integers(0, images, size=(count, seeds, images))  # (R, S, N)
-        picked = (drawn_seeds[..., None], drawn_images)
-        ours = miou_of_counts(arm[picked].sum(2)).mean(1)  # (R, S, N, C, 2) -> (R, S, C, 2) -> (R, S) -> (R,)
-        theirs = miou_of_counts(reference[picked].sum(2)).mean(1)
-        differences[start:start + count] = ours - theirs
+        drawn_seeds = rng.integers(0, seeds, size=(count, seeds)).ravel()  # (R * S,)
+        drawn_images = rng.integers(0, images, size=(count * seeds, images))  # (R * S, N)
+        offsets = np.arange(count * seeds)[:, None] * images
+        multiplicity = np.bincount((drawn_images + offsets).ravel(), minlength=count * seeds * images)
+        multiplicity = multiplicity.reshape(count * seeds, images).astype(float)  # (R * S, N)
+        # every slot's sums under every seed (integer sums, exact in float64), then the drawn seed's: (R * S, 2BC2)
+        under_each = (multiplicity @ both.transpose(1, 0, 2).reshape(images, -1)).reshape(count * seeds, seeds, -1)
+        summed = under_each[np.arange(count * seeds), drawn_seeds]
+        miou = miou_of_counts(summed.reshape(count, seeds, 2 * blocks, classes, 2)).mean(1)  # (R, 2B)
+        differences[start:start + count] = (miou[:, :blocks] - miou[:, blocks:]).mean(1)
     low, high = np.quantile(differences, [(1 - level) / 2, (1 + level) / 2])
     return Interval(gain, float(low), float(high), verdict(float(low), float(high)))
 

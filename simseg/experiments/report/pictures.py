@@ -1,5 +1,5 @@
-"""The run folders' own pictures in ``report.md``: each init's latest reconstruction grid and the best cell's
-examples, copied into ``SWEEP_DIR/figures/`` (atomically: a reader of the report never sees half a picture), and the
+"""The run folders' own pictures in ``report.md``: each init's latest reconstruction grid and one cell's example
+predictions, copied into ``SWEEP_DIR/figures/`` (atomically: a reader of the report never sees half a picture), and the
 legend of the examples' colours from that cell's ``classes.json``."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from simseg.data.label_set import IGNORE_COLOUR, LabelSet, read_run_label_set
-from simseg.experiments.report.summary import init_info, init_order, summarise
+from simseg.experiments.report.summary import init_info, init_order
 from simseg.experiments.run_folders import examples_picture, latest_grid
 from simseg.experiments.sweep.results import Row
 from simseg.files import atomic_write
@@ -45,22 +45,19 @@ def copy_recon_grids(rows: list[Row], sweep: dict | None, sweep_dir: Path) -> di
     return copied
 
 
-def copy_best_examples(rows: list[Row], sweep_dir: Path) -> dict:
-    """Copy the best cell's ``examples.png`` to ``figures/best_examples.png``. Best = highest mean mIoU of an
-    (init, subset); of its seeds, the one with the highest mIoU whose folder has the picture. Returns what the
-    caption needs: init, subset, summary, and seed, miou and classes (its run's label set) of the copied picture
-    (None when there was none)."""
-    stats = summarise(rows)
-    (init, subset), best = max(stats.items(), key=lambda item: item[1].mean)  # max keeps the first of ties
-    seeds = sorted((r for r in rows if (r["init"], r["subset"]) == (init, subset)), key=lambda r: -r["miou"])
-    for row in seeds:
+def copy_examples(rows: list[Row], sweep_dir: Path, label: str, subset: int, metric: str) -> dict:
+    """Copy the ``examples.png`` of the arm ``label`` at ``subset`` (the arm picked by
+    :func:`simseg.experiments.report.selection.example_arm`, never by a test score) to
+    ``figures/examples.png``: of its seeds, the first in seed order whose folder has the picture. Returns what the
+    caption needs: seed, the cell's ``metric`` (its test mIoU in the report's view) and classes (its run's label
+    set), each None when no seed has the picture."""
+    for row in sorted((r for r in rows if (r["init"], r["subset"]) == (label, subset)), key=lambda r: r["seed"]):
         run_dir = sweep_dir / (row["run_dir"] or f"cells/{row['cell']}")
         examples = examples_picture(run_dir)
         if examples is not None:
-            copy_file(examples, sweep_dir / "figures" / "best_examples.png")
-            return {"init": init, "subset": subset, "summary": best, "seed": row["seed"], "miou": row["miou"],
-                    "classes": read_run_label_set(run_dir)}
-    return {"init": init, "subset": subset, "summary": best, "seed": None, "miou": None, "classes": None}
+            copy_file(examples, sweep_dir / "figures" / "examples.png")
+            return {"seed": row["seed"], "miou": row.get(metric), "classes": read_run_label_set(run_dir)}
+    return {"seed": None, "miou": None, "classes": None}
 
 
 def colour_legend(classes: LabelSet) -> str:

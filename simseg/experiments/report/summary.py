@@ -1,5 +1,5 @@
-"""Summaries of a sweep's result rows (mean and spread per init and subset, init order, intermediate-step
-deltas), shared by the report's text and its figures."""
+"""Summaries of a sweep's result rows (mean and spread per init and subset, what the rows say of each init, init
+order), shared by the report's text and its figures."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from simseg.experiments.report.view import PLAIN
 from simseg.experiments.sweep.axes import pretraining_axes
 from simseg.experiments.sweep.results import Row
 
@@ -32,7 +33,7 @@ class InitInfo(NamedTuple):
         return self.path == "scratch"
 
 
-def summarise(rows: list[Row], metric: str = "miou") -> dict[tuple[str, int], Summary]:
+def summarise(rows: list[Row], metric: str = PLAIN.miou) -> dict[tuple[str, int], Summary]:
     """(init, subset) -> :class:`Summary` of ``metric`` over the rows (seeds) that have it."""
     values: dict[tuple[str, int], list[float]] = {}
     for row in rows:
@@ -69,21 +70,6 @@ def init_order(rows: list[Row]) -> list[str]:
     for base in bases:
         order += [base, *(label for label in intermediates if info[label].base_init == base)]
     return order + [label for label in intermediates if label not in order]
-
-
-def intermediate_deltas(rows: list[Row]) -> dict[str, dict[int, float]]:
-    """Intermediate init -> {subset: mean mIoU(intermediate) - mean mIoU(its base_init)}, for the intermediate
-    inits whose base init is in the rows and the subset sizes both have."""
-    stats, info = summarise(rows), init_info(rows)
-    deltas: dict[str, dict[int, float]] = {}
-    for label in init_order(rows):
-        base = info[label].base_init
-        if not info[label].intermediate or base not in info:
-            continue
-        shared = sorted(s for (init, s) in stats if init == label and (base, s) in stats)
-        if shared:
-            deltas[label] = {s: stats[label, s].mean - stats[base, s].mean for s in shared}
-    return deltas
 
 
 def format_summary(summary: Summary) -> str:
