@@ -6,7 +6,8 @@
     simseg segment [-c configs/segment.yaml] [key=value ...]
     simseg chain -c configs/chain.yaml [stage.section.key=value ...]
     simseg sweep --subsets 250,500,1k --init scratch,RUN_DIR [--seeds 0,1,2] [--data PETS] [--shard i/n] ...
-    simseg report SWEEP_DIR
+    simseg report SWEEP_DIR [--tta] [--reference LABEL] [--compare A,B ...] [--publish DIR]
+    simseg report --page docs/results/PAGE.md [--check]
     simseg grid --checkpoint RUN_DIR --data SOURCE [--n 8] [--out FILE.png]
     simseg data cache SOURCE --out DIR [--img-size 128] [--workers 4] [--overwrite] [--exclude FILE]
     simseg data synthetic --out DIR --layout mask-folder|palette|colour|binary|hf [--count 120] [--size 96] [--split]
@@ -23,6 +24,7 @@ import os
 import sys
 from pathlib import Path
 
+from simseg.errors import SimsegError
 from simseg.experiments.stage_entry import run_main, stage_config
 from simseg.experiments.stage_table import STAGES, run_stage
 
@@ -72,15 +74,70 @@ def sweep(argv: list[str]) -> Path:
 
 
 def report(argv: list[str]) -> Path:
-    """Figures and report.md of a sweep folder, from its results and run folders."""
+    """Figures and report.md of a sweep folder, from its results and run folders; or a results page's tables
+    regenerated from the results committed beside it (--page), or the light copy of a sweep a page commits
+    (--publish)."""
     from simseg.experiments.report.build import build_report
 
     parser = argparse.ArgumentParser(prog="simseg report", description=report.__doc__)
-    parser.add_argument("sweep_dir", help="the --output-dir of simseg sweep")
+    parser.add_argument("sweep_dir", nargs="?", help="the --output-dir of simseg sweep (not with --page)")
+    add_report_options(parser)
+    parser.add_argument("--page", metavar="PAGE.md",
+                        help="rewrite the page's '<!-- simseg report FOLDER ...: \"SECTION\" -->' blocks from their "
+                             "results folders (no SWEEP_DIR)")
+    parser.add_argument("--check", action="store_true",
+                        help="with --page: change nothing, fail if a block differs from what its results give")
+    parser.add_argument("--publish", metavar="DIR",
+                        help="also copy the results, sweep.json and each cell's metrics and per-image scores (no "
+                             "weights) into DIR, for committing beside a page")
     args = parser.parse_args(argv)
-    path = build_report(args.sweep_dir)
+    if args.page:
+        from simseg.experiments.report.page import update_page
+
+        if args.sweep_dir or args.publish:
+            parser.error("--page regenerates a page from the folders its blocks name: give no SWEEP_DIR or --publish")
+        changed = update_page(args.page, page_renderer(), check=args.check)
+        print(f"{args.page}: {len(changed)} table(s) " + ("differ" if args.check else "rewritten")
+              + (f" ({', '.join(changed)})" if changed else ", all as their results give"))
+        return Path(args.page)
+    if not args.sweep_dir:
+        parser.error("give SWEEP_DIR, or --page PAGE.md")
+    path = build_report(args.sweep_dir, tta=args.tta, reference=args.reference, compare=tuple(args.compare))
     print(f"wrote {path} and its figures")
+    if args.publish:
+        from simseg.experiments.report.publish import publish_results
+
+        written = publish_results(args.sweep_dir, args.publish)
+        print(f"published {len(written)} files into {args.publish}")
     return path
+
+
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    """The options that change what a report compares: the command's and a page block's."""
+    parser.add_argument("--tta", action="store_true",
+                        help="compare the test-time-augmentation view instead of the plain one (cells run with "
+                             "eval.tta=true)")
+    parser.add_argument("--reference", metavar="LABEL",
+                        help="also give every arm's gain over this one (a label as the report's tables print it)")
+    parser.add_argument("--compare", action="append", default=[], metavar="A,B",
+                        help="also give A's gain over B; may be repeated")
+
+
+def page_renderer():
+    """(results folder, a block's report options) -> the report's markdown, for :func:`update_page`."""
+    from simseg.experiments.report.build import report_markdown
+
+    def render(folder: Path, options: list[str]) -> str:
+        parser = argparse.ArgumentParser(prog="simseg report block", exit_on_error=False, add_help=False)
+        add_report_options(parser)
+        try:
+            args = parser.parse_args(options)
+        except (argparse.ArgumentError, SystemExit):
+            raise SimsegError(f"a page block for {folder} has options {' '.join(options)!r} that simseg report "
+                              f"does not take: use --tta, --reference LABEL, --compare A,B") from None
+        return report_markdown(folder, tta=args.tta, reference=args.reference, compare=tuple(args.compare))
+
+    return render
 
 
 def grid(argv: list[str]) -> Path:
