@@ -54,5 +54,47 @@ for seed in 0 1; do
     probe.every=$EVERY probe.data="$PETS"
 done
 if [ "${STOP_AFTER:-}" = pretrain ]; then exit 0; fi
-echo "the cells of steps 2-6 come with the validation protocol's sweep flags" >&2
-exit 2
+
+# The cells: one sweep folder, the fixed validation set, every choice on it (studies/choose_on_validation.py reads
+# the report's choice, so a later step fine-tunes what validation chose).
+protocol() {  # MODELS INITS SUBSETS SEEDS [flags and key=value...]
+  local models=$1 inits=$2 subsets=$3 seeds=$4
+  shift 4
+  simseg sweep -c "$CFG/segment.yaml" --data "$PETS" --output-dir "$OUT/${CELLS:-cells}" --val-size "$VAL" \
+    --models "$models" --init "$inits" --subsets "$subsets" --seeds "$seeds" eval.tta=true train.ema_half_life=16 "$@"
+}
+VAL=100
+exports() {  # the exports of both pretraining seeds after EPOCH epochs, as inits: eEPOCH-s0=...,eEPOCH-s1=...
+  local epoch=$1 s parts=()
+  for s in 0 1; do parts+=("e$epoch-s$s=$OUT/pretrain/mae-pets-long-s$s/exports/epoch_$(printf %03d $((epoch - 1)))"); done
+  (IFS=,; echo "${parts[*]}")
+}
+choose() {  # SWEEP_DIR AXIS [SUBSET]: the value of AXIS that the validation set chose (the report's choice)
+  python "$HERE/studies/choose_on_validation.py" "$OUT/$1" "$2" ${3:+--subset "$3"}
+}
+
+# 2. the recipe (study or mild) and the export (after 10..50 epochs), fine-tuned at 250 labels, seed 0, per
+#    pretraining seed; both chosen on validation
+ALL_EXPORTS=$(for e in $(seq $EVERY $EVERY $EPOCHS); do exports "$e"; done | paste -sd,)
+CELLS=choice protocol vit_fused_skip "$ALL_EXPORTS" 250 0 --recipes study,mild
+RECIPE=$(choose choice recipe)
+EXPORT=$(choose choice pretrained_epochs)
+CHOSEN=$(exports "$EXPORT")
+
+# 3. resolution: the chosen export and the ViT from scratch at 128 and 160 px, 250 labels x seeds 0,1,2
+protocol vit_fused_skip "scratch,$CHOSEN" 250 0,1,2 --recipes "$RECIPE" --img-sizes 128,160
+SIZE=$(choose cells img_size 250)
+
+# 4. U-Net-R18 from scratch at each ViT arm's fine-tuning minutes (its step costs 1.73x the ViT's at 128 px,
+#    docs/results/models.md): 6 epochs at 128 and at 160 px match the ViT at those sizes; 9 epochs at 128 px match
+#    the ViT at 160 px (a separate folder: the same cell with other epochs)
+protocol unet_resnet18 scratch 250 0,1,2 --recipes "$RECIPE" --img-sizes 128,160 train.epochs=6 "train.milestones=[0.8]"
+CELLS=unet128-long protocol unet_resnet18 scratch 250 0,1,2 --recipes "$RECIPE" train.epochs=9 "train.milestones=[0.8]"
+
+# 5. every labelled training image left after the test and validation sets, seed 0
+ALL=$((1169 - 292 - VAL))
+protocol vit_fused_skip "scratch,$CHOSEN" "$ALL" 0 --recipes "$RECIPE" --img-sizes "$SIZE"
+protocol unet_resnet18 scratch "$ALL" 0 --recipes "$RECIPE" --img-sizes "$SIZE" train.epochs=6 "train.milestones=[0.8]"
+
+# 6. the reports (plain scores, paired intervals, the validation-chosen arms) and the page's committed files
+for dir in choice cells unet128-long; do simseg report "$OUT/$dir"; done

@@ -82,3 +82,25 @@ def test_own_data_page_quotes_what_publish_own_data_prints():
     lines = [line for line in printed.splitlines() if line]
     assert lines[1] == "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     assert [line for line in lines if line not in page] == []
+
+
+def load_study(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "studies" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_protocol_study_chooses_the_export_on_validation_pooled_over_pretraining_seeds():
+    """e10 leads on the test set, e30 on validation (over both pretraining seeds): e30 is chosen."""
+    choose = load_study("choose_on_validation").choose
+    scores = {("e10-s0", 0.60, 0.70), ("e10-s1", 0.62, 0.72), ("e30-s0", 0.66, 0.65), ("e30-s1", 0.64, 0.66),
+              ("e20-s0", 0.70, 0.60), ("e20-s1", 0.50, 0.61), ("scratch", 0.90, 0.90)}  # scratch is no export
+    rows = [{"cell": init, "init": init, "subset": 250, "val_miou": val, "miou_plain": test}
+            for init, val, test in scores]
+    chosen, table = choose(rows, "pretrained_epochs", 250)
+    assert chosen == "30" and table["30"][2] == 2 and table["10"][1] == pytest.approx(0.71)
+    exports = [{**r, "recipe": "mild" if r["init"].endswith("s0") else "study"} for r in rows if r["init"] != "scratch"]
+    assert choose(exports, "recipe")[0] == "mild"  # validation 0.653 against 0.587; test 0.650 against 0.663
+    with pytest.raises(Exception, match="needs --val-size"):
+        choose([{**rows[0], "val_miou": None}], "init")
