@@ -22,6 +22,7 @@ from simseg.experiments.sweep.plan import Cell, Init
 from simseg.training.resume_state import find_state, run_is_finished
 from simseg.training.rundir import read_metrics
 from tests.experiments.test_sweep import CELL, PRETRAIN
+from tests.stages.test_segment import check_native_scores
 
 pytest.importorskip("submitit")
 
@@ -268,3 +269,7 @@ def test_a_cell_of_two_processes_writes_the_same_files(tmp_path, monkeypatch):
     assert row.keys() == rows(one)[0].keys() and 0 <= float(row["miou_plain"]) <= 1
     logs = "".join(p.read_text() for p in (out / "launcher").rglob("*_log.out"))
     assert f"running {run_dir} as 2 CPU processes" in logs
+    # the final test pass ran in shares on both processes: each test image scored once, at its own size
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["scored_at"] == "native"
+    check_native_scores(run_dir, metrics)

@@ -352,27 +352,6 @@ def test_a_mask_folder_of_other_sizes_is_scored_at_each_masks_own_size(seg_confi
 
 
 @pytest.mark.slow
-def test_two_processes_score_each_test_image_once_at_its_own_size(tmp_path):
-    """9 test images in shares of 5 and 4 on two CPU processes (torchrun, gloo): the gathered figures are what the
-    run's Segmenter predicts, and test_scores.npz holds each image once, in test_images.txt order."""
-    import os
-    import subprocess
-    import sys
-
-    out = tmp_path / "two"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-               "stages.segment", *SEG_TINY, "data.test_size=9", "train.epochs=1", "train.batch_size=4",
-               "eval.tta=true", "eval.tta_scales=[1.0,1.5]", f"output_dir={out}"]
-    done = subprocess.run(command, env={**os.environ, "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
-                          cwd=Path(__file__).parents[2])
-    assert done.returncode == 0, done.stderr[-2000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["scores"]["input"]["plain"]["miou"] == jsonl(out / "metrics.jsonl")[-1]["test_miou"]
-    check_native_scores(out, metrics, tta=True)
-    assert sum(map(sum, json.loads((out / "confusion.json").read_text())["matrix"])) == 9 * 48 * 48
-
-
-@pytest.mark.slow
 def test_segment_command_and_its_help(capsys, seg_config, tmp_path):
     from simseg.cli import main as cli_main
 
