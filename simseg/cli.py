@@ -102,6 +102,10 @@ def report(argv: list[str]) -> Path:
         return Path(args.page)
     if not args.sweep_dir:
         parser.error("give SWEEP_DIR, or --page PAGE.md")
+    if args.publish:  # refused before the report writes anything
+        from simseg.experiments.report.publish import check_destination
+
+        check_destination(Path(args.sweep_dir), Path(args.publish))
     path = build_report(args.sweep_dir, tta=args.tta, reference=args.reference, compare=tuple(args.compare))
     print(f"wrote {path} and its figures")
     if args.publish:

@@ -72,3 +72,14 @@ def test_publish_copies_the_table_and_each_cells_light_files_only(tmp_path):
     assert not (out / "cells/scratch/subset-8/seed-0/model.safetensors").exists()
     with pytest.raises(SimsegError, match="is the sweep folder itself"):
         publish_results(sweep, sweep)
+
+
+def test_publishing_into_the_sweep_itself_is_refused_before_the_report_writes(tmp_path):
+    from simseg.cli import report
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "results.csv").write_text("init,subset,seed,miou_plain\nscratch,8,0,0.5\n")
+    with pytest.raises(SimsegError, match="is the sweep folder itself"):
+        report([str(sweep), "--publish", str(sweep)])
+    assert [p.name for p in sweep.iterdir()] == ["results.csv"]

@@ -31,15 +31,19 @@ def copy_atomically(source: Path, destination: Path) -> None:
     temporary.replace(destination)
 
 
+def check_destination(sweep_dir: Path, destination: Path) -> None:
+    """Refuse, before anything is written, to publish a sweep into itself."""
+    if Path(destination).resolve() == Path(sweep_dir).resolve():
+        raise SimsegError(f"--publish {destination} is the sweep folder itself: give another folder (e.g. beside "
+                          f"the page, docs/results/NAME)")
+
+
 def publish_results(sweep_dir: str | Path, destination: str | Path) -> list[Path]:
     """Copy the results table, sweep.json and each listed cell's :data:`CELL_FILES` (those it has) into
     ``destination``; returns the files written. Every file is written atomically; nothing else there is touched."""
     sweep_dir, destination = Path(sweep_dir), Path(destination)
-    table = results_path(sweep_dir)
-    if destination.resolve() == sweep_dir.resolve():
-        raise SimsegError(f"--publish {destination} is the sweep folder itself: give another folder (e.g. beside "
-                          f"the page, docs/results/NAME)")
-    rows = read_results(sweep_dir)
+    check_destination(sweep_dir, destination)
+    table, rows = results_path(sweep_dir), read_results(sweep_dir)
     written = []
     for path in (table, sweep_dir / "sweep.json"):
         if path.is_file():
