@@ -96,14 +96,21 @@ def effect_table(gains: list[Gain], rows: list[Row], view: View, resamples: int)
 
 def comparison_table(gains: list[Gain], view: View, resamples: int) -> list[str]:
     """The comparisons the user asked for (``--reference``, ``--compare``); ``[]`` when none was asked."""
+    return gains_of_pairs("Compared arms", ("arm", "over"), gains, view, resamples,
+                          "The arm's test mIoU minus that of the arm it is compared with, mean over the seeds both ran "
+                          "at that subset size (seeds = how many).")
+
+
+def gains_of_pairs(title: str, names: tuple[str, str], gains: list[Gain], view: View, resamples: int,
+                   note: str) -> list[str]:
+    """A section of one row per (arm, reference, subset) gain with its interval; ``[]`` without gains."""
     if not gains:
         return []
     body = [[gain.arm, gain.reference, format_size(gain.subset), *gain_cells(gain.measured),
              str(gain.measured.seeds)] for gain in gains]
-    return ["## Compared arms", "", *markdown_table(
-        ["arm", "over", "labelled", f"Δ{view.heading()}", "95% interval", "verdict", "seeds"], body), "",
-        "The arm's test mIoU minus that of the arm it is compared with, mean over the seeds both ran at that subset "
-        "size (seeds = how many).", "", interval_note(gains, resamples), ""]
+    return [f"## {title}", "", *markdown_table(
+        [*names, "labelled", f"Δ{view.heading()}", "95% interval", "verdict", "seeds"], body), "", note, "",
+        interval_note(gains, resamples), ""]
 
 
 def per_class_table(rows: list[Row], view: View = PLAIN) -> list[str]:
@@ -153,11 +160,6 @@ def tta_table(rows: list[Row], gains: list[Gain], resamples: int) -> list[str]:
 def intermediate_table(gains: list[Gain], view: View, resamples: int) -> list[str]:
     """Each intermediate init's gain over the init it was built from (``gains``:
     :func:`simseg.experiments.report.gains.intermediate_gains`); ``[]`` when there is none."""
-    if not gains:
-        return []
-    body = [[gain.arm, gain.reference, format_size(gain.subset), *gain_cells(gain.measured),
-             str(gain.measured.seeds)] for gain in gains]
-    return ["## Intermediate classification", "", *markdown_table(
-        ["init", "built from", "labelled", f"Δ{view.heading()}", "95% interval", "verdict", "seeds"], body), "",
-        "Test mIoU with intermediate classification minus that of the init it was built from, mean over the seeds "
-        "both ran at that subset size.", "", interval_note(gains, resamples), ""]
+    return gains_of_pairs("Intermediate classification", ("init", "built from"), gains, view, resamples,
+                          "Test mIoU with intermediate classification minus that of the init it was built from, mean "
+                          "over the seeds both ran at that subset size.")
