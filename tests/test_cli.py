@@ -23,8 +23,9 @@ def test_demo_runs_every_stage_and_reports_where_the_results_are(tmp_path, monke
         assert re.search(rf"    {re.escape(name)} +0\.\d{{3}} +0\.\d{{3}}\n", out), name
     rows = [json.loads(line) for line in (root / "sweep" / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and {r["init"] for r in rows if r["intermediate"]} == {"pretrained+classify"}
-    best = re.search(r"apply the best cell to any photos: simseg predict (\S+) PHOTOS/", out).group(1)
-    assert best == str(root / "sweep" / max(rows, key=lambda r: r["miou_plain"])["run_dir"])
+    best = re.search(r"apply the cell validation chose to any photos: simseg predict (\S+) PHOTOS/", out).group(1)
+    largest = [r for r in rows if r["subset"] == max(r["subset"] for r in rows)]
+    assert best == str(root / "sweep" / max(largest, key=lambda r: r["val_miou"])["run_dir"])  # never a test score
     cli.main(["predict", best, str(root / "sweep" / "miou_vs_subset.png"), "--out", str(tmp_path / "p"), "--quiet"])
     assert (tmp_path / "p" / "miou_vs_subset.png").is_file()  # the printed command works on the run it names
     capsys.readouterr()

@@ -53,9 +53,10 @@ def run_demo(root: Path) -> Path:
         scores = {r["subset"]: r["miou_plain"] for r in rows if r["init"] == init}
         print(f"    {init:<24}" + "".join(f"{scores[s]:>8.3f}" if s in scores else f"{'-':>8}" for s in subsets))
     print(f"  report: {report} (figures and segmentation examples beside it)")
-    best = max(rows, key=lambda r: r["miou_plain"])
-    print(f"  apply the best cell to any photos: simseg predict {sweep_dir / best['run_dir']} PHOTOS/ --out "
-          f"{root / 'predictions'} --overlay")
+    largest = [r for r in rows if r["subset"] == max(subsets)]  # chosen on validation, never on the test set
+    chosen = max(largest, key=lambda r: r["val_miou"] if r.get("val_miou") is not None else -1.0)
+    print(f"  apply the cell validation chose to any photos: simseg predict {sweep_dir / chosen['run_dir']} PHOTOS/ "
+          f"--out {root / 'predictions'} --overlay")
     print("  (a pipeline check at toy scale, one seed: these numbers say nothing about pretraining at the study's "
           "scale)")
     return root
