@@ -20,15 +20,15 @@ from pathlib import Path
 
 from simseg.errors import SimsegError
 from simseg.experiments.sweep.results import read_results, results_path
+from simseg.files import atomic_write
 
 CELL_FILES = ("metrics.json", "metrics.jsonl", "test_scores.npz")
 
 
 def copy_atomically(source: Path, destination: Path) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(f".{destination.name}.tmp")
-    shutil.copyfile(source, temporary)
-    temporary.replace(destination)
+    with source.open("rb") as file:
+        atomic_write(destination, lambda out: shutil.copyfileobj(file, out))
 
 
 def check_destination(sweep_dir: Path, destination: Path) -> None:
