@@ -1,12 +1,13 @@
 """The value of one sweep axis that the validation set chooses, for a study script's next step.
 
-    python studies/choose_on_validation.py SWEEP_DIR AXIS [--subset 250]
+    python studies/choose_on_validation.py SWEEP_DIR AXIS [--subset 250] [--where recipe=mild ...]
 
 Prints the value (alone, on stdout) whose cells have the best mean validation mIoU (``val_miou``, the best
 validation epoch of each cell) and, on stderr, every value's mean validation and plain test mIoU. The test
 scores are shown, never used. AXIS is a results column (``recipe``, ``img_size``, ``init``, ``arch``) or
 ``pretrained_epochs``: inits named ``eN-sK`` (the export after N epochs of pretraining seed K) pooled over K, so an
-export is chosen for every pretraining seed at once. Wall time: under a second.
+export is chosen for every pretraining seed at once. ``--where COLUMN=VALUE`` keeps only the cells with that value
+(the export chosen at the recipe already chosen). Wall time: under a second.
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ def value_of(row: dict, axis: str) -> str | None:
     return None if row.get(axis) is None else str(row[axis])
 
 
-def choose(rows: list[dict], axis: str, subset: int | None = None) -> tuple[str, dict[str, tuple[float, float, int]]]:
-    """(the chosen value, {value: (mean val mIoU, mean plain test mIoU, cells)}) over the rows of ``subset``."""
+def choose(rows: list[dict], axis: str, subset: int | None = None,
+           where: dict[str, str] | None = None) -> tuple[str, dict[str, tuple[float, float, int]]]:
+    """(the chosen value, {value: (mean val mIoU, mean plain test mIoU, cells)}) over the rows of ``subset`` whose
+    columns hold the values of ``where``."""
     val, test = defaultdict(list), defaultdict(list)
     for row in rows:
         value = value_of(row, axis)
         if value is None or (subset is not None and row["subset"] != subset):
+            continue
+        if any(str(row.get(column)) != wanted for column, wanted in (where or {}).items()):
             continue
         if row.get("val_miou") is None:
             raise SimsegError(f"cell {row['cell']} has no validation score: the sweep needs --val-size > 0")
@@ -44,7 +49,8 @@ def choose(rows: list[dict], axis: str, subset: int | None = None) -> tuple[str,
         test[value].append(row["miou_plain"])
     if not val:
         raise SimsegError(f"no cells with a value of {axis!r}" + (f" at subset {subset}" if subset else "")
-                          + ": check the axis name against results.csv's columns")
+                          + "".join(f" and {k}={v}" for k, v in (where or {}).items())
+                          + ": check the names and values against results.csv's columns")
     table = {v: (float(np.mean(val[v])), float(np.mean(test[v])), len(val[v])) for v in val}
     return max(table, key=lambda v: table[v][0]), table
 
@@ -54,9 +60,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dir")
     parser.add_argument("axis")
     parser.add_argument("--subset", type=int)
+    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                        help="only the cells with this value in this column (repeatable)")
     args = parser.parse_args(argv)
     try:
-        chosen, table = choose(read_results(args.sweep_dir), args.axis, args.subset)
+        where = dict(part.split("=", 1) for part in args.where if "=" in part)
+        if len(where) != len(args.where):
+            raise SimsegError(f"--where {' '.join(args.where)}: give COLUMN=VALUE, e.g. --where recipe=mild")
+        chosen, table = choose(read_results(args.sweep_dir), args.axis, args.subset, where)
     except SimsegError as err:
         sys.exit(f"choose_on_validation: {err}")
     for value, (val, test, cells) in sorted(table.items(), key=lambda item: -item[1][0]):

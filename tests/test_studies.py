@@ -102,5 +102,9 @@ def test_the_protocol_study_chooses_the_export_on_validation_pooled_over_pretrai
     assert chosen == "30" and table["30"][2] == 2 and table["10"][1] == pytest.approx(0.71)
     exports = [{**r, "recipe": "mild" if r["init"].endswith("s0") else "study"} for r in rows if r["init"] != "scratch"]
     assert choose(exports, "recipe")[0] == "mild"  # validation 0.653 against 0.587; test 0.650 against 0.663
+    assert choose(exports, "pretrained_epochs", where={"recipe": "mild"})[0] == "20"  # seed 0's cells alone
+    assert choose(exports, "pretrained_epochs", where={"recipe": "study"})[0] == "30"
+    with pytest.raises(Exception, match="recipe=medium"):
+        choose(exports, "pretrained_epochs", where={"recipe": "medium"})
     with pytest.raises(Exception, match="needs --val-size"):
         choose([{**rows[0], "val_miou": None}], "init")
