@@ -6,8 +6,9 @@ Prints the value (alone, on stdout) whose cells have the best mean validation mI
 validation epoch of each cell) and, on stderr, every value's mean validation and plain test mIoU. The test
 scores are shown, never used. AXIS is a results column (``recipe``, ``img_size``, ``init``, ``arch``) or
 ``pretrained_epochs``: inits named ``eN-sK`` (the export after N epochs of pretraining seed K) pooled over K, so an
-export is chosen for every pretraining seed at once. ``--where COLUMN=VALUE`` keeps only the cells with that value
-(the export chosen at the recipe already chosen). Wall time: under a second.
+export is chosen for every pretraining seed at once. ``--where COLUMN=VALUE[,VALUE...]`` keeps only the cells with
+one of those values (the export chosen at the recipe already chosen; the size chosen on given inits and seeds). Wall
+time: under a second.
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ def value_of(row: dict, axis: str) -> str | None:
 def choose(rows: list[dict], axis: str, subset: int | None = None,
            where: dict[str, str] | None = None) -> tuple[str, dict[str, tuple[float, float, int]]]:
     """(the chosen value, {value: (mean val mIoU, mean plain test mIoU, cells)}) over the rows of ``subset`` whose
-    columns hold the values of ``where``."""
+    columns hold one of the values of ``where`` (column -> comma-separated values)."""
     val, test = defaultdict(list), defaultdict(list)
     for row in rows:
         value = value_of(row, axis)
         if value is None or (subset is not None and row["subset"] != subset):
             continue
-        if any(str(row.get(column)) != wanted for column, wanted in (where or {}).items()):
+        if any(str(row.get(column)) not in wanted.split(",") for column, wanted in (where or {}).items()):
             continue
         if row.get("val_miou") is None:
             raise SimsegError(f"cell {row['cell']} has no validation score: the sweep needs --val-size > 0")
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dir")
     parser.add_argument("axis")
     parser.add_argument("--subset", type=int)
-    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
-                        help="only the cells with this value in this column (repeatable)")
+    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE...]",
+                        help="only the cells with one of these values in this column (repeatable)")
     args = parser.parse_args(argv)
     try:
         where = dict(part.split("=", 1) for part in args.where if "=" in part)

@@ -104,6 +104,7 @@ def test_the_protocol_study_chooses_the_export_on_validation_pooled_over_pretrai
     assert choose(exports, "recipe")[0] == "mild"  # validation 0.653 against 0.587; test 0.650 against 0.663
     assert choose(exports, "pretrained_epochs", where={"recipe": "mild"})[0] == "20"  # seed 0's cells alone
     assert choose(exports, "pretrained_epochs", where={"recipe": "study"})[0] == "30"
+    assert choose(rows, "init", where={"init": "e20-s1,e30-s1"})[0] == "e30-s1"
     with pytest.raises(Exception, match="recipe=medium"):
         choose(exports, "pretrained_epochs", where={"recipe": "medium"})
     with pytest.raises(Exception, match="needs --val-size"):
