@@ -6,7 +6,7 @@
     simseg segment [-c configs/segment.yaml] [key=value ...]
     simseg chain -c configs/chain.yaml [stage.section.key=value ...]
     simseg sweep --subsets 250,500,1k --init scratch,RUN_DIR [--seeds 0,1,2] [--data PETS] [--shard i/n] ...
-    simseg report SWEEP_DIR [--tta] [--reference LABEL] [--compare A,B ...] [--publish DIR]
+    simseg report SWEEP_DIR [--tta] [--reference LABEL] [--compare A[+A2],B ...] [--publish DIR]
     simseg report --page docs/results/PAGE.md [--check]
     simseg grid --checkpoint RUN_DIR --data SOURCE [--n 8] [--out FILE.png]
     simseg data cache SOURCE --out DIR [--img-size 128] [--workers 4] [--overwrite] [--exclude FILE]
@@ -124,7 +124,8 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", metavar="LABEL",
                         help="also give every arm's gain over this one (a label as the report's tables print it)")
     parser.add_argument("--compare", action="append", default=[], metavar="A,B",
-                        help="also give A's gain over B; may be repeated")
+                        help="also give A's gain over B; A may pool arms as A1+A2 (e.g. two pretraining seeds: "
+                             "their mean gain, each a block of one interval); may be repeated")
 
 
 def page_renderer():

@@ -12,7 +12,7 @@ from simseg.errors import SimsegError
 from simseg.experiments.report.build import build_report
 from simseg.experiments.report.effects import Pair, axis_pairs
 from simseg.experiments.report.figures import DPI, FIGSIZE
-from simseg.experiments.report.gains import NO_SCORES, UNEVEN, Gauge, effect_gains
+from simseg.experiments.report.gains import NO_SCORES, UNEVEN, Gauge, effect_gains, named_gains
 from simseg.experiments.report.intervals import ABOVE, BELOW, NOISE, miou_of_counts
 from simseg.experiments.report.selection import chosen_on_validation
 from simseg.experiments.report.view import View
@@ -199,6 +199,26 @@ def test_the_user_names_a_reference_and_pairs_to_compare(tmp_path, capsys):
         build_report(tmp_path, reference="scratc")
     with pytest.raises(SimsegError, match="--compare a: give two different arms as A,B"):
         build_report(tmp_path, compare=("a",))
+
+
+def test_a_pooled_arm_averages_its_arms_gains_each_a_block_of_one_interval(tmp_path):
+    """Two pretraining seeds of one model: "p0+p1" over scratch is the mean of their two gains, and its interval
+    holds both (so a pooled arm of one better and one equal arm is above zero, but less so than the better one)."""
+    rows = [cell(tmp_path, init, 8, seed, counts)
+            for seed in (0, 1)
+            for init, counts in (("scratch", scores(seed)), ("p0", better(scores(seed))), ("p1", scores(seed)))]
+    write_results(tmp_path, rows)
+    gauge = Gauge(tmp_path, View(), resamples=RESAMPLES)
+    (pooled,) = named_gains(rows, gauge, compare=("p0 + p1,scratch",))
+    (alone,) = named_gains(rows, gauge, compare=("p0,scratch",))
+    assert (pooled.arm, pooled.reference, pooled.subset) == ("p0+p1", "scratch", 8)
+    assert pooled.measured.gain == pytest.approx(alone.measured.gain / 2)
+    assert pooled.measured.interval.verdict == ABOVE and pooled.measured.settings == 2
+    assert pooled.measured.interval.high < alone.measured.interval.high
+    for wrong, message in (("p0+p0,scratch", "names an arm twice"), ("p0+scratch,scratch", "two different arms"),
+                           ("p0+,scratch", "two different arms"), ("p0+p2,scratch", "--compare p2: no such arm")):
+        with pytest.raises(SimsegError, match=message):
+            named_gains(rows, gauge, compare=(wrong,))
 
 
 def test_verdicts_of_the_gauge_follow_the_direction(tmp_path):

@@ -244,22 +244,42 @@ def arm_rows(rows: list[Row], label: str, flag: str) -> list[Row]:
 def named_gains(rows: list[Row], gauge: Gauge, reference: str | None = None,
                 compare: tuple[str, ...] = ()) -> list[Gain]:
     """The comparisons a user asked for, per subset size both arms ran: every other arm over ``reference``
-    (``--reference LABEL``) and each ``A,B`` of ``compare`` (A over B). ``rows`` carry the report's labels."""
+    (``--reference LABEL``) and each ``A,B`` of ``compare`` (A over B). A may pool arms, ``A1+A2`` (the same model
+    from two pretraining seeds): the mean of their gains over B, each arm a block of one interval, so the interval
+    resamples fine-tuning seeds and images but holds the pooled arms fixed. ``rows`` carry the report's labels."""
     wanted: list[tuple[str, str]] = []
     if reference is not None:
         arm_rows(rows, reference, "--reference")
         wanted += [(label, reference) for label in init_order(rows) if label != reference]
     for text in compare:
         parts = [part.strip() for part in text.split(",")]
-        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-            raise SimsegError(f"--compare {text}: give two different arms as A,B (A's gain over B)")
-        for label in parts:
+        pooled = pooled_labels(rows, parts[0]) if len(parts) == 2 else []
+        if len(parts) != 2 or not all(parts) or not all(pooled) or parts[1] in pooled:
+            raise SimsegError(f"--compare {text}: give two different arms as A,B (A's gain over B; A may pool arms "
+                              f"as A1+A2)")
+        if len(set(pooled)) != len(pooled):
+            raise SimsegError(f"--compare {text}: {parts[0]} names an arm twice: pool different arms")
+        for label in [*pooled, parts[1]]:
             arm_rows(rows, label, "--compare")
-        wanted.append((parts[0], parts[1]))
+        wanted.append(("+".join(pooled), parts[1]))
+
+    def subsets(label: str) -> set[int]:
+        return {r["subset"] for r in rows if r["init"] == label}
+
+    def cells(label: str, subset: int) -> list[Row]:
+        return [r for r in rows if r["init"] == label and r["subset"] == subset]
+
     gains = []
     for arm, over in dict.fromkeys(wanted):
-        for subset in sorted({r["subset"] for r in rows if r["init"] == arm} & {r["subset"] for r in rows
-                                                                               if r["init"] == over}):
-            pair = Pair(*([r for r in rows if r["init"] == label and r["subset"] == subset] for label in (arm, over)))
-            gains.append(Gain("asked for (--reference, --compare)", arm, over, subset, gauge.measure([pair])))
+        pooled = pooled_labels(rows, arm)
+        for subset in sorted(set.intersection(*(subsets(label) for label in [*pooled, over]))):
+            pairs = [Pair(cells(label, subset), cells(over, subset)) for label in pooled]
+            gains.append(Gain("asked for (--reference, --compare)", arm, over, subset, gauge.measure(pairs)))
     return gains
+
+
+def pooled_labels(rows: list[Row], arm: str) -> list[str]:
+    """The arms that ``arm`` pools: ``A1+A2`` -> [A1, A2]; an arm's own label (one may hold a "+") -> [it]."""
+    if any(r["init"] == arm for r in rows):
+        return [arm]
+    return [label.strip() for label in arm.split("+")]
