@@ -4,8 +4,9 @@
 #
 #     [USE_EPOCHS=50] studies/pretraining_protocol.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-pretraining-protocol]
 #
-# Wall time on the 2-core CPU: about 4 h with the defaults (two 45-minute pretrainings at 198 images/s, ~30 cells);
-# about 2 h 30 min with USE_EPOCHS=20, as the page was made (at the 104 images/s this CPU gave that day).
+# Wall time on the 2-core CPU: about 5 h with the defaults (two 50-epoch pretrainings, ~25 cells); with USE_EPOCHS=20,
+# as the page was made, about 2 h for steps 1-5 (pretraining at 104 images/s, a 128-px ViT cell in ~3.5 minutes on
+# the CPU of that day, about half as fast as on 2026-12-05) and another hour for step 6.
 #
 # Every choice is made on a fixed 100-image validation set that no subset, seed or pretraining touches as labels
 # (the sweep's --val-size, data.val_seed = the test seed); the 292-image test set is scored once per finished cell,
@@ -20,14 +21,16 @@
 # 4. the resolution: the chosen export of both pretraining seeds at 128 and 160 px (fine-tuning seed 0), chosen on
 #    validation
 # 5. at the chosen size, 250 labels x fine-tuning seeds 0,1,2: the chosen export of both pretraining seeds, the ViT
-#    from scratch, and U-Net-R18 from scratch at the ViT's fine-tuning minutes (6 epochs: the ViT's minutes at the same
-#    size; at 160 px also 9 epochs at 128 px, as U-Net gains nothing from 160 px: the ViT at 160 px's minutes)
+#    from scratch, and U-Net-R18 from scratch at the ViT's fine-tuning minutes (its step costs 1.73x the ViT's at 128
+#    px, docs/results/models.md): 6 epochs at 128 px for a ViT at 128; for a ViT at 160, 9 epochs at 128 px (U-Net
+#    gains nothing from 160 px) and then 6 epochs at 160 px
 # 6. all labelled training images left after the test and validation sets (777), fine-tuning seed 0: the chosen
-#    export of pretraining seed 0, the ViT from scratch and the U-Net (6 epochs) at the chosen size
+#    export of pretraining seed 0, the ViT from scratch and the U-Net at equal minutes (step 5's first)
 # 7. simseg report for each folder
-# Each step skips what is finished; a killed pretraining or cell resumes from its last epoch. Nothing else should
-# run on the CPU meanwhile: the minutes are part of the result (two one-thread processes at once were tried: the
-# cells ran at a third of their two-thread speed beside a pretraining).
+# Each step skips what is finished; a killed pretraining or cell resumes from its last epoch, so a run stopped for
+# time keeps every finished cell and the report shows what ran. Nothing else should run on the CPU meanwhile: the
+# minutes are part of the result. (Two one-thread processes at once were tried: a cell beside a pretraining ran at
+# 56% of its two-thread speed and the pretraining at 62%, 1.18x in all: not worth minutes measured under contention.)
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${2:-../simseg-pretraining-protocol}
@@ -106,15 +109,17 @@ SIZE=$(choose cells img_size --subset 250 --where seed=0 --where init="$CHOSEN_L
 
 # 5. 250 labels x 3 seeds at the chosen size, with the baselines at equal fine-tuning minutes
 protocol vit_fused_skip "scratch,$CHOSEN" 250 0,1,2 --recipes "$RECIPE" --img-sizes "$SIZE"
-protocol unet_resnet18 scratch 250 0,1,2 --recipes "$RECIPE" --img-sizes "$SIZE" "${UNET[@]}"
-if [ "$SIZE" = 160 ]; then  # no U-Net at 128 px in this folder yet: its label says 128px, its minutes 9 epochs
-  protocol unet_resnet18 scratch 250 0,1,2 --recipes "$RECIPE" --img-sizes 128 train.epochs=9 "train.milestones=[0.8]"
+if [ "$SIZE" = 160 ]; then UNET=(train.epochs=9 "train.milestones=[0.8]"); fi  # the only U-Net at 128 px here
+unet() { protocol unet_resnet18 scratch "$1" "$2" --recipes "$RECIPE" --img-sizes 128 "${UNET[@]}"; }
+unet 250 0,1,2
+if [ "$SIZE" = 160 ]; then
+  protocol unet_resnet18 scratch 250 0,1,2 --recipes "$RECIPE" --img-sizes 160 train.epochs=6 "train.milestones=[0.8]"
 fi
 
 # 6. every labelled training image left after the test and validation sets, seed 0
 ALL=$((1169 - 292 - VAL))
 protocol vit_fused_skip "scratch,$(exports 0 "$EXPORT")" "$ALL" 0 --recipes "$RECIPE" --img-sizes "$SIZE"
-protocol unet_resnet18 scratch "$ALL" 0 --recipes "$RECIPE" --img-sizes "$SIZE" "${UNET[@]}"
+unet "$ALL" 0
 
 # 7. the reports (plain scores, paired intervals, the validation-chosen arms)
 for dir in choice cells; do simseg report "$OUT/$dir"; done
