@@ -7,8 +7,8 @@ validation epoch of each cell) and, on stderr, every value's mean validation and
 scores are shown, never used. AXIS is a results column (``recipe``, ``img_size``, ``init``, ``arch``) or
 ``pretrained_epochs``: inits named ``eN-sK`` (the export after N epochs of pretraining seed K) pooled over K, so an
 export is chosen for every pretraining seed at once. ``--where COLUMN=VALUE[,VALUE...]`` keeps only the cells with
-one of those values (the export chosen at the recipe already chosen; the size chosen on given inits and seeds). Wall
-time: under a second.
+one of those values (the export chosen at the recipe already chosen; the size chosen on given inits and seeds).
+Wall time: under a second.
 """
 
 from __future__ import annotations

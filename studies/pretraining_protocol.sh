@@ -4,7 +4,7 @@
 #
 #     [USE_EPOCHS=50] studies/pretraining_protocol.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-pretraining-protocol]
 #
-# Wall time on the 2-core CPU: about 5 h with the defaults (two 50-epoch pretrainings, ~25 cells); with USE_EPOCHS=20,
+# Wall time: on the 2-core CPU, about 5 h with the defaults (two 50-epoch pretrainings, ~25 cells); with USE_EPOCHS=20,
 # as the page was made, about 2 h for steps 1-5 (pretraining at 104 images/s, a 128-px ViT cell in ~3.5 minutes on
 # the CPU of that day, about half as fast as on 2026-12-05) and another hour for step 6.
 #
