@@ -14,7 +14,7 @@ from simseg.experiments.report.effects import Pair, axis_pairs
 from simseg.experiments.report.figures import DPI, FIGSIZE
 from simseg.experiments.report.gains import NO_SCORES, UNEVEN, Gauge, effect_gains, named_gains
 from simseg.experiments.report.intervals import ABOVE, BELOW, NOISE, miou_of_counts
-from simseg.experiments.report.selection import chosen_on_validation
+from simseg.experiments.report.selection import axis_choices, chosen_on_validation, matched
 from simseg.experiments.report.view import View
 from simseg.experiments.sweep.results import write_results
 from simseg.training.image_scores import write_test_scores
@@ -168,6 +168,23 @@ def test_validation_chooses_the_arm_when_validation_and_test_disagree(tmp_path):
            "in all: 8 → 28)." in text
     assert (tmp_path / "figures" / "examples.png").read_bytes() == x_pictures
     assert "`x` with 8 labelled images, chosen on validation" in text
+
+
+def test_an_axis_is_chosen_on_the_settings_every_value_ran(tmp_path):
+    """160 px beats 128 px on validation where both ran (init p, seed 0); the weaker init s ran only at 160 px and
+    would pull 160's pooled mean below 128's, so pooling every cell would choose 128."""
+    rows = [cell(tmp_path, "p", 8, 0, scores(0), val=0.60, img_size=128, cell="128/p"),
+            cell(tmp_path, "p", 8, 0, scores(0), val=0.62, img_size=160, cell="160/p")]
+    rows += [cell(tmp_path, "s", 8, seed, scores(seed), val=0.30, img_size=160, cell=f"160/s/{seed}")
+             for seed in (0, 1)]
+    assert chosen_on_validation(rows, "img_size") == "128"  # pooled: (0.62 + 0.30 + 0.30) / 3 < 0.60
+    assert [r["cell"] for r in matched(rows, "img_size")] == ["128/p", "160/p"]
+    (choice,) = [c for c in axis_choices(rows, Gauge(tmp_path, View(), resamples=RESAMPLES))
+                 if c.axis.column == "img_size"]
+    assert choice.chosen == "160" and [(a.value, a.val_miou, a.cells) for a in choice.arms] == [
+        ("128", 0.60, 1), ("160", 0.62, 1)]
+    alone = [cell(tmp_path, "q", 8, 0, scores(0), val=0.7, img_size=128)] + rows[2:]  # no setting in common
+    assert matched(alone, "img_size") == alone
 
 
 def test_without_validation_nothing_is_chosen_and_model_input_scores_are_named(tmp_path):

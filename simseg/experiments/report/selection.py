@@ -1,7 +1,8 @@
 """What the validation set chooses, and nothing chosen by the test set: for each swept axis (the init, the model, the
 augmentation preset, the recipe, the image size: every axis of :mod:`simseg.experiments.sweep.axes` holding more
 than one value at a subset size), the value whose cells have the best mean validation mIoU (``val_miou``, each
-cell's best validation epoch) at that subset size, pooled over the other axes' values as the cells ran them. Each
+cell's best validation epoch) at that subset size, over the settings (the other axes' values and the seed) that
+every value ran, so no value is helped by settings only it ran (all its cells when the values share none). Each
 value's test mIoU and its gain over the axis's reference are shown beside it for the reader, never used to choose.
 
 Without validation scores nothing is chosen: the report says so, and its example pictures are of a cell picked by
@@ -60,6 +61,22 @@ def chosen_on_validation(rows: list[Row], column: str) -> str | None:
     return max(means, key=means.get) if means else None
 
 
+def setting(row: Row, column: str) -> tuple:
+    """What a cell ran besides its value of ``column``: the init, every variant axis's value, the seed and the
+    subset size."""
+    keys = ("init", *(axis.column for axis in variant_axes()), "seed", "subset")
+    return tuple(str(row.get(key)) for key in keys if key != column)
+
+
+def matched(rows: list[Row], column: str) -> list[Row]:
+    """The rows of the settings that every value of ``column`` ran (all rows when the values share none): the
+    cells on which the values compare on equal terms."""
+    values = {str(r[column]) for r in rows if r.get(column) is not None}
+    ran = [{setting(r, column) for r in rows if str(r.get(column)) == value} for value in values]
+    common = set.intersection(*ran) if ran else set()
+    return [r for r in rows if setting(r, column) in common] if common else rows
+
+
 def axis_choices(rows: list[Row], gauge: Gauge, sweep: dict | None = None) -> list[AxisChoice]:
     """For every axis with more than one value at a subset size, in table order and by subset: each value's figures
     and gain over the reference (:func:`~simseg.experiments.report.effects.axis_reference`, ``sweep``: sweep.json),
@@ -74,12 +91,12 @@ def axis_choices(rows: list[Row], gauge: Gauge, sweep: dict | None = None) -> li
             pairs = axis_pairs(at, axis.column, reference, gauge.view.miou)
             values = sorted({str(r[axis.column]) for r in at if r.get(axis.column) is not None},
                             key=lambda v: (v != reference, _order(rows, axis, v)))
-            arms = []
+            arms, compared = [], matched(at, axis.column)
             for value in values:
-                cells = [r for r in at if str(r.get(axis.column)) == value]
+                cells = [r for r in compared if str(r.get(axis.column)) == value]
                 arms.append(ArmChoice(value, _mean(cells, VALIDATION), _mean(cells, gauge.view.miou), len(cells),
                                       None if value == reference else gauge.measure(pairs.get(value, []))))
-            choices.append(AxisChoice(axis, subset, reference, arms, chosen_on_validation(at, axis.column)))
+            choices.append(AxisChoice(axis, subset, reference, arms, chosen_on_validation(compared, axis.column)))
     return choices
 
 
@@ -135,9 +152,10 @@ def selection_section(choices: list[AxisChoice], rows: list[Row], view_heading: 
             for choice in choices for arm in choice.arms]
     return lines + [*markdown_table(["axis", "labelled", "value", "val mIoU", f"test {view_heading}",
                                      f"Δ{view_heading} vs reference", "95% interval", "verdict", "chosen"], body),
-                    "", f"Each value's mean over its cells (seeds, and the other axes' values it ran with) at that "
-                    f"subset size; chosen on the validation set ({validation_images(rows)} images); the test set "
-                    "chose nothing (its figures are shown for reading, never used to choose)."]
+                    "", f"Each value's mean over its cells at that subset size, on the settings (seeds, and the other "
+                    f"axes' values) that every value of the axis ran; chosen on the validation set "
+                    f"({validation_images(rows)} images); the test set chose nothing (its figures are shown for "
+                    "reading, never used to choose)."]
 
 
 def example_arm(rows: list[Row]) -> tuple[str, int, str]:
