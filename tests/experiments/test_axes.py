@@ -84,6 +84,16 @@ def test_the_parser_has_a_flag_per_axis_and_refuses_in_one_line():
         variant_values(build_parser().parse_args(["--subsets", "250", "--models", "vit_pupp"]), [])
 
 
+def test_a_labelled_scratch_init_is_a_from_scratch_arm_in_its_own_folders(tmp_path):
+    init = resolve_init("scratch-9ep=scratch", "--init")
+    assert init == Init("scratch-9ep", "scratch") and resolve_init("base=imagenet", "--init").path == "imagenet"
+    (cell,) = expand_grid([init], [8], [0])
+    assert cell.run_dir(tmp_path) == tmp_path / "cells" / "scratch-9ep" / "subset-8" / "seed-0"
+    assert runs_with(init.path, ()) and resolve_init("scratch", "--init").label == "scratch"
+    with pytest.raises(SimsegError, match="label 'a b' may hold only"):
+        resolve_init("a b=scratch", "--init")
+
+
 def test_gains_over_scratch_come_from_columns_not_from_labels(tmp_path):
     (tmp_path / "results.csv").write_text("init,subset,seed,miou\nscratch,250,0,0.40\nruns/p45k,250,0,0.45\n")
     assert "| runs/p45k | +0.050 |" in build_report(tmp_path).read_text()  # a "/" in a label is not a variant

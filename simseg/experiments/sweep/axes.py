@@ -184,7 +184,8 @@ AXES: tuple[Axis, ...] = (
          help=f"model.img_size values to compare (multiples of {PATCH_SIDE} pixels), e.g. 128,160"),
     Axis("init", "--init", "init", "init", "init", effect="pretraining (init vs {reference})", grid_key="inits",
          default="scratch",
-         help="inits: scratch and run folders (LABEL=PATH to name one), e.g. scratch,small=runs/p45k"),
+         help="inits: scratch and run folders (LABEL=PATH to name one; LABEL=scratch a second from-scratch "
+              "arm), e.g. scratch,small=runs/p45k"),
     Axis("pretrain_method", "--pretrain-methods", "pretraining", "method", "pretraining method", choices=METHODS,
          grid_key="pretrain_methods", unnamed=LEGACY_METHOD, read_run=method_of_run,
          help=f"also pretrain with each of these methods ({', '.join(METHODS)}), e.g. simmim,mae"),

@@ -16,12 +16,17 @@ from simseg.training.handoff import export_path
 
 
 def resolve_init(item: str, option: str) -> Init:
-    """``scratch``, ``PATH`` or ``LABEL=PATH`` -> an :class:`Init` (its pretraining read from the run folders)."""
+    """``scratch``, ``PATH`` or ``LABEL=PATH`` -> an :class:`Init` (its pretraining read from the run folders).
+    ``LABEL=scratch`` (or ``=imagenet``) names a second such arm, e.g. a baseline run with other keys in the same
+    sweep folder (``--init scratch-9ep=scratch train.epochs=9``), whose cells would otherwise take the scratch cells'
+    folders."""
     if item in ("scratch", "imagenet"):
         return Init(item, item)
     label, sep, path_text = item.partition("=")
     if not sep or "/" in label:
         label, path_text = "", item
+    if label and path_text in ("scratch", "imagenet"):
+        return Init(check_label(label, option), path_text)
     file = export_path(path_text)
     if not file.is_file():
         raise SimsegError(f"{option} {path_text} has no encoder.safetensors: give a finished pretraining or "
