@@ -23,7 +23,7 @@
 # 5. at the chosen size, 250 labels x fine-tuning seeds 0,1,2: the chosen export of both pretraining seeds, the ViT
 #    from scratch, and U-Net-R18 from scratch at the ViT's fine-tuning minutes (its step costs 1.73x the ViT's at 128
 #    px, docs/results/models.md): 6 epochs at 128 px for a ViT at 128; for a ViT at 160, 9 epochs at 128 px (U-Net
-#    gains nothing from 160 px) and then 6 epochs at 160 px
+#    gains nothing from 160 px; init label scratch-9ep) and then 6 epochs at 160 px
 # 6. all labelled training images left after the test and validation sets (777), fine-tuning seed 0: the chosen
 #    export of pretraining seed 0, the ViT from scratch and the U-Net at equal minutes (step 5's first)
 # 7. simseg report for each folder
@@ -109,8 +109,9 @@ SIZE=$(choose cells img_size --subset 250 --where seed=0 --where init="$CHOSEN_L
 
 # 5. 250 labels x 3 seeds at the chosen size, with the baselines at equal fine-tuning minutes
 protocol vit_fused_skip "scratch,$CHOSEN" 250 0,1,2 --recipes "$RECIPE" --img-sizes "$SIZE"
-if [ "$SIZE" = 160 ]; then UNET=(train.epochs=9 "train.milestones=[0.8]"); fi  # the only U-Net at 128 px here
-unet() { protocol unet_resnet18 scratch "$1" "$2" --recipes "$RECIPE" --img-sizes 128 "${UNET[@]}"; }
+UNET_INIT=scratch
+if [ "$SIZE" = 160 ]; then UNET=(train.epochs=9 "train.milestones=[0.8]") UNET_INIT=scratch-9ep=scratch; fi
+unet() { protocol unet_resnet18 "$UNET_INIT" "$1" "$2" --recipes "$RECIPE" --img-sizes 128 "${UNET[@]}"; }
 unet 250 0,1,2
 if [ "$SIZE" = 160 ]; then
   protocol unet_resnet18 scratch 250 0,1,2 --recipes "$RECIPE" --img-sizes 160 train.epochs=6 "train.milestones=[0.8]"
