@@ -108,11 +108,13 @@ protocol vit_fused_skip "$CHOSEN" 250 0 --recipes "$RECIPE" --img-sizes 128,160
 SIZE=$(choose cells img_size --subset 250 --where seed=0 --where init="$CHOSEN_LABELS")
 
 # 5. 250 labels x 3 seeds at the chosen size, with the baselines at equal fine-tuning minutes
-protocol vit_fused_skip "scratch,$CHOSEN" 250 0,1,2 --recipes "$RECIPE" --img-sizes "$SIZE"
 UNET_INIT=scratch
 if [ "$SIZE" = 160 ]; then UNET=(train.epochs=9 "train.milestones=[0.8]") UNET_INIT=scratch-9ep=scratch; fi
 unet() { protocol unet_resnet18 "$UNET_INIT" "$1" "$2" --recipes "$RECIPE" --img-sizes 128 "${UNET[@]}"; }
-unet 250 0,1,2
+for seed in 0 1 2; do  # seed by seed: a run stopped for time keeps complete, paired sets of arms
+  protocol vit_fused_skip "scratch,$CHOSEN" 250 "$seed" --recipes "$RECIPE" --img-sizes "$SIZE"
+  unet 250 "$seed"
+done
 if [ "$SIZE" = 160 ]; then
   protocol unet_resnet18 scratch 250 0,1,2 --recipes "$RECIPE" --img-sizes 160 train.epochs=6 "train.milestones=[0.8]"
 fi
