@@ -16,7 +16,7 @@ from simseg.experiments.run_folders import cell_records
 from simseg.experiments.sweep import axes
 from simseg.experiments.sweep.arguments import plan_pretraining, variant_values
 from simseg.experiments.sweep.axes import Axis, config_variant, runs_with, variant_overrides
-from simseg.experiments.sweep.command import build_parser
+from simseg.experiments.sweep.command import build_parser, parse_arguments
 from simseg.experiments.sweep.inits import resolve_init
 from simseg.experiments.sweep.plan import Cell, Init, cell_of_record, expand_grid, write_cell_record
 from simseg.experiments.sweep.results import read_results, result_columns, result_row, write_results
@@ -82,6 +82,11 @@ def test_the_parser_has_a_flag_per_axis_and_refuses_in_one_line():
     assert args.init == "scratch" and args.pretrain_images is None
     with pytest.raises(SimsegError, match=r"--models vit_pupp is unknown; choose from .* \(did you mean vit_pup\?\)"):
         variant_values(build_parser().parse_args(["--subsets", "250", "--models", "vit_pupp"]), [])
+
+
+def test_overrides_may_stand_before_and_after_the_flags():
+    args = parse_arguments(["--subsets", "8", "train.epochs=9", "--img-sizes", "128", "train.milestones=[0.8]"])
+    assert (args.subsets, args.img_size, args.overrides) == ("8", "128", ["train.epochs=9", "train.milestones=[0.8]"])
 
 
 def test_a_labelled_scratch_init_is_a_from_scratch_arm_in_its_own_folders(tmp_path):

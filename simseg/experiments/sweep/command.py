@@ -123,8 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(argv: list[str]):
+    """The sweep's flags and its key=value overrides, in any order (``--seeds 0 train.epochs=9 --img-sizes 128``:
+    plain argparse would take the overrides after a later flag for unknown arguments)."""
+    return build_parser().parse_intermixed_args(argv)
+
+
 def sweep(argv: list[str]) -> Path:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     launcher = launcher_config(args)
     sweep_dir = Path(args.output_dir).expanduser()
     subsets, seeds = parse_subsets(args.subsets), parse_seeds(args.seeds)
