@@ -302,8 +302,10 @@ def plot_gains(gains: list[Gain], path: str | Path, view: View = PLAIN) -> bool:
         rows.append((gain_label(gain), gain))
     images = max(gain.measured.images for gain in shown)
     height = 1.7 + 0.24 * len(rows)  # inches: a readable row at any count, two title lines
+    # inches: the longest tick label (~0.07 in a character) beside a plot of 3 in, so no label squeezes the plot out
+    width = max(FIGSIZE[0], 3.0 + 0.07 * max(len(label) for label, _ in rows))
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(FIGSIZE[0], height))
+        fig, ax = plt.subplots(figsize=(width, height))
         ys = np.arange(len(rows))[::-1]  # first row at the top
         for y, (_, gain) in zip(ys, rows):
             if gain is None:
