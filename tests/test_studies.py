@@ -109,3 +109,27 @@ def test_the_protocol_study_chooses_the_export_on_validation_pooled_over_pretrai
         choose(exports, "pretrained_epochs", where={"recipe": "medium"})
     with pytest.raises(Exception, match="needs --val-size"):
         choose([{**rows[0], "val_miou": None}], "init")
+
+
+PROTOCOL = ROOT / "docs" / "results" / "pretraining" / "protocol"
+PROTOCOL_CHOICES = [  # the choices the page quotes, as studies/pretraining_protocol.sh made them
+    ["choice", "recipe", "--where", "init=e10-s0,e20-s0"],
+    ["choice", "pretrained_epochs", "--where", "recipe=mild"],
+    ["cells", "img_size", "--subset", "250", "--where", "seed=0", "--where", "init=e20-s0,e20-s1"],
+]
+
+
+@pytest.mark.parametrize("choice", PROTOCOL_CHOICES, ids=lambda choice: choice[1])
+def test_the_pretraining_page_quotes_the_choices_its_committed_results_give(choice, capsys):
+    folder, *rest = choice
+    load_study("choose_on_validation").main([str(PROTOCOL / folder), *rest])  # in-process: no second torch import
+    printed = capsys.readouterr()
+    page = (ROOT / "docs" / "results" / "pretraining.md").read_text(encoding="utf-8").splitlines()
+    assert [line for line in printed.err.splitlines() if line] and printed.out.strip()
+    assert [line for line in printed.err.splitlines() if line and line not in page] == []
+
+
+def test_the_pretraining_page_quotes_its_pretraining_table(capsys):
+    load_study("protocol_pretrainings").main([str(PROTOCOL / "pretrain")])
+    page = (ROOT / "docs" / "results" / "pretraining.md").read_text(encoding="utf-8").splitlines()
+    assert [line for line in capsys.readouterr().out.splitlines() if line and line not in page] == []
