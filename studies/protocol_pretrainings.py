@@ -14,7 +14,6 @@ and probe mIoU at each export.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -22,14 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from page_tables import MISSING, markdown_table  # noqa: E402  (beside this script)
 
+from simseg.training.rundir import read_metrics  # noqa: E402
+
 
 def records(run: Path, epochs: int) -> list[dict]:
     """The run's epoch records 0 .. epochs-1, each once (the last record of an epoch a resume repeated)."""
-    by_epoch = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            by_epoch[record["epoch"]] = record
+    by_epoch = {record["epoch"]: record for record in read_metrics(run)}
     missing = [e for e in range(epochs) if e not in by_epoch]
     if missing:
         sys.exit(f"protocol_pretrainings: {run} has no record of epoch {missing[0]}: it ran {len(by_epoch)} epochs")
