@@ -12,7 +12,7 @@ the run folder as classes.json, from which every later reader takes them.
 Writes into ``output_dir``: config.yaml, classes.json (names, colours, mask values, each class's share of every
 split's pixels), lineage.json (where the encoder's weights came from), test_images.txt /
 train_images.txt / val_images.txt (the split, one item name per line), metrics.jsonl (per epoch: train loss, and
-every ``eval.every`` epochs test and validation mIoU), metrics.json (final test figures from one confusion matrix
+every ``eval.every`` epochs the validation mIoU, with ``eval.test_curve`` the test mIoU too), metrics.json (final test figures from one confusion matrix
 over every test pixel, plus the model's cost: parameters, GFLOPs, inference and training images/s, seconds),
 confusion.json (that matrix), test_scores.npz (each test image's intersection and union per class:
 :mod:`simseg.training.image_scores`), examples.png (rows image | ground truth | prediction for the first
@@ -23,11 +23,11 @@ Where the test figures are scored: metrics.json's top-level figures and confusio
 its mask's own size (``scored_at: native``: the probabilities resized to the mask's size, then argmax, as
 ``simseg predict`` and :class:`~simseg.inference.segmenter.Segmenter` label a photo); metrics.json's ``scores``
 holds every view at both sizes (native, and input: the mask resized with nearest to the model's input) and
-test_scores.npz the per-image counts of both (:mod:`simseg.training.final_scoring`). The per-epoch test and
-validation mIoU of metrics.jsonl are scored at the model's input size, cheap enough for every evaluated epoch; the
-validation mIoU among them chooses the reported epoch, as before.
+test_scores.npz the per-image counts of both (:mod:`simseg.training.final_scoring`). The per-epoch validation (and
+``eval.test_curve``'s test) mIoU of metrics.jsonl are scored at the model's input size, cheap enough for every
+evaluated epoch; the validation mIoU among them chooses the reported epoch.
 
-Nothing is chosen on the test set: with ``data.val_size`` > 0 the reported weights are those of the epoch with the
+The test set is scored once, after training, and nothing is chosen on it: with ``data.val_size`` > 0 the reported weights are those of the epoch with the
 best validation mIoU (among evaluated epochs), otherwise those of the last epoch. With ``train.ema`` (or
 ``train.ema_half_life``) the EMA weights are evaluated, reported and exported instead of the raw ones.
 """
@@ -155,7 +155,8 @@ def main(cfg: SegmentConfig) -> Path:
                                       sam=cfg.train.sam())
         record = epoch_record(epoch, step, stats)
         if evaluation_due(cfg, epoch):
-            score(evaluated, test_loader, accelerator, record, "test_miou", classes)
+            if cfg.eval.test_curve:
+                score(evaluated, test_loader, accelerator, record, "test_miou", classes)
             if val_size:
                 keep_if_best(evaluated, val_loader, accelerator, record, run_dir, epoch, classes)
         scores = "".join(f", {k[:-5]} mIoU {record[k]:.4f}" for k in ("test_miou", "val_miou") if k in record)

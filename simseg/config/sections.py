@@ -244,7 +244,10 @@ class FineTuneAugConfig(AugConfig):
 @dataclasses.dataclass
 class EvalConfig:
     every: int = 5
-    """Epochs between test (and validation) evaluations; the last epoch is always evaluated; 0 = only the last."""
+    """Epochs between validation evaluations; the last epoch is always evaluated; 0 = only the last."""
+    test_curve: bool = False
+    """Also score the test set at each evaluated epoch (segmentation; metrics.jsonl's ``test_miou``), a learning
+    curve to watch and never a choice. Off by default, so the test set is scored once, on the reported weights."""
 
     def __post_init__(self):
         check(self.every >= 0, "eval.every must be >= 0")
