@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,3 +134,33 @@ def test_the_pretraining_page_quotes_its_pretraining_table(capsys):
     load_study("protocol_pretrainings").main([str(PROTOCOL / "pretrain")])
     page = (ROOT / "docs" / "results" / "pretraining.md").read_text(encoding="utf-8").splitlines()
     assert [line for line in capsys.readouterr().out.splitlines() if line and line not in page] == []
+
+
+PROTOCOL_ARMS = ["vit_fused_skip/160/e20-s0+vit_fused_skip/160/e20-s1", "unet_resnet18/128/scratch-9ep",
+                 "vit_fused_skip/160/scratch"]  # the arms whose levels the page quotes, at 250 labels
+
+
+def test_an_arms_level_is_the_mean_of_its_cells_results(capsys):
+    from simseg.experiments.report.effects import with_variant_labels
+    from simseg.experiments.report.intervals import level_interval
+    from simseg.experiments.sweep.results import read_results
+
+    levels = load_study("protocol_levels")
+    rows = with_variant_labels(read_results(PROTOCOL / "cells"))
+    for kind, column in (("iou", "miou_plain"), ("boundary", "boundary_iou_plain")):
+        counts = levels.arm_counts(PROTOCOL / "cells", rows, PROTOCOL_ARMS[0], 250, kind)  # (B, S, N, C, 2)
+        cells = [r for r in rows if r["init"] in PROTOCOL_ARMS[0].split("+") and r["subset"] == 250]
+        assert counts.shape[:2] == (2, len(cells) // 2) and counts.shape[2] == 292
+        level = level_interval(counts, resamples=200)
+        assert level.gain == pytest.approx(np.mean([r[column] for r in cells]), abs=1e-9)
+        assert level.low < level.gain < level.high
+    with pytest.raises(SystemExit, match="no such arm in the results"):
+        levels.main([str(PROTOCOL / "cells"), "--subset", "250", "--arm", "vit_fused_skip/160/e99-s0"])
+
+
+def test_the_pretraining_page_quotes_its_arms_levels(capsys):
+    load_study("protocol_levels").main([str(PROTOCOL / "cells"), "--subset", "250",
+                                        *(part for arm in PROTOCOL_ARMS for part in ("--arm", arm))])
+    page = (ROOT / "docs" / "results" / "pretraining.md").read_text(encoding="utf-8").splitlines()
+    printed = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert len(printed) == 2 + len(PROTOCOL_ARMS) and [line for line in printed if line not in page] == []

@@ -11,6 +11,7 @@ from simseg.experiments.report.intervals import (
     NOISE,
     blocked_bootstrap,
     format_interval,
+    level_interval,
     miou_of_counts,
     paired_bootstrap,
 )
@@ -85,3 +86,20 @@ def test_blocks_share_each_resamples_draw_of_seeds_and_images():
     assert fast.gain == pytest.approx(np.mean(gains))
     with pytest.raises(ValueError, match="paired blocks must both be"):
         blocked_bootstrap(arm, reference)
+
+
+def test_an_arms_own_score_gets_the_interval_of_its_resamples():
+    rng = np.random.default_rng(6)
+    scores = counts(rng, hit=0.6)
+    level = level_interval(scores[None], resamples=400)
+    assert level.gain == pytest.approx(miou_of_counts(scores.sum(1)).mean())  # mean over seeds of each seed's score
+    assert 0.5 < level.low < level.gain < level.high < 0.7 and level.verdict == ABOVE
+    # every image alike and one seed: every resample scores the same, so the interval is the score itself
+    alike = np.repeat(scores[:1, :1], 40, axis=1)
+    fixed = level_interval(alike[None], resamples=50)
+    assert fixed.low == pytest.approx(fixed.gain) and fixed.high == pytest.approx(fixed.gain)
+    assert fixed.gain == pytest.approx(miou_of_counts(scores[0, 0]))
+    # two pooled arms (blocks): the mean of their scores; the interval spans both arms' spread
+    other = counts(rng, hit=0.4)
+    pooled = level_interval(np.stack([scores, other]), resamples=400)
+    assert pooled.gain == pytest.approx((level.gain + miou_of_counts(other.sum(1)).mean()) / 2)

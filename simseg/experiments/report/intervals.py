@@ -93,6 +93,16 @@ def blocked_bootstrap(arms: np.ndarray, references: np.ndarray, resamples: int =
     return Interval(gain, float(low), float(high), verdict(float(low), float(high)))
 
 
+def level_interval(blocks: np.ndarray, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0) -> Interval:
+    """One arm's own score rather than a gain: the mean over B blocks (e.g. pretraining seeds pooled into one arm)
+    of the mean over seeds of each seed's score, with its interval from the same resamples as
+    :func:`blocked_bootstrap` (the gain over a reference whose counts are all zero, which scores 0). ``blocks``:
+    (B, S, N, C, 2) [intersection, union] counts of any per-class measure: the class pixels (mIoU) or the Boundary
+    IoU bands (Boundary IoU). The verdict says only whether the score is above zero."""
+    blocks = np.asarray(blocks)
+    return blocked_bootstrap(blocks, np.zeros_like(blocks), resamples, level, seed)
+
+
 def format_interval(interval: Interval, digits: int = 3) -> str:
     """``+0.044 [+0.012, +0.079]``."""
     return f"{interval.gain:+.{digits}f} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}]"
