@@ -187,6 +187,22 @@ def test_an_axis_is_chosen_on_the_settings_every_value_ran(tmp_path):
     assert matched(alone, "img_size") == alone
 
 
+def test_an_init_that_ran_only_with_another_model_is_left_out_of_the_init_choice(tmp_path):
+    """A U-Net baseline's own init label (scratch-9ep) shares no setting with the ViT's inits: it is not chosen
+    however high its validation score, and the ViT's inits are compared where they all ran."""
+    rows = [cell(tmp_path, init, 8, 0, scores(i), val=val, arch="vit_linear", cell=f"vit/{init}",
+                 run_dir=f"cells/vit/{init}")
+            for i, (init, val) in enumerate((("scratch", 0.40), ("p", 0.55)))]
+    rows += [cell(tmp_path, "scratch", 8, 0, scores(2), val=0.45, arch="unet_resnet18", cell="unet/scratch",
+                  run_dir="cells/unet/scratch"),
+             cell(tmp_path, "scratch-9ep", 8, 0, scores(3), val=0.90, arch="unet_resnet18", img_size=128,
+                  cell="unet/scratch-9ep", run_dir="cells/unet/scratch-9ep")]
+    assert [r["cell"] for r in matched(rows, "init")] == ["vit/scratch", "vit/p"]
+    (choice,) = [c for c in axis_choices(rows, Gauge(tmp_path, View(), resamples=RESAMPLES))
+                 if c.axis.column == "init"]
+    assert choice.chosen == "p" and {a.value: a.cells for a in choice.arms}["scratch-9ep"] == 0
+
+
 def test_without_validation_nothing_is_chosen_and_model_input_scores_are_named(tmp_path):
     old = cell(tmp_path, "p", 8, 0, None, miou=0.5, scored_at="input", run_dir="cells/old")  # before native scoring
     write_results(tmp_path, [cell(tmp_path, "scratch", 8, 0, scores(0)), old])

@@ -69,11 +69,15 @@ def setting(row: Row, column: str) -> tuple:
 
 
 def matched(rows: list[Row], column: str) -> list[Row]:
-    """The rows of the settings that every value of ``column`` ran (all rows when the values share none): the
-    cells on which the values compare on equal terms."""
+    """The rows of the settings that every comparable value of ``column`` ran: the cells on which the values compare
+    on equal terms. A value that shares no setting with any other (a baseline run only with its own model or size,
+    such as an init label of the U-Net alone) cannot be compared and is left out; when the rest still share no
+    setting, all rows."""
     values = {str(r[column]) for r in rows if r.get(column) is not None}
-    ran = [{setting(r, column) for r in rows if str(r.get(column)) == value} for value in values]
-    common = set.intersection(*ran) if ran else set()
+    ran = {value: {setting(r, column) for r in rows if str(r.get(column)) == value} for value in values}
+    comparable = [settings for value, settings in ran.items()
+                  if any(settings & others for other, others in ran.items() if other != value)]
+    common = set.intersection(*comparable) if comparable else set()
     return [r for r in rows if setting(r, column) in common] if common else rows
 
 
