@@ -4,9 +4,9 @@
 #
 #     [USE_EPOCHS=50] studies/pretraining_protocol.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-pretraining-protocol]
 #
-# Wall time: on the 2-core CPU, about 5 h with the defaults (two 50-epoch pretrainings, ~25 cells); with USE_EPOCHS=20,
-# as the page was made, about 2 h for steps 1-5 (pretraining at 104 images/s, a 128-px ViT cell in ~3.5 minutes on
-# the CPU of that day, about half as fast as on 2026-12-05) and another hour for step 6.
+# Wall time: on the 2-core CPU, about 5 h with the defaults at 2026-12-05's speed (two 50-epoch pretrainings, ~30
+# cells); with USE_EPOCHS=20, as the page was made, about 4 h 30 min in all on the CPU of 2026-12-07, about half as
+# fast (pretraining at 104-110 images/s, a 160-px ViT cell of 250 labels in ~4 minutes, of 777 labels in 12-14).
 #
 # Every choice is made on a fixed 100-image validation set that no subset, seed or pretraining touches as labels
 # (the sweep's --val-size, data.val_seed = the test seed); the 292-image test set is scored once per finished cell,
