@@ -12,11 +12,11 @@ the run folder as classes.json, from which every later reader takes them.
 Writes into ``output_dir``: config.yaml, classes.json (names, colours, mask values, each class's share of every
 split's pixels), lineage.json (where the encoder's weights came from), test_images.txt /
 train_images.txt / val_images.txt (the split, one item name per line), metrics.jsonl (per epoch: train loss, and
-every ``eval.every`` epochs the validation mIoU, with ``eval.test_curve`` the test mIoU too), metrics.json (final test figures from one confusion matrix
-over every test pixel, plus the model's cost: parameters, GFLOPs, inference and training images/s, seconds),
-confusion.json (that matrix), test_scores.npz (each test image's intersection and union per class:
-:mod:`simseg.training.image_scores`), examples.png (rows image | ground truth | prediction for the first
-``log.examples`` test images, in the classes' colours), encoder.safetensors (the export; ViT models only),
+every ``eval.every`` epochs the validation mIoU, with ``eval.test_curve`` the test mIoU too), metrics.json (final
+test figures from one confusion matrix over every test pixel, plus the model's cost: parameters, GFLOPs, inference
+and training images/s, seconds), confusion.json (that matrix), test_scores.npz (each test image's intersection and
+union per class: :mod:`simseg.training.image_scores`), examples.png (rows image | ground truth | prediction for
+the first ``log.examples`` test images, in the classes' colours), encoder.safetensors (the export; ViT models only),
 model.safetensors (encoder + head), best.safetensors (with a validation split) and state/ (for ``resume=true``).
 
 Where the test figures are scored: metrics.json's top-level figures and confusion.json score each test image at
@@ -27,9 +27,10 @@ test_scores.npz the per-image counts of both (:mod:`simseg.training.final_scorin
 ``eval.test_curve``'s test) mIoU of metrics.jsonl are scored at the model's input size, cheap enough for every
 evaluated epoch; the validation mIoU among them chooses the reported epoch.
 
-The test set is scored once, after training, and nothing is chosen on it: with ``data.val_size`` > 0 the reported weights are those of the epoch with the
-best validation mIoU (among evaluated epochs), otherwise those of the last epoch. With ``train.ema`` (or
-``train.ema_half_life``) the EMA weights are evaluated, reported and exported instead of the raw ones.
+The test set is scored once, after training, and nothing is chosen on it: with ``data.val_size`` > 0 the reported
+weights are those of the epoch with the best validation mIoU (among evaluated epochs), otherwise those of the last
+epoch. With ``train.ema`` (or ``train.ema_half_life``) the EMA weights are evaluated, reported and exported instead
+of the raw ones.
 """
 
 from __future__ import annotations

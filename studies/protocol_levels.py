@@ -26,18 +26,18 @@ from page_tables import markdown_table  # noqa: E402  (beside this script)
 
 from simseg.errors import SimsegError  # noqa: E402
 from simseg.experiments.report.effects import with_variant_labels  # noqa: E402
-from simseg.experiments.report.gains import arm_rows, pooled_labels  # noqa: E402
+from simseg.experiments.report.gains import Gauge, arm_rows, pooled_labels  # noqa: E402
 from simseg.experiments.report.intervals import level_interval  # noqa: E402
 from simseg.experiments.sweep.results import read_results  # noqa: E402
-from simseg.training.image_scores import read_test_scores  # noqa: E402
 
 KINDS = {"iou": "mIoU", "boundary": "Boundary IoU"}
 
 
-def arm_counts(sweep_dir: Path, rows: list[dict], arm: str, subset: int, kind: str) -> np.ndarray:
+def arm_counts(gauge: Gauge, rows: list[dict], arm: str, subset: int, kind: str) -> np.ndarray:
     """(B, S, N, C, 2) plain native counts of ``kind`` of the pooled arms (blocks) at ``subset``, test images in one
-    order; every block must hold the same fine-tuning seeds."""
-    blocks, seeds = [], None
+    order; every block must hold the same fine-tuning seeds, every cell the same test images. ``gauge`` reads each
+    cell's per-image scores once."""
+    blocks, seeds, names = [], None, None
     for label in pooled_labels(rows, arm):
         cells = sorted((r for r in arm_rows(rows, label, "--arm") if r["subset"] == subset), key=lambda r: r["seed"])
         if not cells:
@@ -47,23 +47,25 @@ def arm_counts(sweep_dir: Path, rows: list[dict], arm: str, subset: int, kind: s
         seeds = [r["seed"] for r in cells]
         block = []
         for row in cells:
-            scores = read_test_scores(sweep_dir / (row["run_dir"] or f"cells/{row['cell']}"))
+            scores = gauge.scores(row)
             found = None if scores is None else scores.counts("plain", "native", kind)
             if found is None:
                 raise SimsegError(f"cell {row['cell']} has no plain native {kind} counts in its test_scores.npz")
-            order = np.argsort(scores.names)  # one order of the test images for every cell
-            block.append(found[order])
+            names = sorted(scores.names) if names is None else names
+            if sorted(scores.names) != names:
+                raise SimsegError(f"cell {row['cell']} was scored on other test images than {arm}'s first cell")
+            block.append(found[np.argsort(scores.names)])  # one order of the test images for every cell
         blocks.append(np.stack(block))
     return np.stack(blocks)
 
 
 def table(sweep_dir: Path, arms: list[str], subset: int) -> str:
-    rows = with_variant_labels(read_results(sweep_dir))
+    rows, gauge = with_variant_labels(read_results(sweep_dir)), Gauge(sweep_dir)
     body = []
     for arm in arms:
         figures = []
         for kind in KINDS:
-            counts = arm_counts(sweep_dir, rows, arm, subset, kind)
+            counts = arm_counts(gauge, rows, arm, subset, kind)
             level = level_interval(counts)
             figures.append(f"{level.gain:.3f} [{level.low:.3f}, {level.high:.3f}]")
         blocks, seeds = counts.shape[:2]

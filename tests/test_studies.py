@@ -136,19 +136,21 @@ def test_the_pretraining_page_quotes_its_pretraining_table(capsys):
     assert [line for line in capsys.readouterr().out.splitlines() if line and line not in page] == []
 
 
+# the arms whose levels the page quotes, at 250 labels
 PROTOCOL_ARMS = ["vit_fused_skip/160/e20-s0+vit_fused_skip/160/e20-s1", "unet_resnet18/128/scratch-9ep",
-                 "unet_resnet18/160/scratch", "vit_fused_skip/160/scratch"]  # the arms whose levels the page quotes, at 250 labels
+                 "unet_resnet18/160/scratch", "vit_fused_skip/160/scratch"]
 
 
 def test_an_arms_level_is_the_mean_of_its_cells_results(capsys):
     from simseg.experiments.report.effects import with_variant_labels
+    from simseg.experiments.report.gains import Gauge
     from simseg.experiments.report.intervals import level_interval
     from simseg.experiments.sweep.results import read_results
 
     levels = load_study("protocol_levels")
     rows = with_variant_labels(read_results(PROTOCOL / "cells"))
     for kind, column in (("iou", "miou_plain"), ("boundary", "boundary_iou_plain")):
-        counts = levels.arm_counts(PROTOCOL / "cells", rows, PROTOCOL_ARMS[0], 250, kind)  # (B, S, N, C, 2)
+        counts = levels.arm_counts(Gauge(PROTOCOL / "cells"), rows, PROTOCOL_ARMS[0], 250, kind)  # (B,S,N,C,2)
         cells = [r for r in rows if r["init"] in PROTOCOL_ARMS[0].split("+") and r["subset"] == 250]
         assert counts.shape[:2] == (2, len(cells) // 2) and counts.shape[2] == 292
         level = level_interval(counts, resamples=200)
