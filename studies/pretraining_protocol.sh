@@ -77,7 +77,7 @@ protocol() {  # MODELS INITS SUBSETS SEEDS [flags and key=value...]: cells into 
   shift 4
   simseg sweep -c "$CFG/segment.yaml" --data "$PETS" --output-dir "$OUT/${CELLS:-cells}" --val-size "$VAL" \
     --models "$models" --init "$inits" --subsets "$subsets" --seeds "$seeds" "$@" eval.tta=true train.ema_half_life=16
-}  # flags first in "$@", then key=value: the overrides must follow every flag
+}  # "$@": more flags and key=value overrides, in any order (simseg sweep parses them intermixed)
 exports() {  # SEEDS EPOCHS: those exports as inits, eEPOCH-sSEED=PATH, comma-separated
   local s e parts=()
   for s in $1; do for e in $2; do
