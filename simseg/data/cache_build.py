@@ -166,15 +166,21 @@ def write_cache(source, items: np.ndarray, spec: CacheSpec, fingerprint: str, fo
             for name, array in arrays.items():
                 array[kept] = old.arrays[name][rows]
         todo = np.flatnonzero(~kept)
-        loader = DataLoader(_Decoded(source, items[todo], spec), batch_size=_DECODE_BATCH, num_workers=workers)
+        batches = iter(DataLoader(_Decoded(source, items[todo], spec), batch_size=_DECODE_BATCH, num_workers=workers))
         done = 0
-        with tqdm(total=len(todo), unit="img", desc=f"caching {Path(source.name).name}", disable=not progress) as bar:
-            for batch in loader:
-                positions = todo[done:done + len(batch["items"])]
-                for name, array in arrays.items():
-                    array[positions] = batch[name].numpy()
-                done += len(positions)
-                bar.update(len(positions))
+        try:
+            with tqdm(total=len(todo), unit="img", desc=f"caching {Path(source.name).name}",
+                      disable=not progress) as bar:
+                for batch in batches:
+                    positions = todo[done:done + len(batch["items"])]
+                    for name, array in arrays.items():
+                        array[positions] = batch[name].numpy()
+                    done += len(positions)
+                    bar.update(len(positions))
+        finally:
+            # An iterator left by a worker's error would release its workers only when collected, after torch's
+            # 5-second join timeout; shut them down now (torch has no public call for it).
+            getattr(batches, "_shutdown_workers", lambda: None)()
         crc = {name: crc32(array) for name, array in arrays.items()}
         for array in arrays.values():
             array.flush()
