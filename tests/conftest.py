@@ -1,30 +1,53 @@
 """Shared fixtures, and the rule that every test which trains a stage is marked ``slow`` (so that
-``pytest -m "not slow"`` stays a loop of seconds); the helpers tests share are in :mod:`tests.helpers`."""
+``pytest -m "not slow"`` stays a loop of seconds); the helpers tests share are in :mod:`tests.helpers`.
+
+The suite runs on pytest-xdist workers (``-n auto`` in pyproject.toml; ``-n 0`` runs it in one process). The
+controller only hands out test files, so nothing here imports torch or simseg until a process runs tests."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from simseg.config.loader import load_config
-from simseg.config.pretrain import PretrainConfig
-from simseg.training import stage_steps
-from tests.helpers import TINY
+# Each worker imports torch, timm and the rest once (about 13 s of one core and 1 GiB): beyond a few workers that
+# start-up outweighs what they share out.
+MAX_WORKERS = 4
 
 # Every stage script calls stage_steps.begin_or_resume, imported by name, once its data and model are built and its
-# loop is about to start: wrapping it here, before any test imports a stage, lets the fixture below see which tests
-# train a stage in this process (a refusal before the loop does not count).
+# loop is about to start: wrapping it in pytest_configure, before any test module imports a stage, lets the fixture
+# below see which tests train a stage in this process (a refusal before the loop does not count).
 _stage_runs_started: list[str] = []
-_begin_or_resume = stage_steps.begin_or_resume
 
 
-def _counted_begin_or_resume(accelerator, run_dir, cfg, *args, **kwargs):
-    _stage_runs_started.append(str(run_dir))
-    return _begin_or_resume(accelerator, run_dir, cfg, *args, **kwargs)
+def pytest_xdist_auto_num_workers(config) -> int:
+    """One process when the command names test files or tests (workers would each import everything first); else
+    a worker per core, at most MAX_WORKERS."""
+    if config.args and all("::" in arg or arg.endswith(".py") for arg in config.args):
+        return 0
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
 
-stage_steps.begin_or_resume = _counted_begin_or_resume
+def pytest_configure(config):
+    workers = config.getoption("tx", None) if config.getoption("dist", "no") != "no" else None
+    if workers and not hasattr(config, "workerinput"):
+        # The controller runs no tests. Its workers (started after this hook) split the cores: torch's and the BLAS
+        # libraries' threads read this when first imported, and idle threads left spinning would slow the others.
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // len(workers))))
+        return
+    # Temporary files need no durability, and an fsync waits for every file other tests wrote before it (the CNN
+    # baselines' runs hold 55 MB of weights each) to reach the disk: seconds of the quick loop.
+    os.fsync = lambda fd: None
+    from simseg.training import stage_steps
+
+    begin_or_resume = stage_steps.begin_or_resume
+
+    def counted_begin_or_resume(accelerator, run_dir, cfg, *args, **kwargs):
+        _stage_runs_started.append(str(run_dir))
+        return begin_or_resume(accelerator, run_dir, cfg, *args, **kwargs)
+
+    stage_steps.begin_or_resume = counted_begin_or_resume
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +62,10 @@ def trains_only_if_slow(request):
 
 @pytest.fixture
 def tiny_config(tmp_path):
+    from simseg.config.loader import load_config
+    from simseg.config.pretrain import PretrainConfig
+    from tests.helpers import TINY
+
     def make(*overrides: str, output_dir: Path | None = None) -> PretrainConfig:
         out = output_dir or tmp_path / "run"
         return load_config(PretrainConfig, None, [*TINY, f"output_dir={out}", *overrides])
