@@ -2,7 +2,6 @@ import json
 
 import pytest
 import torch
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from simseg.training.metrics import confusion_matrix, segmentation_metrics
 
@@ -83,6 +82,8 @@ def test_confusion_matrix_counts_rows_target_columns_prediction():
 
 
 def test_confusion_matrix_matches_torchmetrics():
+    from torchmetrics.classification import MulticlassConfusionMatrix  # 2 s to import: only in the test that uses it
+
     gen = torch.Generator().manual_seed(1)
     pred, target = torch.randint(0, 3, (4, 24, 24), generator=gen), torch.randint(0, 4, (4, 24, 24), generator=gen)
     target[target == 3] = 255  # some ignored pixels
