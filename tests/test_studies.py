@@ -113,14 +113,18 @@ def test_the_protocol_study_chooses_the_export_on_validation_pooled_over_pretrai
 
 
 PROTOCOL = ROOT / "docs" / "results" / "pretraining" / "protocol"
+SEED0_EXPORTS = "init=e10-s0,e20-s0,e30-s0,e40-s0,e50-s0"
 PROTOCOL_CHOICES = [  # the choices the page quotes, as studies/pretraining_protocol.sh made them
-    ["choice", "recipe", "--where", "init=e10-s0,e20-s0"],
-    ["choice", "pretrained_epochs", "--where", "recipe=mild"],
+    ["choice", "recipe", "--where", "init=e10-s0,e20-s0"],  # the reduced run (USE_EPOCHS=20)
+    ["choice", "pretrained_epochs", "--where", "recipe=mild", "--where", "init=e10-s0,e20-s0,e10-s1,e20-s1"],
     ["cells", "img_size", "--subset", "250", "--where", "seed=0", "--where", "init=e20-s0,e20-s1"],
+    ["choice", "recipe", "--where", SEED0_EXPORTS],  # the 50-epoch run, so far
+    ["choice", "init", "--where", "recipe=mild", "--where", SEED0_EXPORTS],
+    ["choice", "init", "--where", "recipe=study", "--where", SEED0_EXPORTS],
 ]
 
 
-@pytest.mark.parametrize("choice", PROTOCOL_CHOICES, ids=lambda choice: choice[1])
+@pytest.mark.parametrize("choice", PROTOCOL_CHOICES, ids=lambda choice: " ".join(choice[1:]))
 def test_the_pretraining_page_quotes_the_choices_its_committed_results_give(choice, capsys):
     folder, *rest = choice
     load_study("choose_on_validation").main([str(PROTOCOL / folder), *rest])  # in-process: no second torch import
@@ -130,8 +134,9 @@ def test_the_pretraining_page_quotes_the_choices_its_committed_results_give(choi
     assert [line for line in printed.err.splitlines() if line and line not in page] == []
 
 
-def test_the_pretraining_page_quotes_its_pretraining_table(capsys):
-    load_study("protocol_pretrainings").main([str(PROTOCOL / "pretrain")])
+@pytest.mark.parametrize("epochs", [20, 50])  # the reduced run's table and the 50-epoch run's
+def test_the_pretraining_page_quotes_its_pretraining_tables(epochs, capsys):
+    load_study("protocol_pretrainings").main([str(PROTOCOL / "pretrain"), "--epochs", str(epochs)])
     page = (ROOT / "docs" / "results" / "pretraining.md").read_text(encoding="utf-8").splitlines()
     assert [line for line in capsys.readouterr().out.splitlines() if line and line not in page] == []
 
