@@ -21,12 +21,16 @@ MAX_WORKERS = 4
 _stage_runs_started: list[str] = []
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
+
+
 def pytest_xdist_auto_num_workers(config) -> int:
     """One process when the command names test files or tests (workers would each import everything first); else
     a worker per core, at most MAX_WORKERS."""
     if config.args and all("::" in arg or arg.endswith(".py") for arg in config.args):
         return 0
-    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    return min(MAX_WORKERS, _cores())
 
 
 def pytest_configure(config):
@@ -34,11 +38,8 @@ def pytest_configure(config):
     if workers and not hasattr(config, "workerinput"):
         # The controller runs no tests. Its workers (started after this hook) split the cores: torch's and the BLAS
         # libraries' threads read this when first imported, and idle threads left spinning would slow the others.
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // len(workers))))
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // len(workers))))
         return
-    # Temporary files need no durability, and an fsync waits for every file other tests wrote before it (the CNN
-    # baselines' runs hold 55 MB of weights each) to reach the disk: seconds of the quick loop.
-    os.fsync = lambda fd: None
     from simseg.training import stage_steps
 
     begin_or_resume = stage_steps.begin_or_resume
