@@ -51,8 +51,9 @@ def arm_counts(gauge: Gauge, rows: list[dict], arm: str, subset: int, kind: str)
             found = None if scores is None else scores.counts("plain", "native", kind)
             if found is None:
                 raise SimsegError(f"cell {row['cell']} has no plain native {kind} counts in its test_scores.npz")
-            names = sorted(scores.names) if names is None else names
-            if sorted(scores.names) != names:
+            cell_names = sorted(scores.names)
+            names = cell_names if names is None else names
+            if cell_names != names:
                 raise SimsegError(f"cell {row['cell']} was scored on other test images than {arm}'s first cell")
             block.append(found[np.argsort(scores.names)])  # one order of the test images for every cell
         blocks.append(np.stack(block))
