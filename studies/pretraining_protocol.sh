@@ -105,7 +105,7 @@ CHOSEN_LABELS=$(echo "$CHOSEN" | sed 's/=[^,]*//g')
 
 # 4. the resolution, on the chosen exports' fine-tuning seed 0
 protocol vit_fused_skip "$CHOSEN" 250 0 --recipes "$RECIPE" --img-sizes 128,160
-SIZE=$(choose cells img_size --subset 250 --where seed=0 --where init="$CHOSEN_LABELS")
+SIZE=$(choose cells img_size --subset 250 --where seed=0 --where init="$CHOSEN_LABELS" --where recipe="$RECIPE")
 
 # 5. 250 labels x 3 seeds at the chosen size, with the baselines at equal fine-tuning minutes
 UNET_INIT=scratch
