@@ -4,9 +4,10 @@
 #
 #     [USE_EPOCHS=50] studies/pretraining_protocol.sh [DATA_DIR=../shared/data] [OUT_DIR=../simseg-pretraining-protocol]
 #
-# Wall time: on the 2-core CPU, about 5 h with the defaults at 2026-12-05's speed (two 50-epoch pretrainings, ~30
-# cells); with USE_EPOCHS=20, as the page was made, about 4 h 30 min in all on the CPU of 2026-12-07, about half as
-# fast (pretraining at 104-110 images/s, a 160-px ViT cell of 250 labels in ~4 minutes, of 777 labels in 12-14).
+# Wall time: on the 2-core CPU of 2026-12-07/08 (pretraining at ~111 images/s, half of 2026-12-05's speed; a 160-px
+# ViT cell of 250 labels in ~4.5 minutes, of 777 labels in 12-14) about 6 h from nothing: two 80-minute
+# pretrainings and ~45 cells. The page's run was made in two parts: USE_EPOCHS=20 (about 4 h 30 min), then the
+# defaults resuming it (about 4 h 40 min more, the rerun of the later steps at the recipe then chosen included).
 #
 # Every choice is made on a fixed 100-image validation set that no subset, seed or pretraining touches as labels
 # (the sweep's --val-size, data.val_seed = the test seed); the 292-image test set is scored once per finished cell,
@@ -21,9 +22,10 @@
 # 4. the resolution: the chosen export of both pretraining seeds at 128 and 160 px (fine-tuning seed 0), chosen on
 #    validation
 # 5. at the chosen size, 250 labels x fine-tuning seeds 0,1,2: the chosen export of both pretraining seeds, the ViT
-#    from scratch, and U-Net-R18 from scratch at the ViT's fine-tuning minutes (its step costs 1.73x the ViT's at 128
-#    px, docs/results/models.md): 6 epochs at 128 px for a ViT at 128; for a ViT at 160, 9 epochs at 128 px (U-Net
-#    gains nothing from 160 px; init label scratch-9ep) and then 6 epochs at 160 px
+#    from scratch and U-Net-R18 from scratch (both under both recipes, each its own chosen on validation) at the ViT's
+#    fine-tuning minutes (its step costs 1.73x the ViT's at 128 px, docs/results/models.md): 6 epochs at 128 px
+#    for a ViT at 128; for a ViT at 160, 9 epochs at 128 px (U-Net gains nothing from 160 px; init label
+#    scratch-9ep) and then 6 epochs at 160 px
 # 6. all labelled training images left after the test and validation sets (777), fine-tuning seed 0: the chosen
 #    export of pretraining seed 0, the ViT from scratch and the U-Net at equal minutes (step 5's first)
 # 7. simseg report for each folder
@@ -107,22 +109,30 @@ CHOSEN_LABELS=$(echo "$CHOSEN" | sed 's/=[^,]*//g')
 protocol vit_fused_skip "$CHOSEN" 250 0 --recipes "$RECIPE" --img-sizes 128,160
 SIZE=$(choose cells img_size --subset 250 --where seed=0 --where init="$CHOSEN_LABELS" --where recipe="$RECIPE")
 
-# 5. 250 labels x 3 seeds at the chosen size, with the baselines at equal fine-tuning minutes
+# 5. 250 labels x 3 seeds at the chosen size, with the baselines at equal fine-tuning minutes. The baselines run
+#    under both recipes and each gets its own recipe chosen on validation, as the pretrained ViT did: a recipe
+#    chosen for the pretrained ViT alone could handicap them.
 UNET_INIT=scratch
 if [ "$SIZE" = 160 ]; then UNET=(train.epochs=9 "train.milestones=[0.8]") UNET_INIT=scratch-9ep=scratch; fi
-unet() { protocol unet_resnet18 "$UNET_INIT" "$1" "$2" --recipes "$RECIPE" --img-sizes 128 "${UNET[@]}"; }
+unet() { protocol unet_resnet18 "$UNET_INIT" "$1" "$2" --recipes "$3" --img-sizes 128 "${UNET[@]}"; }
 for seed in 0 1 2; do  # seed by seed: a run stopped for time keeps complete, paired sets of arms
-  protocol vit_fused_skip "scratch,$CHOSEN" 250 "$seed" --recipes "$RECIPE" --img-sizes "$SIZE"
-  unet 250 "$seed"
+  protocol vit_fused_skip "$CHOSEN" 250 "$seed" --recipes "$RECIPE" --img-sizes "$SIZE"
+  protocol vit_fused_skip scratch 250 "$seed" --recipes study,mild --img-sizes "$SIZE"
+  unet 250 "$seed" study,mild
 done
+SCRATCH_RECIPE=$(choose cells recipe --subset 250 --where arch=vit_fused_skip --where img_size="$SIZE" \
+  --where init=scratch)
+UNET_RECIPE=$(choose cells recipe --subset 250 --where arch=unet_resnet18 --where img_size=128 \
+  --where init="${UNET_INIT%%=*}")
 if [ "$SIZE" = 160 ]; then
-  protocol unet_resnet18 scratch 250 0,1,2 --recipes "$RECIPE" --img-sizes 160 train.epochs=6 "train.milestones=[0.8]"
+  protocol unet_resnet18 scratch 250 0,1,2 --recipes study,mild --img-sizes 160 train.epochs=6 "train.milestones=[0.8]"
 fi
 
-# 6. every labelled training image left after the test and validation sets, seed 0
+# 6. every labelled training image left after the test and validation sets, seed 0, each arm at its chosen recipe
 ALL=$((1169 - 292 - VAL))
-protocol vit_fused_skip "scratch,$(exports 0 "$EXPORT")" "$ALL" 0 --recipes "$RECIPE" --img-sizes "$SIZE"
-unet "$ALL" 0
+protocol vit_fused_skip "$(exports 0 "$EXPORT")" "$ALL" 0 --recipes "$RECIPE" --img-sizes "$SIZE"
+protocol vit_fused_skip scratch "$ALL" 0 --recipes "$SCRATCH_RECIPE" --img-sizes "$SIZE"
+unet "$ALL" 0 "$UNET_RECIPE"
 
 # 7. the reports (plain scores, paired intervals, the validation-chosen arms)
 for dir in choice cells; do simseg report "$OUT/$dir"; done
