@@ -115,12 +115,18 @@ def test_the_protocol_study_chooses_the_export_on_validation_pooled_over_pretrai
 PROTOCOL = ROOT / "docs" / "results" / "pretraining" / "protocol"
 SEED0_EXPORTS = "init=e10-s0,e20-s0,e30-s0,e40-s0,e50-s0"
 PROTOCOL_CHOICES = [  # the choices the page quotes, as studies/pretraining_protocol.sh made them
+    ["choice", "recipe", "--where", SEED0_EXPORTS],  # the full run (USE_EPOCHS=50)
+    ["choice", "pretrained_epochs", "--where", "recipe=study"],
+    ["cells", "img_size", "--subset", "250", "--where", "seed=0", "--where", "init=e30-s0,e30-s1",
+     "--where", "recipe=study"],
+    ["cells", "recipe", "--subset", "250", "--where", "arch=unet_resnet18", "--where", "img_size=128",
+     "--where", "init=scratch-9ep"],
+    ["cells", "recipe", "--subset", "250", "--where", "arch=vit_fused_skip", "--where", "img_size=160",
+     "--where", "init=scratch"],
     ["choice", "recipe", "--where", "init=e10-s0,e20-s0"],  # the reduced run (USE_EPOCHS=20)
     ["choice", "pretrained_epochs", "--where", "recipe=mild", "--where", "init=e10-s0,e20-s0,e10-s1,e20-s1"],
-    ["cells", "img_size", "--subset", "250", "--where", "seed=0", "--where", "init=e20-s0,e20-s1"],
-    ["choice", "recipe", "--where", SEED0_EXPORTS],  # the 50-epoch run, so far
-    ["choice", "init", "--where", "recipe=mild", "--where", SEED0_EXPORTS],
-    ["choice", "init", "--where", "recipe=study", "--where", SEED0_EXPORTS],
+    ["cells", "img_size", "--subset", "250", "--where", "seed=0", "--where", "init=e20-s0,e20-s1",
+     "--where", "recipe=mild"],
 ]
 
 
@@ -141,9 +147,15 @@ def test_the_pretraining_page_quotes_its_pretraining_tables(epochs, capsys):
     assert [line for line in capsys.readouterr().out.splitlines() if line and line not in page] == []
 
 
-# the arms whose levels the page quotes, at 250 labels
-PROTOCOL_ARMS = ["vit_fused_skip/160/e20-s0+vit_fused_skip/160/e20-s1", "unet_resnet18/128/scratch-9ep",
-                 "unet_resnet18/160/scratch", "vit_fused_skip/160/scratch"]
+# the arms whose levels the page quotes, at 250 labels: the full run's (the pretrained ViT at recipe study, the
+# baselines at the recipe validation chose for each, mild, and at study) and the reduced run's (all at mild)
+PROTOCOL_ARMS = {
+    "full": ["vit_fused_skip/study/160/e30-s0+vit_fused_skip/study/160/e30-s1", "unet_resnet18/mild/128/scratch-9ep",
+             "unet_resnet18/study/128/scratch-9ep", "unet_resnet18/mild/160/scratch", "vit_fused_skip/mild/160/scratch",
+             "vit_fused_skip/study/160/scratch"],
+    "reduced": ["vit_fused_skip/mild/160/e20-s0+vit_fused_skip/mild/160/e20-s1", "unet_resnet18/mild/128/scratch-9ep",
+                "unet_resnet18/mild/160/scratch", "vit_fused_skip/mild/160/scratch"],
+}
 
 
 def test_an_arms_level_is_the_mean_of_its_cells_results(capsys):
@@ -155,19 +167,22 @@ def test_an_arms_level_is_the_mean_of_its_cells_results(capsys):
     levels = load_study("protocol_levels")
     rows = with_variant_labels(read_results(PROTOCOL / "cells"))
     for kind, column in (("iou", "miou_plain"), ("boundary", "boundary_iou_plain")):
-        counts = levels.arm_counts(Gauge(PROTOCOL / "cells"), rows, PROTOCOL_ARMS[0], 250, kind)  # (B,S,N,C,2)
-        cells = [r for r in rows if r["init"] in PROTOCOL_ARMS[0].split("+") and r["subset"] == 250]
+        pooled = PROTOCOL_ARMS["full"][0]
+        counts = levels.arm_counts(Gauge(PROTOCOL / "cells"), rows, pooled, 250, kind)  # (B,S,N,C,2)
+        cells = [r for r in rows if r["init"] in pooled.split("+") and r["subset"] == 250]
         assert counts.shape[:2] == (2, len(cells) // 2) and counts.shape[2] == 292
         level = level_interval(counts, resamples=200)
         assert level.gain == pytest.approx(np.mean([r[column] for r in cells]), abs=1e-9)
         assert level.low < level.gain < level.high
     with pytest.raises(SystemExit, match="no such arm in the results"):
-        levels.main([str(PROTOCOL / "cells"), "--subset", "250", "--arm", "vit_fused_skip/160/e99-s0"])
+        levels.main([str(PROTOCOL / "cells"), "--subset", "250", "--arm", "vit_fused_skip/study/160/e99-s0"])
 
 
-def test_the_pretraining_page_quotes_its_arms_levels(capsys):
+@pytest.mark.parametrize("run", PROTOCOL_ARMS)
+def test_the_pretraining_page_quotes_its_arms_levels(run, capsys):
+    arms = PROTOCOL_ARMS[run]
     load_study("protocol_levels").main([str(PROTOCOL / "cells"), "--subset", "250",
-                                        *(part for arm in PROTOCOL_ARMS for part in ("--arm", arm))])
+                                        *(part for arm in arms for part in ("--arm", arm))])
     page = (ROOT / "docs" / "results" / "pretraining.md").read_text(encoding="utf-8").splitlines()
     printed = [line for line in capsys.readouterr().out.splitlines() if line]
-    assert len(printed) == 2 + len(PROTOCOL_ARMS) and [line for line in printed if line not in page] == []
+    assert len(printed) == 2 + len(arms) and [line for line in printed if line not in page] == []
