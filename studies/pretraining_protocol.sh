@@ -60,6 +60,7 @@ EOF
 fi
 USE_EPOCHS=${USE_EPOCHS:-$EPOCHS}
 VAL=100
+RECIPES=study,mild  # every recipe choice (the pretrained ViT's, each baseline's) is made among these
 
 pretrain_seed() {  # SEED: the in-domain MAE, stopped once its export after USE_EPOCHS epochs and that epoch's record exist
   local run="$OUT/pretrain/mae-pets-long-s$1" last=$((USE_EPOCHS - 1)) pid
@@ -95,7 +96,7 @@ UNET=(train.epochs=6 "train.milestones=[0.8]")
 
 # 1-2. pretraining seed 0; the recipe on its exports
 pretrain_seed 0
-CELLS=choice protocol vit_fused_skip "$(exports 0 "$EXPORT_EPOCHS")" 250 0 --recipes study,mild
+CELLS=choice protocol vit_fused_skip "$(exports 0 "$EXPORT_EPOCHS")" 250 0 --recipes "$RECIPES"
 RECIPE=$(choose choice recipe --where init="$(exports 0 "$EXPORT_EPOCHS" | sed 's/=[^,]*//g')")
 
 # 3. pretraining seed 1; the export, pooled over both seeds at the chosen recipe
@@ -117,15 +118,15 @@ if [ "$SIZE" = 160 ]; then UNET=(train.epochs=9 "train.milestones=[0.8]") UNET_I
 unet() { protocol unet_resnet18 "$UNET_INIT" "$1" "$2" --recipes "$3" --img-sizes 128 "${UNET[@]}"; }
 for seed in 0 1 2; do  # seed by seed: a run stopped for time keeps complete, paired sets of arms
   protocol vit_fused_skip "$CHOSEN" 250 "$seed" --recipes "$RECIPE" --img-sizes "$SIZE"
-  protocol vit_fused_skip scratch 250 "$seed" --recipes study,mild --img-sizes "$SIZE"
-  unet 250 "$seed" study,mild
+  protocol vit_fused_skip scratch 250 "$seed" --recipes "$RECIPES" --img-sizes "$SIZE"
+  unet 250 "$seed" "$RECIPES"
 done
 SCRATCH_RECIPE=$(choose cells recipe --subset 250 --where arch=vit_fused_skip --where img_size="$SIZE" \
   --where init=scratch)
 UNET_RECIPE=$(choose cells recipe --subset 250 --where arch=unet_resnet18 --where img_size=128 \
   --where init="${UNET_INIT%%=*}")
 if [ "$SIZE" = 160 ]; then
-  protocol unet_resnet18 scratch 250 0,1,2 --recipes study,mild --img-sizes 160 train.epochs=6 "train.milestones=[0.8]"
+  protocol unet_resnet18 scratch 250 0,1,2 --recipes "$RECIPES" --img-sizes 160 train.epochs=6 "train.milestones=[0.8]"
 fi
 
 # 6. every labelled training image left after the test and validation sets, seed 0, each arm at its chosen recipe
